@@ -1,0 +1,75 @@
+"""Every setting trackd has, read in one place: command-line flags over TRACKD_* variables.
+
+``MONGODB_URI`` (also accepted as ``TRACKD_MONGODB_URI``) selects a MongoDB server; without
+it trackd runs the embedded database in ``data_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
+from server.app import ServerConfig
+from server.pipeline import PipelineConfig
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACKD_", extra="ignore",
+                                      populate_by_name=True)
+
+    mongodb_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MONGODB_URI", "TRACKD_MONGODB_URI"),
+        description="MongoDB connection string; unset = run the embedded database")
+    database: str = Field(default="trackd", description="database name")
+    data_dir: Path = Field(default=Path(".trackd"),
+                           description="where the embedded database keeps its files")
+    host: str = Field(default="127.0.0.1", description="address both servers listen on")
+    grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="REST gateway port")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0,
+                                description="largest request body, after decompression")
+    rpc_timeout_seconds: float = Field(default=30.0, gt=0,
+                                       description="gateway's deadline for each RPC")
+    batch_max_events: int = Field(default=1000, gt=0,
+                                  description="most events in one database insert")
+    batch_linger_ms: float = Field(default=0.0, ge=0,
+                                   description="extra wait for a fuller flush while one runs")
+    max_in_flight_flushes: int = Field(default=4, gt=0,
+                                       description="database inserts running at once")
+    max_queued_events: int = Field(default=100_000, gt=0,
+                                   description="events waiting or being written; beyond: 503")
+    auth_cache_seconds: float = Field(default=5.0, ge=0,
+                                      description="how long a key lookup is cached")
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0,
+                                          description="time in-flight requests get on stop")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    def server_config(self, port: int | None = None) -> ServerConfig:
+        return ServerConfig(
+            host=self.host,
+            port=self.grpc_port if port is None else port,
+            auth_cache_seconds=self.auth_cache_seconds,
+            pipeline=PipelineConfig(
+                max_batch_events=self.batch_max_events,
+                max_in_flight=self.max_in_flight_flushes,
+                linger_seconds=self.batch_linger_ms / 1000,
+                max_queued_events=self.max_queued_events,
+            ),
+        )
+
+    def gateway_settings(self, grpc_port: int) -> GatewaySettings:
+        local = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return GatewaySettings(
+            grpc_target=f"{local}:{grpc_port}",
+            max_body_bytes=self.max_body_bytes,
+            rpc_timeout_seconds=self.rpc_timeout_seconds,
+        )
+
+
+def load(overrides: dict[str, Any]) -> Settings:
+    """Settings from the environment, with the given (flag) values taking precedence."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,12 @@
+"""The REST gateway: speaks four vendors' JSON APIs and turns each request into one RPC.
+
+What lives here: the app factory (:mod:`gateway.app`), the one gRPC-code -> HTTP-status
+table and error model (:mod:`gateway.grpc_errors`), request body handling and JSON ->
+proto conversion (:mod:`gateway.body`, :mod:`gateway.convert`), and one module per vendor
+under :mod:`gateway.dialects` that parses that vendor's requests and renders its
+responses and error envelopes.
+
+May import: the generated ``trackd.v1`` code, grpc, google.rpc, aiohttp, pydantic, orjson.
+Never imports :mod:`storage` or :mod:`server`: every rule it does not own is decided by
+the server and arrives as a gRPC result or status.
+"""

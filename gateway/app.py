@@ -1,0 +1,39 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from aiohttp import web
+
+from gateway.dialects import vibefollow
+from gateway.settings import GATEWAY_SETTINGS, TRACKING, GatewaySettings
+from trackd.v1 import tracking_pb2_grpc
+
+# Matches the server's limit; a 5 MB JSON body becomes a somewhat larger message.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def create_app(settings: GatewaySettings | None = None) -> web.Application:
+    """The gateway, calling the gRPC server at ``settings.grpc_target``."""
+    settings = settings or GatewaySettings()
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[GATEWAY_SETTINGS] = settings
+    app.cleanup_ctx.append(_grpc_channel)
+    vibefollow.add_routes(app)
+    return app
+
+
+async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
+    # One channel for the app's lifetime: HTTP/2 multiplexes every request over it.
+    channel = grpc.aio.insecure_channel(
+        app[GATEWAY_SETTINGS].grpc_target,
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    app[TRACKING] = tracking_pb2_grpc.TrackingServiceStub(channel)
+    yield
+    await channel.close()

@@ -1,0 +1,81 @@
+"""What every dialect shares: the RPC call, and turning failures into its envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+import orjson
+from aiohttp import web
+from google.protobuf.message import Message
+
+from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
+from gateway.settings import GATEWAY_SETTINGS, GatewaySettings
+
+ResponseT = TypeVar("ResponseT", bound=Message)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(body: Any, status: int = 200,
+                  headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status,
+                        content_type="application/json", headers=headers)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """A vendor's conventions: its status overrides, field naming and error envelope."""
+
+    name: str
+    render: Callable[[Problem], web.Response]
+    status_overrides: Mapping[grpc.StatusCode, int] = field(default_factory=dict)
+    field_name: Callable[[str], str] = staticmethod(lambda path: path)  # type: ignore[assignment]
+
+    @property
+    def invalid_status(self) -> int:
+        """The HTTP status this dialect gives a request that fails validation."""
+        return self.status_overrides.get(grpc.StatusCode.INVALID_ARGUMENT, 400)
+
+    def handler(self, fn: Handler) -> Handler:
+        """Wrap a route so every failure is answered in this dialect's envelope."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return await fn(request)
+            except ProblemError as exc:
+                return self.render(exc.problem)
+            except grpc.aio.AioRpcError as exc:
+                return self.render(
+                    problem_from_rpc_error(exc, self.status_overrides, self.field_name))
+
+        wrapped.__name__ = fn.__name__
+        wrapped.__doc__ = fn.__doc__
+        return wrapped
+
+
+async def call(
+    request: web.Request,
+    method: Callable[..., Awaitable[ResponseT]],
+    message: Message,
+    metadata: Sequence[tuple[str, str]],
+) -> ResponseT:
+    """Call one RPC with the gateway's deadline, forwarding the caller's credentials."""
+    settings: GatewaySettings = request.app[GATEWAY_SETTINGS]
+    return await method(message, metadata=metadata, timeout=settings.rpc_timeout_seconds)
+
+
+def bearer_metadata(request: web.Request) -> list[tuple[str, str]]:
+    """The caller's ``Authorization: Bearer <key>`` as call metadata.
+
+    Only the header's presence and form are checked here, before the body is read, so
+    an anonymous caller learns nothing about the body; the server decides whether the
+    key is valid, and what it may do.
+    """
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ProblemError(Problem(
+            401, "missing or malformed Authorization header: expected 'Bearer <key>'",
+            reason="API_KEY_MISSING", grpc_code=grpc.StatusCode.UNAUTHENTICATED))
+    return [("authorization", f"Bearer {key.strip()}")]

@@ -1,0 +1,22 @@
+"""The gateway's own settings (filled from the one settings object in :mod:`cli`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from trackd.v1 import tracking_pb2_grpc
+
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    grpc_target: str = "127.0.0.1:50051"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    rpc_timeout_seconds: float = 30.0
+
+
+GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
+TRACKING = web.AppKey("tracking_stub", tracking_pb2_grpc.TrackingServiceStub)

@@ -1,0 +1,75 @@
+import datetime
+
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Event(_message.Message):
+    __slots__ = ("event_id", "name", "external_user_id", "anonymous_id", "timestamp", "properties", "context")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    name: str
+    external_user_id: str
+    anonymous_id: str
+    timestamp: _timestamp_pb2.Timestamp
+    properties: _struct_pb2.Struct
+    context: EventContext
+    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., external_user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[EventContext, _Mapping]] = ...) -> None: ...
+
+class EventContext(_message.Message):
+    __slots__ = ("namespace", "session_id", "source", "website_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    WEBSITE_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    session_id: str
+    source: str
+    website_id: str
+    def __init__(self, namespace: _Optional[str] = ..., session_id: _Optional[str] = ..., source: _Optional[str] = ..., website_id: _Optional[str] = ...) -> None: ...
+
+class TrackEventRequest(_message.Message):
+    __slots__ = ("event", "idempotency_key")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    event: Event
+    idempotency_key: str
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class TrackEventResponse(_message.Message):
+    __slots__ = ("event_id", "duplicate")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    duplicate: bool
+    def __init__(self, event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class BatchTrackRequest(_message.Message):
+    __slots__ = ("events", "idempotency_key")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    idempotency_key: str
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class BatchTrackResponse(_message.Message):
+    __slots__ = ("event_ids", "stored_count", "duplicate_count")
+    EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    STORED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    event_ids: _containers.RepeatedScalarFieldContainer[str]
+    stored_count: int
+    duplicate_count: int
+    def __init__(self, event_ids: _Optional[_Iterable[str]] = ..., stored_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,86 @@
+"""The server factory: wires auth, idempotency and the write pipeline into a grpc.aio server."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.auth import Authenticator
+from server.errors import ErrorInterceptor
+from server.idempotency import IdempotencyGuard
+from server.pipeline import PipelineConfig, WritePipeline
+from server.services.tracking import TrackingService
+from storage import Store
+from trackd.v1 import tracking_pb2, tracking_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# A 5 MB REST body becomes a somewhat larger proto message; leave headroom.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+SERVICE_NAMES = (tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    auth_cache_seconds: float = 5.0
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+class TrackdServer:
+    """A started gRPC server and the pipeline behind it."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
+                 health_servicer: health.aio.HealthServicer) -> None:
+        self.server = server
+        self.port = port
+        self.pipeline = pipeline
+        self._health = health_servicer
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting calls, let in-flight calls finish, then drain the pipeline."""
+        await self._health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.pipeline.close()
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def create_server(store: Store, config: ServerConfig | None = None) -> TrackdServer:
+    """Build and start the server; ``config.port`` 0 picks a free port (see ``.port``)."""
+    config = config or ServerConfig()
+    pipeline = WritePipeline(store.events, config.pipeline)
+    pipeline.start()
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
+        TrackingService(
+            Authenticator(store.keys, config.auth_cache_seconds),
+            pipeline,
+            IdempotencyGuard(store.idempotency),
+        ),
+        server,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in (*SERVICE_NAMES, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    await server.start()
+    log.info("gRPC server listening on %s:%d", config.host, port)
+    return TrackdServer(server, port, pipeline, health_servicer)

@@ -1,0 +1,113 @@
+"""API keys: minting, hashing, and authenticating a call's ``authorization`` metadata.
+
+A key is ``trk_`` followed by 43 URL-safe random characters; only its SHA-256 hash is
+stored. A key belongs to one project (the tenant) and carries scopes. Lookups are cached
+for ``cache_seconds`` (a revoked key stops working within that time) so the hot path does
+not pay a database round trip per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from server.errors import PermissionDenied, Unauthenticated, Unavailable
+from storage import StorageUnavailable
+from storage.keys import ApiKeyRecord, ApiKeyRepository
+
+KEY_PREFIX = "trk_"
+SCOPE_TRACK_EVENTS = "track:events"
+ALL_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS,)
+DEFAULT_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS,)
+
+_CACHE_MAX_ENTRIES = 10_000
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A newly minted key: the secret is shown once and never stored."""
+
+    secret: str
+    record: ApiKeyRecord
+
+
+async def issue_key(
+    keys: ApiKeyRepository, project_id: str, scopes: Sequence[str] = DEFAULT_SCOPES
+) -> IssuedKey:
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}")
+    if not project_id:
+        raise ValueError("a project name is required")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_id = "key_" + secrets.token_hex(8)
+    record = await keys.insert(key_id, hash_key(secret), project_id, sorted(set(scopes)))
+    return IssuedKey(secret, record)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the project every read and write is confined to."""
+
+    project_id: str
+    key_id: str
+    scopes: frozenset[str]
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    for name, value in metadata or ():
+        if name == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+class Authenticator:
+    def __init__(self, keys: ApiKeyRepository, cache_seconds: float = 5.0) -> None:
+        self._keys = keys
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def principal(self, key_hash: str) -> Principal | None:
+        now = time.monotonic()
+        cached = self._cache.get(key_hash)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            record = await self._keys.find_by_hash(key_hash)
+        except StorageUnavailable as exc:
+            raise Unavailable("the database is unavailable; retry later") from exc
+        principal = None
+        if record is not None and not record.revoked:
+            principal = Principal(record.project_id, record.key_id, frozenset(record.scopes))
+        if self._cache_seconds > 0:
+            if len(self._cache) >= _CACHE_MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[key_hash] = (now + self._cache_seconds, principal)
+        return principal
+
+    async def authenticate(
+        self, context: grpc.aio.ServicerContext[object, object], scope: str
+    ) -> Principal:
+        token = bearer_token(context.invocation_metadata())
+        if token is None:
+            raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'",
+                                  reason="API_KEY_MISSING")
+        principal = await self.principal(hash_key(token))
+        if principal is None:
+            raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
+        if scope not in principal.scopes:
+            raise PermissionDenied(f"API key missing {scope} scope", reason="SCOPE_MISSING",
+                                   metadata={"scope": scope})
+        return principal

@@ -1,0 +1,94 @@
+"""Idempotency keys: a repeated request replays its first response and writes nothing.
+
+Keyed by (project, scope, key) for 24 hours, where the scope is the RPC, so one key used
+on two routes means two things. "The same request" means the same request message,
+compared by a hash of its deterministic serialization (the REST gateway builds that
+message from the parsed JSON, so formatting differences in a body do not matter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from server.errors import Aborted, InvalidArgument, Unavailable
+from storage import StorageUnavailable
+from storage.idempotency import COMPLETED, IdempotencyRecord, IdempotencyRepository
+
+log = logging.getLogger(__name__)
+
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+REUSE_REASON = "IDEMPOTENCY_KEY_REUSE"
+IN_USE_REASON = "IDEMPOTENCY_KEY_IN_USE"
+
+
+def fingerprint(request: Message) -> str:
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+
+class IdempotencyGuard:
+    def __init__(
+        self,
+        records: IdempotencyRepository,
+        *,
+        lease: timedelta = timedelta(seconds=60),
+        wait_for_in_flight: float = 10.0,
+    ) -> None:
+        self._records = records
+        self._lease = lease
+        self._wait = wait_for_in_flight
+
+    async def run(
+        self,
+        project_id: str,
+        scope: str,
+        key: str,
+        request: Message,
+        response_type: type[ResponseT],
+        execute: Callable[[], Awaitable[ResponseT]],
+    ) -> ResponseT:
+        """Run ``execute`` once per key; replay its response to identical repeats."""
+        wanted = fingerprint(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
+        delay = 0.02
+        while True:
+            try:
+                held = await self._records.reserve(
+                    project_id, scope, key, wanted, datetime.now(UTC), self._lease)
+            except StorageUnavailable as exc:
+                raise Unavailable("the database is unavailable; retry later") from exc
+            if not isinstance(held, IdempotencyRecord):
+                break
+            if held.fingerprint != wanted:
+                raise InvalidArgument.one(
+                    "idempotency_key",
+                    "was already used with a different request",
+                    reason=REUSE_REASON)
+            if held.state == COMPLETED and held.response is not None:
+                return response_type.FromString(held.response)
+            if loop.time() >= deadline:
+                raise Aborted("a request with this idempotency key is still in progress; "
+                              "retry later", reason=IN_USE_REASON)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+        try:
+            response = await execute()
+        except BaseException:
+            await self._records.release(held)
+            raise
+        try:
+            await self._records.complete(held, response.SerializeToString())
+        except StorageUnavailable:
+            # The events are durable, so the answer is still success; without the record
+            # a retry after the lease re-runs the request, and its event ids dedupe it.
+            log.warning("could not record the response for idempotency key %r", key)
+        return response

@@ -1,0 +1,188 @@
+"""The group-commit write pipeline: many requests' events, one durable insert_many.
+
+Requests do not write on their own. :meth:`WritePipeline.write` queues a request's
+events and waits; a single flusher takes everything queued (up to ``max_batch_events``)
+into one unordered ``insert_many`` with the durable write concern, keeping up to
+``max_in_flight`` flushes running at once. Batching adapts to load by itself: when the
+database is idle a lone event is flushed at once; while flushes are in flight, new events
+pile up and the next flush carries all of them. ``linger_seconds`` optionally holds a
+small flush back a little longer, for throughput over latency.
+
+A request's future resolves only once every one of its events is durable (or was already
+stored: a duplicate event id is success). A failed flush fails exactly the requests it
+carried. The queue is bounded, and after the database fails a flush the pipeline fails
+new writes fast for ``outage_backoff_seconds`` instead of queueing them behind a dead
+connection; the next flush after that probes the database again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage import StorageError, StorageUnavailable
+from storage.events import EventRepository
+
+log = logging.getLogger(__name__)
+
+
+class PipelineOverloaded(Exception):
+    """The queue is full; the caller should retry later."""
+
+
+class PipelineClosed(Exception):
+    """The pipeline is shutting down and takes no more writes."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    max_batch_events: int = 1000
+    max_in_flight: int = 4
+    linger_seconds: float = 0.0
+    max_queued_events: int = 100_000
+    outage_backoff_seconds: float = 0.5
+
+
+@dataclass
+class PipelineStats:
+    """Counters for tests, benchmarks and metrics."""
+
+    flushes: int = 0
+    events_written: int = 0
+    failed_flushes: int = 0
+
+
+@dataclass
+class _Pending:
+    docs: list[dict[str, Any]]
+    future: asyncio.Future[list[bool]]
+
+
+@dataclass
+class _Flush:
+    items: list[_Pending] = field(default_factory=list)
+    size: int = 0
+
+
+class WritePipeline:
+    def __init__(self, events: EventRepository, config: PipelineConfig | None = None) -> None:
+        self._events = events
+        self.config = config or PipelineConfig()
+        self.stats = PipelineStats()
+        self._pending: deque[_Pending] = deque()
+        self._pending_events = 0
+        self._queued_events = 0  # pending + in flight: the memory bound
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.config.max_in_flight)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._down_until = 0.0
+        self._closed = False
+        self._flusher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._run(), name="flusher")
+
+    async def write(self, docs: list[dict[str, Any]]) -> list[bool]:
+        """Store ``docs`` durably; per doc, True if newly stored, False if a duplicate.
+
+        Raises :class:`PipelineOverloaded`, :class:`PipelineClosed`,
+        :class:`storage.StorageUnavailable` (nothing acknowledged; safe to retry) or
+        :class:`storage.StorageError`.
+        """
+        if self._closed:
+            raise PipelineClosed("the server is shutting down")
+        if time.monotonic() < self._down_until:
+            raise StorageUnavailable("the database is unavailable")
+        if self._queued_events + len(docs) > self.config.max_queued_events:
+            raise PipelineOverloaded(
+                f"write queue is full ({self.config.max_queued_events} events)")
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(docs, future))
+        self._pending_events += len(docs)
+        self._queued_events += len(docs)
+        self._wakeup.set()
+        # If the caller goes away (deadline, disconnect) its events are still written:
+        # their ids make the client's retry safe. Nobody reads the outcome then.
+        future.add_done_callback(_consume_outcome)
+        return await asyncio.shield(future)
+
+    async def close(self) -> None:
+        """Stop taking writes, flush everything queued, and wait for it to be durable."""
+        self._closed = True
+        self._wakeup.set()
+        if self._flusher is not None:
+            await self._flusher
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._slots.acquire()
+            if (self.config.linger_seconds > 0 and self._in_flight and not self._closed
+                    and self._pending_events < self.config.max_batch_events):
+                await asyncio.sleep(self.config.linger_seconds)
+            flush = self._take()
+            task = asyncio.get_running_loop().create_task(self._flush(flush))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    def _take(self) -> _Flush:
+        flush = _Flush()
+        limit = self.config.max_batch_events
+        while self._pending and (not flush.items or flush.size + len(self._pending[0].docs) <= limit):
+            item = self._pending.popleft()
+            flush.items.append(item)
+            flush.size += len(item.docs)
+        self._pending_events -= flush.size
+        return flush
+
+    async def _flush(self, flush: _Flush) -> None:
+        try:
+            docs = [doc for item in flush.items for doc in item.docs]
+            try:
+                outcome = await self._events.insert_many(docs)
+            except StorageError as exc:
+                self.stats.failed_flushes += 1
+                if isinstance(exc, StorageUnavailable):
+                    self._down_until = time.monotonic() + self.config.outage_backoff_seconds
+                    log.warning("flush of %d events failed, database unavailable: %s",
+                                len(docs), exc)
+                else:
+                    log.error("flush of %d events failed: %s", len(docs), exc)
+                for item in flush.items:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                return
+            self.stats.flushes += 1
+            self.stats.events_written += len(docs) - len(outcome.duplicate) - len(outcome.failed)
+            self._down_until = 0.0
+            offset = 0
+            for item in flush.items:
+                indexes = range(offset, offset + len(item.docs))
+                offset += len(item.docs)
+                if item.future.done():
+                    continue
+                failures = [outcome.failed[i] for i in indexes if i in outcome.failed]
+                if failures:
+                    item.future.set_exception(StorageError(failures[0]))
+                else:
+                    item.future.set_result([i not in outcome.duplicate for i in indexes])
+        finally:
+            self._queued_events -= flush.size
+            self._slots.release()
+
+
+def _consume_outcome(future: asyncio.Future[list[bool]]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,116 @@
+"""trackd.v1.TrackingService: TrackEvent and BatchTrack."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from server.auth import SCOPE_TRACK_EVENTS, Authenticator
+from server.errors import FieldViolation, InvalidArgument, ServiceError, Unavailable
+from server.idempotency import IdempotencyGuard
+from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
+from server.validation import (
+    MAX_BATCH_EVENTS,
+    derived_event_id,
+    event_document,
+    validate_idempotency_key,
+)
+from storage import StorageError, StorageUnavailable
+from trackd.v1 import tracking_pb2, tracking_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+TRACK_EVENT = "TrackEvent"
+BATCH_TRACK = "BatchTrack"
+
+
+class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
+    def __init__(
+        self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard
+    ) -> None:
+        self._auth = auth
+        self._pipeline = pipeline
+        self._idempotency = idempotency
+
+    async def TrackEvent(
+        self, request: tracking_pb2.TrackEventRequest, context: Context
+    ) -> tracking_pb2.TrackEventResponse:
+        principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
+        docs = self._documents(principal.project_id, TRACK_EVENT, request.idempotency_key,
+                               [request.event], single=True)
+
+        async def store() -> tracking_pb2.TrackEventResponse:
+            (new,) = await self._write(docs)
+            return tracking_pb2.TrackEventResponse(event_id=docs[0]["event_id"], duplicate=not new)
+
+        if not request.idempotency_key:
+            return await store()
+        return await self._idempotency.run(
+            principal.project_id, TRACK_EVENT, request.idempotency_key, request,
+            tracking_pb2.TrackEventResponse, store)
+
+    async def BatchTrack(
+        self, request: tracking_pb2.BatchTrackRequest, context: Context
+    ) -> tracking_pb2.BatchTrackResponse:
+        principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
+        count = len(request.events)
+        if not 1 <= count <= MAX_BATCH_EVENTS:
+            raise InvalidArgument.one(
+                "events", f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {count}")
+        docs = self._documents(principal.project_id, BATCH_TRACK, request.idempotency_key,
+                               request.events, single=False)
+
+        async def store() -> tracking_pb2.BatchTrackResponse:
+            new = await self._write(docs)
+            stored = sum(new)
+            return tracking_pb2.BatchTrackResponse(
+                event_ids=[doc["event_id"] for doc in docs],
+                stored_count=stored, duplicate_count=count - stored)
+
+        if not request.idempotency_key:
+            return await store()
+        return await self._idempotency.run(
+            principal.project_id, BATCH_TRACK, request.idempotency_key, request,
+            tracking_pb2.BatchTrackResponse, store)
+
+    @staticmethod
+    def _documents(
+        project_id: str,
+        scope: str,
+        idempotency_key: str,
+        events: Sequence[tracking_pb2.Event],
+        *,
+        single: bool,
+    ) -> list[dict[str, Any]]:
+        violations: list[FieldViolation] = validate_idempotency_key(idempotency_key)
+        now = datetime.now(UTC)
+        docs = []
+        for index, event in enumerate(events):
+            if event.event_id:
+                event_id = event.event_id
+            elif idempotency_key:
+                event_id = derived_event_id(scope, idempotency_key, index)
+            else:
+                event_id = str(uuid.uuid4())
+            path = "event" if single else f"events[{index}]"
+            docs.append(event_document(event, path, project_id, now, event_id, violations))
+        if violations:
+            raise InvalidArgument(violations)
+        return docs
+
+    async def _write(self, docs: list[dict[str, Any]]) -> list[bool]:
+        try:
+            return await self._pipeline.write(docs)
+        except PipelineOverloaded as exc:
+            raise Unavailable(f"trackd is overloaded: {exc}; retry later") from exc
+        except PipelineClosed as exc:
+            raise Unavailable("trackd is shutting down; retry against another instance") from exc
+        except StorageUnavailable as exc:
+            raise Unavailable("the database is unavailable; the events were not stored, "
+                              "retry later") from exc
+        except StorageError as exc:
+            raise ServiceError("the events could not be stored") from exc

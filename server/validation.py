@@ -1,0 +1,166 @@
+"""Validation and limits common to every client, and the event -> document conversion.
+
+Every limit is checked here, once, for gRPC and REST alike; a rule only one vendor's
+REST API has lives in that dialect's gateway module instead. Field paths in violations
+are proto paths relative to the request (``event.name``, ``events[3].external_user_id``).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from server.errors import FieldViolation
+from trackd.v1 import tracking_pb2
+
+MAX_BATCH_EVENTS = 500
+MAX_NAME_CHARS = 512
+MAX_ID_CHARS = 256
+MAX_PROPERTY_KEYS = 100
+MAX_PROPERTIES_BYTES = 1024 * 1024
+MAX_PROPERTY_DEPTH = 32
+MAX_PROPERTY_KEY_CHARS = 256
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+CONTEXT_LIMITS = {"namespace": 64, "session_id": MAX_ID_CHARS, "source": 64, "website_id": 64}
+
+# Timestamp's own valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+# Integral doubles in this range are exact, and are stored as integers.
+_EXACT_INT = 2.0**53
+
+_EVENT_ID_NAMESPACE = uuid.UUID("6f9c7f3e-2c1a-4a5e-9a43-3b1f0d7e8c21")
+
+
+class _Properties:
+    """Converts a Struct to plain values, collecting violations instead of raising."""
+
+    def __init__(self, path: str, violations: list[FieldViolation]) -> None:
+        self.path = path
+        self.violations = violations
+
+    def struct(self, struct: struct_pb2.Struct, path: str, depth: int) -> dict[str, Any]:
+        if depth > MAX_PROPERTY_DEPTH:
+            self.violations.append(FieldViolation(
+                path, f"properties may nest at most {MAX_PROPERTY_DEPTH} levels deep"))
+            return {}
+        out: dict[str, Any] = {}
+        for key, value in struct.fields.items():
+            if not key or key.startswith("$") or "\x00" in key:
+                self.violations.append(FieldViolation(
+                    f"{path}.{key}" if key else path,
+                    "property keys must be non-empty, not start with '$' and not contain NUL"))
+                continue
+            if len(key) > MAX_PROPERTY_KEY_CHARS:
+                self.violations.append(FieldViolation(
+                    path, f"property key longer than {MAX_PROPERTY_KEY_CHARS} characters"))
+                continue
+            out[key] = self.value(value, f"{path}.{key}", depth)
+        return out
+
+    def value(self, value: struct_pb2.Value, path: str, depth: int) -> Any:
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            return value.string_value
+        if kind == "number_value":
+            number = value.number_value
+            if not math.isfinite(number):
+                self.violations.append(FieldViolation(path, "numbers must be finite"))
+                return None
+            if number.is_integer() and -_EXACT_INT <= number <= _EXACT_INT:
+                return int(number)
+            return number
+        if kind == "bool_value":
+            return value.bool_value
+        if kind == "struct_value":
+            return self.struct(value.struct_value, path, depth + 1)
+        if kind == "list_value":
+            if depth + 1 > MAX_PROPERTY_DEPTH:
+                self.violations.append(FieldViolation(
+                    path, f"properties may nest at most {MAX_PROPERTY_DEPTH} levels deep"))
+                return []
+            return [self.value(item, f"{path}[{i}]", depth + 1)
+                    for i, item in enumerate(value.list_value.values)]
+        return None  # null_value, or unset (which JSON cannot express) read as null
+
+
+def _check_length(
+    violations: list[FieldViolation], path: str, value: str, limit: int
+) -> None:
+    if len(value) > limit:
+        violations.append(FieldViolation(path, f"must be at most {limit} characters"))
+
+
+def validate_idempotency_key(key: str) -> list[FieldViolation]:
+    if key and (len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable()):
+        return [FieldViolation(
+            "idempotency_key",
+            f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters")]
+    return []
+
+
+def derived_event_id(scope: str, idempotency_key: str, index: int) -> str:
+    """The id of an event sent without one under an idempotency key: stable on retry."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{scope}\n{idempotency_key}\n{index}"))
+
+
+def event_document(
+    event: tracking_pb2.Event,
+    path: str,
+    project_id: str,
+    received_at: datetime,
+    event_id: str,
+    violations: list[FieldViolation],
+) -> dict[str, Any]:
+    """The stored form of ``event``; appends to ``violations`` what is wrong with it."""
+    if not event.name:
+        violations.append(FieldViolation(f"{path}.name", "is required"))
+    _check_length(violations, f"{path}.name", event.name, MAX_NAME_CHARS)
+    _check_length(violations, f"{path}.event_id", event.event_id, MAX_ID_CHARS)
+    _check_length(violations, f"{path}.external_user_id", event.external_user_id, MAX_ID_CHARS)
+    _check_length(violations, f"{path}.anonymous_id", event.anonymous_id, MAX_ID_CHARS)
+    if not event.external_user_id and not event.anonymous_id:
+        violations.append(FieldViolation(
+            f"{path}.external_user_id", "is required when anonymous_id is empty"))
+
+    timestamp = received_at
+    if event.HasField("timestamp"):
+        ts = event.timestamp
+        if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not 0 <= ts.nanos < 10**9:
+            violations.append(FieldViolation(f"{path}.timestamp", "is out of range"))
+        else:
+            timestamp = ts.ToDatetime(tzinfo=UTC)
+
+    properties: dict[str, Any] = {}
+    if event.HasField("properties"):
+        props_path = f"{path}.properties"
+        if len(event.properties.fields) > MAX_PROPERTY_KEYS:
+            violations.append(FieldViolation(
+                props_path, f"at most {MAX_PROPERTY_KEYS} property keys are allowed"))
+        elif event.properties.ByteSize() > MAX_PROPERTIES_BYTES:
+            violations.append(FieldViolation(
+                props_path, f"properties must be at most {MAX_PROPERTIES_BYTES} bytes"))
+        else:
+            properties = _Properties(props_path, violations).struct(
+                event.properties, props_path, 1)
+
+    doc: dict[str, Any] = {
+        "project_id": project_id,
+        "event_id": event_id,
+        "name": event.name,
+        "user_id": event.external_user_id or None,
+        "anonymous_id": event.anonymous_id or None,
+        "timestamp": timestamp,
+        "received_at": received_at,
+        "properties": properties,
+    }
+    if event.HasField("context"):
+        for name, limit in CONTEXT_LIMITS.items():
+            value: str = getattr(event.context, name)
+            if value:
+                _check_length(violations, f"{path}.context.{name}", value, limit)
+                doc[name] = value
+    return doc

@@ -1,0 +1,96 @@
+"""The idempotency_keys collection: one record per (project, scope, key) for 24 hours.
+
+A record is ``pending`` while the first request holding the key runs, then
+``completed`` with the serialized response to replay. A pending record whose lease has
+run out (its request's process died) and any record older than 24 hours (the TTL
+monitor has not reaped it yet) can be taken over by a new request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
+
+from storage.errors import StorageUnavailable
+from storage.indexes import IDEMPOTENCY, IDEMPOTENCY_TTL_SECONDS
+
+PENDING = "pending"
+COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    fingerprint: str
+    state: str
+    response: bytes | None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The caller now holds the key; it must :meth:`complete` or :meth:`release` it."""
+
+    record_id: ObjectId
+
+
+class IdempotencyRepository:
+    def __init__(self, db: AsyncDatabase[Any]) -> None:
+        self._records = db[IDEMPOTENCY]
+
+    async def reserve(
+        self,
+        project_id: str,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        lease: timedelta,
+    ) -> Reservation | IdempotencyRecord:
+        """Take the key, or return the record that holds it."""
+        ident = {"project_id": project_id, "scope": scope, "key": key}
+        fresh = {"fingerprint": fingerprint, "state": PENDING, "response": None,
+                 "created_at": now, "lease_until": now + lease}
+        try:
+            for _ in range(5):
+                record_id = ObjectId()
+                try:
+                    await self._records.insert_one({"_id": record_id, **ident, **fresh})
+                    return Reservation(record_id)
+                except DuplicateKeyError:
+                    pass
+                doc = await self._records.find_one(ident)
+                if doc is None:
+                    continue  # released or reaped meanwhile: try to insert again
+                expired = doc["created_at"] <= now - timedelta(seconds=IDEMPOTENCY_TTL_SECONDS)
+                abandoned = doc["state"] == PENDING and doc["lease_until"] <= now
+                if not (expired or abandoned):
+                    return IdempotencyRecord(doc["fingerprint"], doc["state"], doc["response"])
+                taken = await self._records.update_one(
+                    {"_id": doc["_id"], "state": doc["state"], "created_at": doc["created_at"]},
+                    {"$set": fresh},
+                )
+                if taken.modified_count == 1:
+                    return Reservation(doc["_id"])
+        except ConnectionFailure as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        raise StorageUnavailable("idempotency key is contended; retry")
+
+    async def complete(self, reservation: Reservation, response: bytes) -> None:
+        try:
+            await self._records.update_one(
+                {"_id": reservation.record_id},
+                {"$set": {"state": COMPLETED, "response": response}},
+            )
+        except ConnectionFailure as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+    async def release(self, reservation: Reservation) -> None:
+        """Forget a reservation whose request failed, so a retry can run it again."""
+        try:
+            await self._records.delete_one({"_id": reservation.record_id, "state": PENDING})
+        except ConnectionFailure:
+            pass  # the lease runs out on its own

@@ -1,0 +1,41 @@
+"""Collection names and their indexes, created idempotently at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+EVENTS = "events"
+API_KEYS = "api_keys"
+IDEMPOTENCY = "idempotency_keys"
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+
+INDEXES: dict[str, list[IndexModel]] = {
+    EVENTS: [
+        # Dedup is a database guarantee: one occurrence per (project, event id).
+        IndexModel([("project_id", ASCENDING), ("event_id", ASCENDING)], unique=True,
+                   name="project_event_id_unique"),
+        # A user's history, newest last.
+        IndexModel([("project_id", ASCENDING), ("user_id", ASCENDING), ("timestamp", ASCENDING)],
+                   name="project_user_timestamp"),
+    ],
+    API_KEYS: [
+        IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique"),
+        IndexModel([("project_id", ASCENDING)], name="project"),
+    ],
+    IDEMPOTENCY: [
+        IndexModel([("project_id", ASCENDING), ("scope", ASCENDING), ("key", ASCENDING)],
+                   unique=True, name="project_scope_key_unique"),
+        IndexModel([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_TTL_SECONDS,
+                   name="created_at_ttl"),
+    ],
+}
+
+
+async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
+    """Create every index; a no-op for the ones that already exist."""
+    for collection, models in INDEXES.items():
+        await db[collection].create_indexes(models)
