@@ -36,8 +36,10 @@ class Settings(BaseSettings):
                                        description="gateway's deadline for each RPC")
     batch_max_events: int = Field(default=1000, gt=0,
                                   description="most events in one database insert")
-    batch_linger_ms: float = Field(default=0.0, ge=0,
-                                   description="extra wait for a fuller flush while one runs")
+    batch_linger_ms: float = Field(
+        default=5.0, ge=0, description="longest an event waits behind a running flush")
+    batch_parallel_events: int = Field(
+        default=64, gt=0, description="queued events that start a parallel flush")
     max_in_flight_flushes: int = Field(default=4, gt=0,
                                        description="database inserts running at once")
     max_queued_events: int = Field(default=100_000, gt=0,
@@ -57,6 +59,7 @@ class Settings(BaseSettings):
                 max_batch_events=self.batch_max_events,
                 max_in_flight=self.max_in_flight_flushes,
                 linger_seconds=self.batch_linger_ms / 1000,
+                parallel_batch_events=self.batch_parallel_events,
                 max_queued_events=self.max_queued_events,
             ),
         )

@@ -128,7 +128,7 @@ INTERNAL = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Turns :class:`ServiceError` into its status; hides anything else as INTERNAL."""
 
     async def intercept_service(

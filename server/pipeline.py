@@ -1,12 +1,14 @@
 """The group-commit write pipeline: many requests' events, one durable insert_many.
 
 Requests do not write on their own. :meth:`WritePipeline.write` queues a request's
-events and waits; a single flusher takes everything queued (up to ``max_batch_events``)
-into one unordered ``insert_many`` with the durable write concern, keeping up to
-``max_in_flight`` flushes running at once. Batching adapts to load by itself: when the
-database is idle a lone event is flushed at once; while flushes are in flight, new events
-pile up and the next flush carries all of them. ``linger_seconds`` optionally holds a
-small flush back a little longer, for throughput over latency.
+events and waits; a single flusher takes what is queued (up to ``max_batch_events``)
+into one unordered ``insert_many`` with the durable write concern. Batching adapts to
+load by itself: when no flush is running, whatever is queued is flushed at once (a lone
+event on an idle server pays no wait); while one runs, new events accumulate and the next
+flush carries all of them. A further flush runs in parallel (up to ``max_in_flight``,
+because the database absorbs concurrent writers well) only once ``parallel_batch_events``
+are waiting or the oldest has waited ``linger_seconds``, so a long flush never holds a
+small one back for long.
 
 A request's future resolves only once every one of its events is durable (or was already
 stored: a duplicate event id is success). A failed flush fails exactly the requests it
@@ -18,6 +20,7 @@ connection; the next flush after that probes the database again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -42,7 +45,8 @@ class PipelineClosed(Exception):
 class PipelineConfig:
     max_batch_events: int = 1000
     max_in_flight: int = 4
-    linger_seconds: float = 0.0
+    parallel_batch_events: int = 64
+    linger_seconds: float = 0.005
     max_queued_events: int = 100_000
     outage_backoff_seconds: float = 0.5
 
@@ -60,6 +64,7 @@ class PipelineStats:
 class _Pending:
     docs: list[dict[str, Any]]
     future: asyncio.Future[list[bool]]
+    queued_at: float
 
 
 @dataclass
@@ -77,7 +82,6 @@ class WritePipeline:
         self._pending_events = 0
         self._queued_events = 0  # pending + in flight: the memory bound
         self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.config.max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._down_until = 0.0
         self._closed = False
@@ -101,8 +105,9 @@ class WritePipeline:
         if self._queued_events + len(docs) > self.config.max_queued_events:
             raise PipelineOverloaded(
                 f"write queue is full ({self.config.max_queued_events} events)")
-        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(docs, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[bool]] = loop.create_future()
+        self._pending.append(_Pending(docs, future, loop.time()))
         self._pending_events += len(docs)
         self._queued_events += len(docs)
         self._wakeup.set()
@@ -121,6 +126,8 @@ class WritePipeline:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
         while True:
             if not self._pending:
                 if self._closed:
@@ -128,19 +135,34 @@ class WritePipeline:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            await self._slots.acquire()
-            if (self.config.linger_seconds > 0 and self._in_flight and not self._closed
-                    and self._pending_events < self.config.max_batch_events):
-                await asyncio.sleep(self.config.linger_seconds)
-            flush = self._take()
-            task = asyncio.get_running_loop().create_task(self._flush(flush))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            waited = loop.time() - self._pending[0].queued_at
+            in_flight = len(self._in_flight)
+            if in_flight < config.max_in_flight and (
+                in_flight == 0 or self._closed
+                or self._pending_events >= config.parallel_batch_events
+                or waited >= config.linger_seconds
+            ):
+                task = loop.create_task(self._flush(self._take()))
+                self._in_flight.add(task)
+                task.add_done_callback(self._flushed)
+                continue
+            # Wait for a change: a new write, a finished flush, or the linger deadline.
+            self._wakeup.clear()
+            timeout = None if in_flight >= config.max_in_flight else \
+                config.linger_seconds - waited
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wakeup.set()
 
     def _take(self) -> _Flush:
         flush = _Flush()
         limit = self.config.max_batch_events
-        while self._pending and (not flush.items or flush.size + len(self._pending[0].docs) <= limit):
+        while self._pending and (
+            not flush.items or flush.size + len(self._pending[0].docs) <= limit
+        ):
             item = self._pending.popleft()
             flush.items.append(item)
             flush.size += len(item.docs)
@@ -180,7 +202,6 @@ class WritePipeline:
                     item.future.set_result([i not in outcome.duplicate for i in indexes])
         finally:
             self._queued_events -= flush.size
-            self._slots.release()
 
 
 def _consume_outcome(future: asyncio.Future[list[bool]]) -> None:

@@ -41,7 +41,12 @@ class EmbeddedUnavailable(StorageError):
 
 
 def is_installed() -> bool:
-    return importlib.util.find_spec("secantus") is not None
+    # find_spec raises ValueError for a module in sys.modules without a __spec__, and
+    # ImportError-family errors for a broken parent package: neither is a usable install.
+    try:
+        return importlib.util.find_spec("secantus") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _free_port() -> int:
@@ -154,7 +159,8 @@ class EmbeddedDatabase:
                 process.kill()
                 process.wait()
             last_error = log_path.read_text(errors="replace")[-2000:]
-        raise EmbeddedUnavailable(f"the embedded database did not start; its log ends:\n{last_error}")
+        raise EmbeddedUnavailable(
+            f"the embedded database did not start; its log ends:\n{last_error}")
 
     def stop(self, timeout: float = 20.0) -> None:
         process, self._process = self._process, None

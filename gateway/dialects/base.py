@@ -24,6 +24,10 @@ def json_response(body: Any, status: int = 200,
                         content_type="application/json", headers=headers)
 
 
+def _same_path(path: str) -> str:
+    return path
+
+
 @dataclass(frozen=True)
 class Dialect:
     """A vendor's conventions: its status overrides, field naming and error envelope."""
@@ -31,7 +35,7 @@ class Dialect:
     name: str
     render: Callable[[Problem], web.Response]
     status_overrides: Mapping[grpc.StatusCode, int] = field(default_factory=dict)
-    field_name: Callable[[str], str] = staticmethod(lambda path: path)  # type: ignore[assignment]
+    field_name: Callable[[str], str] = _same_path
 
     @property
     def invalid_status(self) -> int:

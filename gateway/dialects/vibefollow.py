@@ -10,12 +10,16 @@ RPC's idempotency_key.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import (
+    Annotated,
+    Any,
+    NotRequired,  # pydantic needs these on 3.11
+)
 
 import grpc
 from aiohttp import web
 from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
-from typing_extensions import NotRequired, TypedDict  # pydantic needs these on 3.11
+from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
 from gateway.convert import UnencodableValue, fill_struct, problem, timestamp

@@ -22,8 +22,6 @@ from server.validation import (
 from storage import StorageError, StorageUnavailable
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
-Context = grpc.aio.ServicerContext[Any, Any]
-
 TRACK_EVENT = "TrackEvent"
 BATCH_TRACK = "BatchTrack"
 
@@ -37,7 +35,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         self._idempotency = idempotency
 
     async def TrackEvent(
-        self, request: tracking_pb2.TrackEventRequest, context: Context
+        self, request: tracking_pb2.TrackEventRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.TrackEventResponse:
         principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
         docs = self._documents(principal.project_id, TRACK_EVENT, request.idempotency_key,
@@ -54,7 +52,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             tracking_pb2.TrackEventResponse, store)
 
     async def BatchTrack(
-        self, request: tracking_pb2.BatchTrackRequest, context: Context
+        self, request: tracking_pb2.BatchTrackRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.BatchTrackResponse:
         principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
         count = len(request.events)

@@ -1,0 +1,120 @@
+"""Shared fixtures: one embedded database per test run, real servers on port 0 per test.
+
+The controlling pytest process starts the embedded database once and hands its URI to
+xdist workers through the environment; set MONGODB_URI to test against another server.
+Every test gets its own database name, so tests run in parallel without seeing each other.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from server.app import ServerConfig, TrackdServer, create_server
+from server.auth import issue_key
+from server.pipeline import PipelineConfig
+from storage import Store, connect
+from storage.embedded import EmbeddedDatabase
+from trackd.v1 import tracking_pb2_grpc
+
+URI_ENV = "TRACKD_TEST_MONGODB_URI"
+_embedded: EmbeddedDatabase | None = None
+_tmp: tempfile.TemporaryDirectory[str] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _embedded, _tmp
+    if hasattr(config, "workerinput") or os.environ.get(URI_ENV):
+        return  # an xdist worker: the controller's database is in the environment
+    if os.environ.get("MONGODB_URI"):
+        os.environ[URI_ENV] = os.environ["MONGODB_URI"]
+        return
+    _tmp = tempfile.TemporaryDirectory(prefix="trackd-tests-")
+    _embedded = EmbeddedDatabase(Path(_tmp.name))
+    os.environ[URI_ENV] = _embedded.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _embedded is not None:
+        _embedded.stop()
+    if _tmp is not None:
+        _tmp.cleanup()
+
+
+@pytest.fixture
+def mongodb_uri() -> str:
+    return os.environ[URI_ENV]
+
+
+@pytest.fixture
+async def store(mongodb_uri: str) -> AsyncIterator[Store]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    store = await connect(mongodb_uri, name)
+    yield store
+    await store.client.drop_database(name)
+    await store.close()
+
+
+@pytest.fixture
+def server_config() -> ServerConfig:
+    """Tests see key revocation at once, hence no auth cache."""
+    return ServerConfig(port=0, auth_cache_seconds=0, pipeline=PipelineConfig())
+
+
+@pytest.fixture
+async def server(store: Store, server_config: ServerConfig) -> AsyncIterator[TrackdServer]:
+    srv = await create_server(store, server_config)
+    yield srv
+    await srv.stop(grace=5)
+
+
+@pytest.fixture
+async def channel(server: TrackdServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        yield ch
+
+
+@pytest.fixture
+def tracking(channel: grpc.aio.Channel) -> tracking_pb2_grpc.TrackingServiceStub:
+    return tracking_pb2_grpc.TrackingServiceStub(channel)
+
+
+@pytest.fixture
+async def http(server: TrackdServer) -> AsyncIterator[TestClient[Any, Any]]:
+    """A real HTTP client on a real gateway (port 0) calling the real gRPC server."""
+    app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}"))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        yield client
+
+
+KeyFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def make_key(store: Store) -> KeyFactory:
+    async def make(project: str = "acme", scopes: tuple[str, ...] = ("track:events",)) -> str:
+        return (await issue_key(store.keys, project, scopes)).secret
+
+    return make
+
+
+@pytest.fixture
+async def api_key(make_key: KeyFactory) -> str:
+    """A key of project ``acme`` with the ``track:events`` scope."""
+    return await make_key()
+
+
+async def stored_events(store: Store, project: str = "acme") -> list[dict[str, Any]]:
+    """What the database holds for ``project``, oldest first, without Mongo's _id."""
+    cursor = store.db["events"].find({"project_id": project}, {"_id": 0}).sort("received_at", 1)
+    return [doc async for doc in cursor]
