@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     batch_max_events: int = Field(default=1000, gt=0,
                                   description="most events in one database insert")
     batch_linger_ms: float = Field(
-        default=5.0, ge=0, description="longest an event waits behind a running flush")
+        default=20.0, ge=0, description="longest an event waits behind a running flush")
     batch_parallel_events: int = Field(
         default=64, gt=0, description="queued events that start a parallel flush")
     max_in_flight_flushes: int = Field(default=4, gt=0,

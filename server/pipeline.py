@@ -46,7 +46,7 @@ class PipelineConfig:
     max_batch_events: int = 1000
     max_in_flight: int = 4
     parallel_batch_events: int = 64
-    linger_seconds: float = 0.005
+    linger_seconds: float = 0.02
     max_queued_events: int = 100_000
     outage_backoff_seconds: float = 0.5
 
