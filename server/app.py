@@ -14,15 +14,19 @@ from server.errors import ErrorInterceptor
 from server.idempotency import IdempotencyGuard
 from server.pipeline import PipelineConfig, WritePipeline
 from server.services.tracking import TrackingService
+from server.services.users import UserService
 from storage import Store
-from trackd.v1 import tracking_pb2, tracking_pb2_grpc
+from trackd.v1 import tracking_pb2, tracking_pb2_grpc, users_pb2, users_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 # A 5 MB REST body becomes a somewhat larger proto message; leave headroom.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
-SERVICE_NAMES = (tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,)
+SERVICE_NAMES = (
+    tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
+    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+)
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,12 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
             ("grpc.so_reuseport", 0),
         ],
     )
+    auth = Authenticator(store.keys, config.auth_cache_seconds)
+    idempotency = IdempotencyGuard(store.idempotency)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
-        TrackingService(
-            Authenticator(store.keys, config.auth_cache_seconds),
-            pipeline,
-            IdempotencyGuard(store.idempotency),
-        ),
-        server,
-    )
+        TrackingService(auth, pipeline, idempotency, store.users), server)
+    users_pb2_grpc.add_UserServiceServicer_to_server(
+        UserService(auth, store.users, idempotency), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):

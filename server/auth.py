@@ -22,8 +22,10 @@ from storage.keys import ApiKeyRecord, ApiKeyRepository
 
 KEY_PREFIX = "trk_"
 SCOPE_TRACK_EVENTS = "track:events"
-ALL_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS,)
-DEFAULT_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS,)
+SCOPE_USERS_READ = "users:read"
+SCOPE_USERS_WRITE = "users:write"
+ALL_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS, SCOPE_USERS_READ, SCOPE_USERS_WRITE)
+DEFAULT_SCOPES: tuple[str, ...] = ALL_SCOPES
 
 _CACHE_MAX_ENTRIES = 10_000
 

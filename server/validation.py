@@ -8,6 +8,7 @@ are proto paths relative to the request (``event.name``, ``events[3].external_us
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from server.errors import FieldViolation
-from trackd.v1 import tracking_pb2
+from storage.users import UserChange
+from trackd.v1 import tracking_pb2, users_pb2
 
 MAX_BATCH_EVENTS = 500
 MAX_NAME_CHARS = 512
@@ -164,3 +166,93 @@ def event_document(
                 _check_length(violations, f"{path}.context.{name}", value, limit)
                 doc[name] = value
     return doc
+
+
+# --- users -------------------------------------------------------------------------
+
+MAX_BATCH_USERS = 1000
+MAX_EMAIL_CHARS = 254
+MAX_PHONE_CHARS = 64
+MAX_TRAIT_KEYS = 100
+# Optional profile strings and their length limits; an empty string clears the field.
+PROFILE_LIMITS = {
+    "email": MAX_EMAIL_CHARS, "phone": MAX_PHONE_CHARS, "name": 1024, "first_name": 1024,
+    "last_name": 1024, "company": 1024, "role": 1024, "plan": 1024, "avatar_url": 2048,
+    "stripe_customer_id": MAX_ID_CHARS,
+}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def _check_email(violations: list[FieldViolation], path: str, value: str) -> None:
+    if not _EMAIL.match(value):
+        violations.append(FieldViolation(path, "must be an email address"))
+
+
+def user_change(user: users_pb2.User, path: str,
+                violations: list[FieldViolation]) -> UserChange:
+    """What upserting ``user`` changes; appends to ``violations`` what is wrong with it."""
+    change = UserChange()
+    if not user.external_id:
+        violations.append(FieldViolation(f"{path}.external_id", "is required"))
+    _check_length(violations, f"{path}.external_id", user.external_id, MAX_ID_CHARS)
+    for name, limit in PROFILE_LIMITS.items():
+        if not user.HasField(name):
+            continue
+        value: str = getattr(user, name)
+        if not value:
+            change.unset_fields.append(name)
+            continue
+        _check_length(violations, f"{path}.{name}", value, limit)
+        if name == "email":
+            _check_email(violations, f"{path}.email", value)
+        change.set_fields[name] = value
+    for index, email in enumerate(user.emails):
+        _check_length(violations, f"{path}.emails[{index}]", email, MAX_EMAIL_CHARS)
+        _check_email(violations, f"{path}.emails[{index}]", email)
+    for index, phone in enumerate(user.phones):
+        if not phone:
+            violations.append(FieldViolation(f"{path}.phones[{index}]", "must not be empty"))
+        _check_length(violations, f"{path}.phones[{index}]", phone, MAX_PHONE_CHARS)
+    for index, anonymous_id in enumerate(user.anonymous_ids):
+        if not anonymous_id:
+            violations.append(FieldViolation(f"{path}.anonymous_ids[{index}]",
+                                             "must not be empty"))
+        _check_length(violations, f"{path}.anonymous_ids[{index}]", anonymous_id, MAX_ID_CHARS)
+    # A primary address is one of the addresses too.
+    change.add_emails = _unique([*change.set_fields.get("email", "").split()[:1], *user.emails])
+    change.add_phones = _unique([*([change.set_fields["phone"]]
+                                   if "phone" in change.set_fields else []), *user.phones])
+    change.add_anonymous_ids = _unique(list(user.anonymous_ids))
+    if user.HasField("signed_up_at"):
+        ts = user.signed_up_at
+        if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not 0 <= ts.nanos < 10**9:
+            violations.append(FieldViolation(f"{path}.signed_up_at", "is out of range"))
+        else:
+            change.set_fields["signed_up_at"] = ts.ToDatetime(tzinfo=UTC)
+    if user.HasField("traits"):
+        traits_path = f"{path}.traits"
+        if len(user.traits.fields) > MAX_TRAIT_KEYS:
+            violations.append(FieldViolation(
+                traits_path, f"at most {MAX_TRAIT_KEYS} trait keys are allowed"))
+        elif user.traits.ByteSize() > MAX_PROPERTIES_BYTES:
+            violations.append(FieldViolation(
+                traits_path, f"traits must be at most {MAX_PROPERTIES_BYTES} bytes"))
+        else:
+            converter = _Properties(traits_path, violations)
+            for key, trait in user.traits.fields.items():
+                key_path = f"{traits_path}.{key}"
+                if not key or key.startswith("$") or "." in key or "\x00" in key:
+                    violations.append(FieldViolation(
+                        key_path, "trait keys must be non-empty and contain no '.', '$' or NUL"))
+                elif len(key) > MAX_PROPERTY_KEY_CHARS:
+                    violations.append(FieldViolation(
+                        traits_path, f"trait key longer than {MAX_PROPERTY_KEY_CHARS} characters"))
+                elif trait.WhichOneof("kind") in (None, "null_value"):
+                    change.unset_traits.append(key)
+                else:
+                    change.set_traits[key] = converter.value(trait, key_path, 1)
+    return change
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))

@@ -11,6 +11,7 @@ from storage.events import EventRepository
 from storage.idempotency import IdempotencyRepository
 from storage.indexes import ensure_indexes
 from storage.keys import ApiKeyRepository
+from storage.users import UserRepository
 
 # Acknowledgements promise durability: journaled, and on a majority of a replica set.
 DURABLE = WriteConcern(w="majority", j=True)
@@ -25,6 +26,7 @@ class Store:
     events: EventRepository
     keys: ApiKeyRepository
     idempotency: IdempotencyRepository
+    users: UserRepository
 
     async def close(self) -> None:
         await self.client.close()
@@ -61,4 +63,5 @@ async def connect(
         events=EventRepository(db),
         keys=ApiKeyRepository(db),
         idempotency=IdempotencyRepository(db),
+        users=UserRepository(db),
     )

@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 EVENTS = "events"
 API_KEYS = "api_keys"
 IDEMPOTENCY = "idempotency_keys"
+USERS = "users"
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 
@@ -21,6 +22,16 @@ INDEXES: dict[str, list[IndexModel]] = {
         # A user's history, newest last.
         IndexModel([("project_id", ASCENDING), ("user_id", ASCENDING), ("timestamp", ASCENDING)],
                    name="project_user_timestamp"),
+        # Linking an anonymous id to a user finds that id's past events.
+        IndexModel([("project_id", ASCENDING), ("anonymous_id", ASCENDING)],
+                   name="project_anonymous_id"),
+    ],
+    USERS: [
+        IndexModel([("project_id", ASCENDING), ("external_id", ASCENDING)], unique=True,
+                   name="project_external_id_unique"),
+        IndexModel([("project_id", ASCENDING), ("email", ASCENDING)], name="project_email"),
+        IndexModel([("project_id", ASCENDING), ("anonymous_ids", ASCENDING)],
+                   name="project_anonymous_ids"),
     ],
     API_KEYS: [
         IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique"),

@@ -10,9 +10,10 @@ from typing import Any
 import grpc
 
 from server.auth import SCOPE_TRACK_EVENTS, Authenticator
-from server.errors import FieldViolation, InvalidArgument, ServiceError, Unavailable
+from server.errors import FieldViolation, InvalidArgument, NotFound, ServiceError, Unavailable
 from server.idempotency import IdempotencyGuard
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
+from server.services.users import USER_NOT_FOUND, storage_call
 from server.validation import (
     MAX_BATCH_EVENTS,
     derived_event_id,
@@ -20,6 +21,7 @@ from server.validation import (
     validate_idempotency_key,
 )
 from storage import StorageError, StorageUnavailable
+from storage.users import UserRepository
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 TRACK_EVENT = "TrackEvent"
@@ -28,11 +30,13 @@ BATCH_TRACK = "BatchTrack"
 
 class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     def __init__(
-        self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard
+        self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard,
+        users: UserRepository,
     ) -> None:
         self._auth = auth
         self._pipeline = pipeline
         self._idempotency = idempotency
+        self._users = users
 
     async def TrackEvent(
         self, request: tracking_pb2.TrackEventRequest, context: grpc.aio.ServicerContext
@@ -42,6 +46,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                                [request.event], single=True)
 
         async def store() -> tracking_pb2.TrackEventResponse:
+            await self._resolve_users(principal.project_id, docs, request.unknown_user)
             (new,) = await self._write(docs)
             return tracking_pb2.TrackEventResponse(event_id=docs[0]["event_id"], duplicate=not new)
 
@@ -63,6 +68,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                                request.events, single=False)
 
         async def store() -> tracking_pb2.BatchTrackResponse:
+            await self._resolve_users(principal.project_id, docs, request.unknown_user)
             new = await self._write(docs)
             stored = sum(new)
             return tracking_pb2.BatchTrackResponse(
@@ -99,6 +105,28 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         return docs
+
+    async def _resolve_users(
+        self, project_id: str, docs: list[dict[str, Any]], policy: int
+    ) -> None:
+        """Apply the unknown-user policy; give anonymous events of identified visitors
+        their user."""
+        if policy == tracking_pb2.UNKNOWN_USER_POLICY_REJECT:
+            wanted = sorted({doc["user_id"] for doc in docs if doc["user_id"]})
+            if wanted:
+                known = await storage_call(self._users.existing(project_id, wanted))
+                missing = [user_id for user_id in wanted if user_id not in known]
+                if missing:
+                    raise NotFound(f"no user with external id {missing[0]!r}",
+                                   reason=USER_NOT_FOUND, metadata={"external_id": missing[0]})
+        anonymous = sorted({doc["anonymous_id"] for doc in docs
+                            if doc["user_id"] is None and doc["anonymous_id"]})
+        if anonymous:
+            owners = await storage_call(self._users.owners_of_anonymous_ids(project_id, anonymous))
+            if owners:
+                for doc in docs:
+                    if doc["user_id"] is None and doc["anonymous_id"] in owners:
+                        doc["user_id"] = owners[doc["anonymous_id"]]
 
     async def _write(self, docs: list[dict[str, Any]]) -> list[bool]:
         try:

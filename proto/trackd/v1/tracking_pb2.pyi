@@ -3,12 +3,22 @@ import datetime
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class UnknownUserPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNKNOWN_USER_POLICY_UNSPECIFIED: _ClassVar[UnknownUserPolicy]
+    UNKNOWN_USER_POLICY_BUFFER: _ClassVar[UnknownUserPolicy]
+    UNKNOWN_USER_POLICY_REJECT: _ClassVar[UnknownUserPolicy]
+UNKNOWN_USER_POLICY_UNSPECIFIED: UnknownUserPolicy
+UNKNOWN_USER_POLICY_BUFFER: UnknownUserPolicy
+UNKNOWN_USER_POLICY_REJECT: UnknownUserPolicy
 
 class Event(_message.Message):
     __slots__ = ("event_id", "name", "external_user_id", "anonymous_id", "timestamp", "properties", "context")
@@ -41,12 +51,14 @@ class EventContext(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., session_id: _Optional[str] = ..., source: _Optional[str] = ..., website_id: _Optional[str] = ...) -> None: ...
 
 class TrackEventRequest(_message.Message):
-    __slots__ = ("event", "idempotency_key")
+    __slots__ = ("event", "idempotency_key", "unknown_user")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_USER_FIELD_NUMBER: _ClassVar[int]
     event: Event
     idempotency_key: str
-    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    unknown_user: UnknownUserPolicy
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., unknown_user: _Optional[_Union[UnknownUserPolicy, str]] = ...) -> None: ...
 
 class TrackEventResponse(_message.Message):
     __slots__ = ("event_id", "duplicate")
@@ -57,12 +69,14 @@ class TrackEventResponse(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class BatchTrackRequest(_message.Message):
-    __slots__ = ("events", "idempotency_key")
+    __slots__ = ("events", "idempotency_key", "unknown_user")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_USER_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[Event]
     idempotency_key: str
-    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    unknown_user: UnknownUserPolicy
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., unknown_user: _Optional[_Union[UnknownUserPolicy, str]] = ...) -> None: ...
 
 class BatchTrackResponse(_message.Message):
     __slots__ = ("event_ids", "stored_count", "duplicate_count")

@@ -1,0 +1,53 @@
+"""Stored documents -> proto messages (the reverse of :mod:`server.validation`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from server.validation import CONTEXT_LIMITS, PROFILE_LIMITS
+from trackd.v1 import tracking_pb2, users_pb2
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def user_message(doc: dict[str, Any]) -> users_pb2.User:
+    user = users_pb2.User(
+        external_id=doc["external_id"],
+        emails=doc.get("emails", []),
+        phones=doc.get("phones", []),
+        anonymous_ids=doc.get("anonymous_ids", []),
+    )
+    for name in PROFILE_LIMITS:
+        value = doc.get(name)
+        if value:
+            setattr(user, name, value)
+    if doc.get("signed_up_at"):
+        user.signed_up_at.CopyFrom(_timestamp(doc["signed_up_at"]))
+    if doc.get("traits"):
+        user.traits.update(doc["traits"])
+    user.created_at.CopyFrom(_timestamp(doc["created_at"]))
+    user.updated_at.CopyFrom(_timestamp(doc["updated_at"]))
+    return user
+
+
+def event_message(doc: dict[str, Any]) -> tracking_pb2.Event:
+    event = tracking_pb2.Event(
+        event_id=doc["event_id"],
+        name=doc["name"],
+        external_user_id=doc.get("user_id") or "",
+        anonymous_id=doc.get("anonymous_id") or "",
+    )
+    event.timestamp.CopyFrom(_timestamp(doc["timestamp"]))
+    if doc.get("properties"):
+        event.properties.update(doc["properties"])
+    context = {name: doc[name] for name in CONTEXT_LIMITS if doc.get(name)}
+    if context:
+        event.context.CopyFrom(tracking_pb2.EventContext(**context))
+    return event

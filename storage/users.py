@@ -1,0 +1,235 @@
+"""The users collection: one profile per (project, external id), and user deletion.
+
+Events point at users by external id (``events.user_id``), so an event stored before
+its user existed joins the user's history the moment the user is upserted; linking an
+anonymous id re-keys that id's past anonymous events to the user.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from bson import ObjectId
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+
+from storage.errors import StorageError, StorageUnavailable
+from storage.indexes import EVENTS, USERS
+
+
+@dataclass
+class UserChange:
+    """What one upsert or update changes; absent fields stay as they are."""
+
+    set_fields: dict[str, Any] = field(default_factory=dict)
+    unset_fields: list[str] = field(default_factory=list)
+    set_traits: dict[str, Any] = field(default_factory=dict)
+    unset_traits: list[str] = field(default_factory=list)
+    add_emails: list[str] = field(default_factory=list)
+    add_phones: list[str] = field(default_factory=list)
+    add_anonymous_ids: list[str] = field(default_factory=list)
+
+    def update(self, now: datetime) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "$set": {**self.set_fields, "updated_at": now,
+                     **{f"traits.{k}": v for k, v in self.set_traits.items()}},
+            "$setOnInsert": {"created_at": now},
+        }
+        unset = [*self.unset_fields, *(f"traits.{k}" for k in self.unset_traits)]
+        if unset:
+            update["$unset"] = dict.fromkeys(unset, "")
+        add = {name: {"$each": values} for name, values in (
+            ("emails", self.add_emails), ("phones", self.add_phones),
+            ("anonymous_ids", self.add_anonymous_ids)) if values}
+        if add:
+            update["$addToSet"] = add
+        return update
+
+
+def _wrap(exc: PyMongoError) -> StorageError:
+    if isinstance(exc, ConnectionFailure) or exc.has_error_label("RetryableWriteError"):
+        return StorageUnavailable(str(exc))
+    return StorageError(str(exc))
+
+
+def encode_cursor(timestamp: datetime, object_id: ObjectId) -> str:
+    raw = orjson.dumps([int(timestamp.timestamp() * 1000), str(object_id)])
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(token: str) -> tuple[datetime, ObjectId]:
+    """Raises ValueError for a token this module did not make."""
+    try:
+        millis, oid = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromtimestamp(millis / 1000, UTC), ObjectId(oid)
+    except Exception as exc:
+        raise ValueError("invalid page token") from exc
+
+
+class UserRepository:
+    def __init__(self, db: AsyncDatabase[Any]) -> None:
+        self._users = db[USERS]
+        self._events = db[EVENTS]
+
+    async def upsert(
+        self, project_id: str, external_id: str, change: UserChange, now: datetime,
+        *, create: bool = True,
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """Apply ``change``; returns (the user after it, whether it was created).
+
+        With ``create=False`` a missing user is not created: (None, False).
+        """
+        query = {"project_id": project_id, "external_id": external_id}
+        try:
+            for _ in range(2):  # two concurrent first upserts: one inserts, one retries
+                try:
+                    result = await self._users.update_one(query, change.update(now),
+                                                          upsert=create)
+                    break
+                except DuplicateKeyError:
+                    continue
+            else:
+                raise StorageError("user upsert kept colliding")
+            if not create and result.matched_count == 0:
+                return None, False
+            doc = await self._users.find_one(query)
+            if doc is not None and not doc.get("email") and doc.get("emails"):
+                doc = await self._promote(query, "email", doc["emails"][0]) or doc
+            if doc is not None and not doc.get("phone") and doc.get("phones"):
+                doc = await self._promote(query, "phone", doc["phones"][0]) or doc
+            if change.add_anonymous_ids:
+                await self._link(project_id, external_id, change.add_anonymous_ids)
+        except PyMongoError as exc:
+            raise _wrap(exc) from exc
+        return doc, result.upserted_id is not None
+
+    async def bulk_upsert(
+        self, project_id: str, records: list[tuple[str, UserChange]], now: datetime
+    ) -> list[bool | str]:
+        """Upsert many users in one round trip; per record: created?, or why it failed."""
+        if not records:
+            return []
+        outcomes: list[bool | str] = [False] * len(records)
+        ops = [UpdateOne({"project_id": project_id, "external_id": external_id},
+                         change.update(now), upsert=True)
+               for external_id, change in records]
+        try:
+            try:
+                result = await self._users.bulk_write(ops, ordered=False)
+                upserted: dict[int, Any] = result.upserted_ids or {}
+            except BulkWriteError as exc:
+                if exc.details.get("writeConcernErrors"):
+                    raise StorageUnavailable("write not confirmed durable") from exc
+                for error in exc.details.get("writeErrors", []):
+                    outcomes[error["index"]] = str(error.get("errmsg", "write failed"))
+                upserted = {item["index"]: item["_id"] for item in exc.details.get("upserted", [])}
+            for index in upserted:
+                if not isinstance(outcomes[index], str):
+                    outcomes[index] = True
+            promotions = [
+                UpdateOne({"project_id": project_id, "external_id": external_id,
+                           name: {"$in": [None, ""]}}, {"$set": {name: values[0]}})
+                for (external_id, change), outcome in zip(records, outcomes, strict=True)
+                if not isinstance(outcome, str)
+                for name, values in (("email", change.add_emails), ("phone", change.add_phones))
+                if values and name not in change.set_fields
+            ]
+            if promotions:
+                await self._users.bulk_write(promotions, ordered=False)
+            for external_id, change in records:
+                if change.add_anonymous_ids:
+                    await self._link(project_id, external_id, change.add_anonymous_ids)
+        except PyMongoError as exc:
+            raise _wrap(exc) from exc
+        return outcomes
+
+    async def _link(self, project_id: str, external_id: str, anonymous_ids: list[str]) -> None:
+        """Past anonymous events of these ids now belong to the user."""
+        await self._events.update_many(
+            {"project_id": project_id, "user_id": None, "anonymous_id": {"$in": anonymous_ids}},
+            {"$set": {"user_id": external_id}})
+
+    async def _promote(self, query: dict[str, Any], name: str, value: str) -> Any:
+        """Make the first address seen the primary one, unless one was set meanwhile."""
+        return await self._users.find_one_and_update(
+            {**query, name: {"$in": [None, ""]}}, {"$set": {name: value}},
+            return_document=ReturnDocument.AFTER)
+
+    async def get(self, project_id: str, *, external_id: str = "",
+                  email: str = "") -> dict[str, Any] | None:
+        query: dict[str, Any] = {"project_id": project_id}
+        if external_id:
+            query["external_id"] = external_id
+        else:
+            query["email"] = email
+        try:
+            doc: dict[str, Any] | None = await self._users.find_one(query)
+            return doc
+        except PyMongoError as exc:
+            raise _wrap(exc) from exc
+
+    async def existing(self, project_id: str, external_ids: list[str]) -> set[str]:
+        """Which of ``external_ids`` are users of the project."""
+        try:
+            cursor = self._users.find(
+                {"project_id": project_id, "external_id": {"$in": external_ids}},
+                {"external_id": 1, "_id": 0})
+            return {doc["external_id"] async for doc in cursor}
+        except PyMongoError as exc:
+            raise _wrap(exc) from exc
+
+    async def owners_of_anonymous_ids(
+        self, project_id: str, anonymous_ids: list[str]
+    ) -> dict[str, str]:
+        """anonymous id -> external id of the user it was linked to."""
+        try:
+            cursor = self._users.find(
+                {"project_id": project_id, "anonymous_ids": {"$in": anonymous_ids}},
+                {"external_id": 1, "anonymous_ids": 1, "_id": 0})
+            wanted = set(anonymous_ids)
+            owners: dict[str, str] = {}
+            async for doc in cursor:
+                for anonymous_id in doc.get("anonymous_ids", ()):
+                    if anonymous_id in wanted:
+                        owners[anonymous_id] = doc["external_id"]
+            return owners
+        except PyMongoError as exc:
+            raise _wrap(exc) from exc
+
+    async def delete(self, project_id: str, external_id: str) -> int | None:
+        """Delete the user and all their events; None when there is no such user."""
+        query = {"project_id": project_id, "external_id": external_id}
+        try:
+            if await self._users.find_one(query, {"_id": 1}) is None:
+                return None
+            # Events first: if this is interrupted, the user is still there to retry on.
+            deleted = await self._events.delete_many(
+                {"project_id": project_id, "user_id": external_id})
+            await self._users.delete_one(query)
+        except PyMongoError as exc:
+            raise _wrap(exc) from exc
+        return deleted.deleted_count
+
+    async def events(
+        self, project_id: str, external_id: str, limit: int,
+        after: tuple[datetime, ObjectId] | None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """A page of the user's events, oldest first, and the next page's token."""
+        query: dict[str, Any] = {"project_id": project_id, "user_id": external_id}
+        if after is not None:
+            ts, oid = after
+            query["$or"] = [{"timestamp": {"$gt": ts}}, {"timestamp": ts, "_id": {"$gt": oid}}]
+        try:
+            cursor = self._events.find(query).sort([("timestamp", 1), ("_id", 1)]).limit(limit + 1)
+            docs = [doc async for doc in cursor]
+        except PyMongoError as exc:
+            raise _wrap(exc) from exc
+        if len(docs) <= limit:
+            return docs, ""
+        last = docs[limit - 1]
+        return docs[:limit], encode_cursor(last["timestamp"], last["_id"])
