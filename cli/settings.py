@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.ratelimit import RateLimit
 from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
 from server.app import ServerConfig
 from server.pipeline import PipelineConfig
@@ -49,6 +50,22 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    rate_limit_vibefollow: str | None = Field(
+        default=None, description="VibeFollow requests per key, as N/SECONDS or off")
+    rate_limit_flywheel: str | None = Field(
+        default=None, description="Flywheel requests per key, as N/SECONDS or off")
+    rate_limit_databuddy: str | None = Field(
+        default=None, description="Databuddy requests per key (vendor default 600/60)")
+    rate_limit_cueflow: str | None = Field(
+        default=None, description="Cueflow requests per key (vendor default 100/60)")
+
+    @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
+                     "rate_limit_cueflow")
+    @classmethod
+    def _valid_rate_limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            RateLimit.parse(value)
+        return value
 
     def server_config(self, port: int | None = None) -> ServerConfig:
         return ServerConfig(
@@ -70,6 +87,14 @@ class Settings(BaseSettings):
             grpc_target=f"{local}:{grpc_port}",
             max_body_bytes=self.max_body_bytes,
             rpc_timeout_seconds=self.rpc_timeout_seconds,
+            rate_limits={
+                name: RateLimit.parse(spec) for name, spec in (
+                    ("vibefollow", self.rate_limit_vibefollow),
+                    ("flywheel", self.rate_limit_flywheel),
+                    ("databuddy", self.rate_limit_databuddy),
+                    ("cueflow", self.rate_limit_cueflow),
+                ) if spec is not None
+            },
         )
 
 

@@ -8,8 +8,9 @@ import grpc
 from aiohttp import web
 
 from gateway.dialects import vibefollow
-from gateway.settings import GATEWAY_SETTINGS, TRACKING, GatewaySettings
-from trackd.v1 import tracking_pb2_grpc
+from gateway.ratelimit import RateLimiter
+from gateway.settings import GATEWAY_SETTINGS, RATE_LIMITER, TRACKING, USERS, GatewaySettings
+from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc
 
 # Matches the server's limit; a 5 MB JSON body becomes a somewhat larger message.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -20,6 +21,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     settings = settings or GatewaySettings()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[GATEWAY_SETTINGS] = settings
+    app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)
     vibefollow.add_routes(app)
     return app
@@ -35,5 +37,6 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
         ],
     )
     app[TRACKING] = tracking_pb2_grpc.TrackingServiceStub(channel)
+    app[USERS] = users_pb2_grpc.UserServiceStub(channel)
     yield
     await channel.close()

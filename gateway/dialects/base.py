@@ -12,7 +12,8 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
-from gateway.settings import GATEWAY_SETTINGS, GatewaySettings
+from gateway.ratelimit import RateLimit
+from gateway.settings import GATEWAY_SETTINGS, RATE_LIMITER, GatewaySettings
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -26,6 +27,10 @@ def json_response(body: Any, status: int = 200,
 
 def _same_path(path: str) -> str:
     return path
+
+
+def _authorization_header(request: web.Request) -> str:
+    return request.headers.get("Authorization", "")
 
 
 @dataclass(frozen=True)
@@ -42,11 +47,16 @@ class Dialect:
         """The HTTP status this dialect gives a request that fails validation."""
         return self.status_overrides.get(grpc.StatusCode.INVALID_ARGUMENT, 400)
 
+    credential: Callable[[web.Request], str] = _authorization_header
+    # The vendor's documented limit; GatewaySettings.rate_limits overrides it.
+    default_rate_limit: RateLimit | None = None
+
     def handler(self, fn: Handler) -> Handler:
-        """Wrap a route so every failure is answered in this dialect's envelope."""
+        """Wrap a route: the dialect's rate limit first, every failure in its envelope."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
+                self._check_rate_limit(request)
                 return await fn(request)
             except ProblemError as exc:
                 return self.render(exc.problem)
@@ -57,6 +67,20 @@ class Dialect:
         wrapped.__name__ = fn.__name__
         wrapped.__doc__ = fn.__doc__
         return wrapped
+
+    def _check_rate_limit(self, request: web.Request) -> None:
+        limit = request.app[GATEWAY_SETTINGS].rate_limits.get(self.name, self.default_rate_limit)
+        if limit is None:
+            return
+        credential = self.credential(request)
+        if not credential:
+            return  # no key: the request fails authentication anyway
+        wait = request.app[RATE_LIMITER].acquire(self.name, credential, limit)
+        if wait is not None:
+            raise ProblemError(Problem(
+                429, f"rate limit exceeded: {limit} per key; retry in {wait} s",
+                reason="RATE_LIMITED", retry_after=wait,
+                grpc_code=grpc.StatusCode.RESOURCE_EXHAUSTED))
 
 
 async def call(

@@ -323,3 +323,16 @@ async def test_gzip_body_is_accepted(http: Client, api_key: str, store: Store) -
                            headers=headers(api_key, **{"Content-Encoding": "gzip"}))
     assert resp.status == 202
     assert len(await stored_events(store)) == 1
+
+
+async def test_gzip_bomb_is_413_naming_the_limit(http: Client, api_key: str, store: Store) -> None:
+    # 6 MB of spaces compress to a few KB; the limit applies after decompression.
+    bomb = gzip.compress(b'{"events": [' + b" " * (6 * 1024 * 1024) + b"]}")
+    assert len(bomb) < 64 * 1024
+    resp = await http.post("/api/v1/events/batch", data=bomb,
+                           headers=headers(api_key, **{"Content-Encoding": "gzip"}))
+    assert resp.status == 413
+    assert await resp.json() == {"errors": [{
+        "code": "payload_too_large",
+        "message": "request body exceeds the limit of 5242880 bytes"}]}
+    assert await stored_events(store) == []
