@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -140,10 +141,20 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
         if handler is None or handler.unary_unary is None:
             return handler
         inner: Handler = handler.unary_unary
+        deserialize = handler.request_deserializer
         method = handler_call_details.method
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             try:
+                # Decoding here, not in grpc, so a message protobuf cannot decode (nested
+                # past its depth limit) is the client's INVALID_ARGUMENT, not UNKNOWN.
+                try:
+                    request = deserialize(raw) if deserialize else raw
+                except DecodeError as exc:
+                    raise InvalidArgument.one(
+                        "", "the request could not be decoded: it is malformed or nested "
+                        "deeper than protobuf allows (properties nest at most 32 levels)",
+                        reason="MALFORMED_REQUEST") from exc
                 return await inner(request, context)
             except grpc.aio.AbortError:
                 raise
@@ -155,6 +166,6 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=None,
             response_serializer=handler.response_serializer,
         )

@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf import struct_pb2
 
 from server.errors import FieldViolation
@@ -96,6 +97,16 @@ def _check_length(
         violations.append(FieldViolation(path, f"must be at most {limit} characters"))
 
 
+def _check_json_size(
+    violations: list[FieldViolation], path: str, what: str, value: dict[str, Any]
+) -> None:
+    # Measured as compact JSON, the form clients write and reason about. The gRPC
+    # message limit (16 MB) bounds the conversion done before this check.
+    if len(orjson.dumps(value)) > MAX_PROPERTIES_BYTES:
+        violations.append(FieldViolation(
+            path, f"{what} must be at most {MAX_PROPERTIES_BYTES} bytes as JSON"))
+
+
 def validate_idempotency_key(key: str) -> list[FieldViolation]:
     if key and (len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable()):
         return [FieldViolation(
@@ -142,12 +153,10 @@ def event_document(
         if len(event.properties.fields) > MAX_PROPERTY_KEYS:
             violations.append(FieldViolation(
                 props_path, f"at most {MAX_PROPERTY_KEYS} property keys are allowed"))
-        elif event.properties.ByteSize() > MAX_PROPERTIES_BYTES:
-            violations.append(FieldViolation(
-                props_path, f"properties must be at most {MAX_PROPERTIES_BYTES} bytes"))
         else:
             properties = _Properties(props_path, violations).struct(
                 event.properties, props_path, 1)
+            _check_json_size(violations, props_path, "properties", properties)
 
     doc: dict[str, Any] = {
         "project_id": project_id,
@@ -234,9 +243,6 @@ def user_change(user: users_pb2.User, path: str,
         if len(user.traits.fields) > MAX_TRAIT_KEYS:
             violations.append(FieldViolation(
                 traits_path, f"at most {MAX_TRAIT_KEYS} trait keys are allowed"))
-        elif user.traits.ByteSize() > MAX_PROPERTIES_BYTES:
-            violations.append(FieldViolation(
-                traits_path, f"traits must be at most {MAX_PROPERTIES_BYTES} bytes"))
         else:
             converter = _Properties(traits_path, violations)
             for key, trait in user.traits.fields.items():
@@ -251,6 +257,7 @@ def user_change(user: users_pb2.User, path: str,
                     change.unset_traits.append(key)
                 else:
                     change.set_traits[key] = converter.value(trait, key_path, 1)
+            _check_json_size(violations, traits_path, "traits", change.set_traits)
     return change
 
 
