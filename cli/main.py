@@ -1,4 +1,4 @@
-"""``trackd serve`` and ``trackd keys create|revoke|list``."""
+"""``trackd serve``, ``trackd keys create|revoke|list`` and ``trackd websites create|list``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from cli.settings import Settings, load
 from gateway.app import create_app
 from server.app import create_server
 from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_key
+from server.websites import canonical_origin
 from storage import Store, connect
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 
@@ -103,15 +105,22 @@ async def with_store(settings: Settings, uri: str,
         await store.close()
 
 
-async def keys_create(store: Store, project: str, scopes: list[str]) -> int:
+async def keys_create(store: Store, project: str, scopes: list[str],
+                      websites: list[str] | None = None) -> int:
+    websites = websites or []
+    found = await store.websites.get_many(websites)
+    for website_id in websites:
+        if website_id not in found or found[website_id].project_id != project:
+            raise UsageError(f"project {project} has no website {website_id}")
     try:
-        issued = await issue_key(store.keys, project, scopes)
+        issued = await issue_key(store.keys, project, scopes, websites)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     record = issued.record
     print(f"key id:  {record.key_id}\nproject: {record.project_id}\n"
           f"scopes:  {' '.join(record.scopes)}\n"
-          "secret (shown only this once; trackd keeps just its hash):")
+          + (f"websites: {' '.join(record.websites)}\n" if record.websites else "")
+          + "secret (shown only this once; trackd keeps just its hash):")
     print(issued.secret)
     return 0
 
@@ -129,6 +138,31 @@ async def keys_list(store: Store, project: str | None) -> int:
         status = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "active"
         print(f"{record.key_id:<22} {record.project_id:<20} {' '.join(record.scopes):<24} "
               f"{record.created_at:%Y-%m-%d %H:%M:%S}  {status}")
+    return 0
+
+
+async def websites_create(store: Store, project: str, origins: list[str],
+                          allow_server_side: bool) -> int:
+    if not project:
+        raise UsageError("a project name is required")
+    try:
+        canonical = list(dict.fromkeys(canonical_origin(origin) for origin in origins))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    record = await store.websites.insert(str(uuid.uuid4()), project, canonical,
+                                         allow_server_side=allow_server_side)
+    print(f"project: {record.project_id}\norigins: {' '.join(record.origins) or '(none)'}\n"
+          f"requests without an Origin: "
+          f"{'accepted' if record.allow_server_side else 'refused'}\nwebsite id:")
+    print(record.website_id)
+    return 0
+
+
+async def websites_list(store: Store, project: str | None) -> int:
+    print(f"{'WEBSITE ID':<36}  {'PROJECT':<20} {'SERVER-SIDE':<11}  ORIGINS")
+    for record in await store.websites.list(project):
+        print(f"{record.website_id:<36}  {record.project_id:<20} "
+              f"{'yes' if record.allow_server_side else 'no':<11}  {' '.join(record.origins)}")
     return 0
 
 
@@ -157,10 +191,28 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--project", required=True, help="the project (tenant) it writes to")
     create.add_argument("--scope", action="append", dest="scopes", choices=ALL_SCOPES,
                         help=f"repeatable; default: {' '.join(DEFAULT_SCOPES)}")
+    create.add_argument("--website", action="append", dest="websites", metavar="WEBSITE_ID",
+                        help="repeatable; limit the key to these websites' events "
+                        "(default: any website of the project)")
     revoke = keys.add_parser("revoke", parents=[common], help="revoke a key by its id")
     revoke.add_argument("key_id")
     listing = keys.add_parser("list", parents=[common], help="list keys (never secrets)")
     listing.add_argument("--project")
+
+    websites = commands.add_parser(
+        "websites", help="manage websites (browser tracking by website id)").add_subparsers(
+        dest="websites_command", required=True)
+    site = websites.add_parser("create", parents=[common],
+                               help="create a website; prints its id (a UUID) last")
+    site.add_argument("--project", required=True, help="the project (tenant) it belongs to")
+    site.add_argument("--origin", action="append", dest="origins", default=[],
+                      metavar="ORIGIN", help="repeatable; an origin its pages are served from, "
+                      "such as https://example.com")
+    site.add_argument("--no-server-side", dest="allow_server_side", action="store_false",
+                      help="refuse website-id requests without an Origin header "
+                      "(servers, curl); default: accept them")
+    site_listing = websites.add_parser("list", parents=[common], help="list websites")
+    site_listing.add_argument("--project")
     return root
 
 
@@ -173,17 +225,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         settings = load(overrides)
-        logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+        # Admin commands print their result; only warnings belong beside it.
+        level = settings.log_level.upper() if args.command == "serve" else "WARNING"
+        logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         with database_uri(settings) as uri:
             if args.command == "serve":
                 return run(serve(settings, uri))
             actions: dict[str, Callable[[Store], Awaitable[int]]] = {
                 "create": lambda s: keys_create(s, args.project,
-                                                args.scopes or list(DEFAULT_SCOPES)),
+                                                args.scopes or list(DEFAULT_SCOPES),
+                                                args.websites),
                 "revoke": lambda s: keys_revoke(s, args.key_id),
                 "list": lambda s: keys_list(s, args.project),
             }
+            if args.command == "websites":
+                actions = {
+                    "create": lambda s: websites_create(s, args.project, args.origins,
+                                                        args.allow_server_side),
+                    "list": lambda s: websites_list(s, args.project),
+                }
+                return run(with_store(settings, uri, actions[args.websites_command]))
             return run(with_store(settings, uri, actions[args.keys_command]))
     except UsageError as exc:
         print(f"trackd: {exc}", file=sys.stderr)

@@ -7,10 +7,17 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
-from gateway.dialects import vibefollow
+from gateway.dialects import cueflow, databuddy, flywheel, shared_paths, vibefollow
 from gateway.ratelimit import RateLimiter
-from gateway.settings import GATEWAY_SETTINGS, RATE_LIMITER, TRACKING, USERS, GatewaySettings
-from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc
+from gateway.settings import (
+    GATEWAY_SETTINGS,
+    RATE_LIMITER,
+    TRACKING,
+    USERS,
+    WEBSITES,
+    GatewaySettings,
+)
+from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc, websites_pb2_grpc
 
 # Matches the server's limit; a 5 MB JSON body becomes a somewhat larger message.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -24,6 +31,10 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)
     vibefollow.add_routes(app)
+    flywheel.add_routes(app)
+    cueflow.add_routes(app)
+    shared_paths.add_routes(app)
+    databuddy.add_routes(app)
     return app
 
 
@@ -38,5 +49,6 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
     )
     app[TRACKING] = tracking_pb2_grpc.TrackingServiceStub(channel)
     app[USERS] = users_pb2_grpc.UserServiceStub(channel)
+    app[WEBSITES] = websites_pb2_grpc.WebsiteServiceStub(channel)
     yield
     await channel.close()

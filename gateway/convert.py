@@ -80,3 +80,26 @@ def timestamp_from_millis(millis: int | float) -> timestamp_pb2.Timestamp:
 
 def problem(status: int, error: UnencodableValue) -> ProblemError:
     return ProblemError(Problem(status, str(error), error.path, "INVALID_ARGUMENT"))
+
+
+def struct_values(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct back to JSON values; integral numbers within ±2^53 become integers."""
+    return {key: _plain(value) for key, value in struct.fields.items()}
+
+
+def _plain(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        if number.is_integer() and -MAX_EXACT_INT <= number <= MAX_EXACT_INT:
+            return int(number)
+        return number
+    if kind == "struct_value":
+        return struct_values(value.struct_value)
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None

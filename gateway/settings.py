@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway.ratelimit import RateLimit, RateLimiter
-from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc
+from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc, websites_pb2_grpc
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
@@ -26,4 +26,5 @@ class GatewaySettings:
 GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
 TRACKING = web.AppKey("tracking_stub", tracking_pb2_grpc.TrackingServiceStub)
 USERS = web.AppKey("users_stub", users_pb2_grpc.UserServiceStub)
+WEBSITES = web.AppKey("websites_stub", websites_pb2_grpc.WebsiteServiceStub)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

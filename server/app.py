@@ -15,8 +15,17 @@ from server.idempotency import IdempotencyGuard
 from server.pipeline import PipelineConfig, WritePipeline
 from server.services.tracking import TrackingService
 from server.services.users import UserService
+from server.services.websites import WebsiteService
+from server.websites import WebsiteGuard
 from storage import Store
-from trackd.v1 import tracking_pb2, tracking_pb2_grpc, users_pb2, users_pb2_grpc
+from trackd.v1 import (
+    tracking_pb2,
+    tracking_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+    websites_pb2,
+    websites_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVICE_NAMES = (
     tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    websites_pb2.DESCRIPTOR.services_by_name["WebsiteService"].full_name,
 )
 
 
@@ -72,8 +82,10 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     )
     auth = Authenticator(store.keys, config.auth_cache_seconds)
     idempotency = IdempotencyGuard(store.idempotency)
+    websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
-        TrackingService(auth, pipeline, idempotency, store.users), server)
+        TrackingService(auth, pipeline, idempotency, store.users, websites), server)
+    websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, idempotency), server)
     health_servicer = health.aio.HealthServicer()

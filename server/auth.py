@@ -43,8 +43,10 @@ class IssuedKey:
 
 
 async def issue_key(
-    keys: ApiKeyRepository, project_id: str, scopes: Sequence[str] = DEFAULT_SCOPES
+    keys: ApiKeyRepository, project_id: str, scopes: Sequence[str] = DEFAULT_SCOPES,
+    websites: Sequence[str] = (),
 ) -> IssuedKey:
+    """Mint a key; ``websites`` limits it to those websites' events (empty: any)."""
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
     if unknown:
         raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}")
@@ -52,7 +54,8 @@ async def issue_key(
         raise ValueError("a project name is required")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = "key_" + secrets.token_hex(8)
-    record = await keys.insert(key_id, hash_key(secret), project_id, sorted(set(scopes)))
+    record = await keys.insert(key_id, hash_key(secret), project_id, sorted(set(scopes)),
+                               sorted(set(websites)))
     return IssuedKey(secret, record)
 
 
@@ -63,6 +66,8 @@ class Principal:
     project_id: str
     key_id: str
     scopes: frozenset[str]
+    # The websites the key is limited to; empty = any website of the project.
+    websites: frozenset[str] = frozenset()
 
 
 def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
@@ -92,7 +97,8 @@ class Authenticator:
             raise Unavailable("the database is unavailable; retry later") from exc
         principal = None
         if record is not None and not record.revoked:
-            principal = Principal(record.project_id, record.key_id, frozenset(record.scopes))
+            principal = Principal(record.project_id, record.key_id, frozenset(record.scopes),
+                                  frozenset(record.websites))
         if self._cache_seconds > 0:
             if len(self._cache) >= _CACHE_MAX_ENTRIES:
                 self._cache.clear()

@@ -98,13 +98,13 @@ def _check_length(
 
 
 def _check_json_size(
-    violations: list[FieldViolation], path: str, what: str, value: dict[str, Any]
+    violations: list[FieldViolation], path: str, value: dict[str, Any]
 ) -> None:
     # Measured as compact JSON, the form clients write and reason about. The gRPC
     # message limit (16 MB) bounds the conversion done before this check.
     if len(orjson.dumps(value)) > MAX_PROPERTIES_BYTES:
         violations.append(FieldViolation(
-            path, f"{what} must be at most {MAX_PROPERTIES_BYTES} bytes as JSON"))
+            path, f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON"))
 
 
 def validate_idempotency_key(key: str) -> list[FieldViolation]:
@@ -156,7 +156,7 @@ def event_document(
         else:
             properties = _Properties(props_path, violations).struct(
                 event.properties, props_path, 1)
-            _check_json_size(violations, props_path, "properties", properties)
+            _check_json_size(violations, props_path, properties)
 
     doc: dict[str, Any] = {
         "project_id": project_id,
@@ -257,7 +257,7 @@ def user_change(user: users_pb2.User, path: str,
                     change.unset_traits.append(key)
                 else:
                     change.set_traits[key] = converter.value(trait, key_path, 1)
-            _check_json_size(violations, traits_path, "traits", change.set_traits)
+            _check_json_size(violations, traits_path, change.set_traits)
     return change
 
 

@@ -12,6 +12,7 @@ from storage.idempotency import IdempotencyRepository
 from storage.indexes import ensure_indexes
 from storage.keys import ApiKeyRepository
 from storage.users import UserRepository
+from storage.websites import WebsiteRepository
 
 # Acknowledgements promise durability: journaled, and on a majority of a replica set.
 DURABLE = WriteConcern(w="majority", j=True)
@@ -27,6 +28,7 @@ class Store:
     keys: ApiKeyRepository
     idempotency: IdempotencyRepository
     users: UserRepository
+    websites: WebsiteRepository
 
     async def close(self) -> None:
         await self.client.close()
@@ -64,4 +66,5 @@ async def connect(
         keys=ApiKeyRepository(db),
         idempotency=IdempotencyRepository(db),
         users=UserRepository(db),
+        websites=WebsiteRepository(db),
     )

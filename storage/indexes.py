@@ -11,6 +11,7 @@ EVENTS = "events"
 API_KEYS = "api_keys"
 IDEMPOTENCY = "idempotency_keys"
 USERS = "users"
+WEBSITES = "websites"
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 
@@ -35,6 +36,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     API_KEYS: [
         IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique"),
+        IndexModel([("project_id", ASCENDING)], name="project"),
+    ],
+    # Websites are found by their _id (a UUID); listing is per project.
+    WEBSITES: [
         IndexModel([("project_id", ASCENDING)], name="project"),
     ],
     IDEMPOTENCY: [

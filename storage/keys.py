@@ -22,6 +22,8 @@ class ApiKeyRecord:
     scopes: tuple[str, ...]
     created_at: datetime
     revoked_at: datetime | None
+    # The websites the key may write events for; empty = any of its project's.
+    websites: tuple[str, ...] = ()
 
     @property
     def revoked(self) -> bool:
@@ -35,6 +37,7 @@ def _record(doc: dict[str, Any]) -> ApiKeyRecord:
         scopes=tuple(doc.get("scopes", ())),
         created_at=doc["created_at"],
         revoked_at=doc.get("revoked_at"),
+        websites=tuple(doc.get("websites", ())),
     )
 
 
@@ -43,7 +46,8 @@ class ApiKeyRepository:
         self._keys = db[API_KEYS]
 
     async def insert(
-        self, key_id: str, key_hash: str, project_id: str, scopes: list[str]
+        self, key_id: str, key_hash: str, project_id: str, scopes: list[str],
+        websites: list[str] | None = None,
     ) -> ApiKeyRecord:
         doc = {
             "_id": key_id,
@@ -53,6 +57,8 @@ class ApiKeyRepository:
             "created_at": datetime.now(UTC),
             "revoked_at": None,
         }
+        if websites:
+            doc["websites"] = websites
         await self._keys.insert_one(doc)
         return _record(doc)
 

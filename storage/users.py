@@ -98,9 +98,12 @@ class UserRepository:
             if not create and result.matched_count == 0:
                 return None, False
             doc = await self._users.find_one(query)
-            if doc is not None and not doc.get("email") and doc.get("emails"):
+            # Only a request adding addresses promotes one; a cleared primary stays cleared.
+            if doc is not None and not doc.get("email") and change.add_emails \
+                    and "email" not in change.unset_fields:
                 doc = await self._promote(query, "email", doc["emails"][0]) or doc
-            if doc is not None and not doc.get("phone") and doc.get("phones"):
+            if doc is not None and not doc.get("phone") and change.add_phones \
+                    and "phone" not in change.unset_fields:
                 doc = await self._promote(query, "phone", doc["phones"][0]) or doc
             if change.add_anonymous_ids:
                 await self._link(project_id, external_id, change.add_anonymous_ids)
@@ -137,7 +140,7 @@ class UserRepository:
                 for (external_id, change), outcome in zip(records, outcomes, strict=True)
                 if not isinstance(outcome, str)
                 for name, values in (("email", change.add_emails), ("phone", change.add_phones))
-                if values and name not in change.set_fields
+                if values and name not in change.set_fields and name not in change.unset_fields
             ]
             if promotions:
                 await self._users.bulk_write(promotions, ordered=False)

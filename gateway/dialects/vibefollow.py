@@ -1,14 +1,20 @@
-"""VibeFollow: ``/api/v1/events`` and ``/api/v1/events/batch`` (contracts.md section 1).
+"""VibeFollow: ``/api/v1/events``, ``/api/v1/events/batch``, ``/api/v1/users`` and
+``/api/v1/users/bulk`` (contracts.md section 1).
 
 Success is 202 ``{"data":{"accepted":true}}``; every failure is
 ``{"errors":[{"code","message","field"}]}`` with 400 for a body that is not JSON, 422 for
 one that fails validation (``field`` indexed in a batch: ``events[3].external_user_id``),
 401, 403, 413, 429 and 503 with ``Retry-After``. The ``Idempotency-Key`` header is the
-RPC's idempotency_key.
+RPC's idempotency_key. Users/bulk answers 200 with per-record results.
+
+Rules only VibeFollow has live here as data: the canonical events' required properties
+and the trait keys that are first-class profile fields.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import (
     Annotated,
@@ -18,15 +24,15 @@ from typing import (
 
 import grpc
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
+from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
-from gateway.body import parse_json, read_body
+from gateway.body import describe, field_path, parse_json, read_body
 from gateway.convert import UnencodableValue, fill_struct, problem, timestamp
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
-from gateway.grpc_errors import Problem
-from gateway.settings import GATEWAY_SETTINGS, TRACKING
-from trackd.v1 import tracking_pb2
+from gateway.grpc_errors import Problem, ProblemError
+from gateway.settings import GATEWAY_SETTINGS, TRACKING, USERS
+from trackd.v1 import tracking_pb2, users_pb2
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -60,6 +66,8 @@ ACCEPTED = {"data": {"accepted": True}}
 def _field_name(path: str) -> str:
     if path == "idempotency_key":
         return "Idempotency-Key"
+    if path.startswith("user."):
+        return _user_field_name(path.removeprefix("user."))
     return path.removeprefix("event.")
 
 
@@ -80,6 +88,7 @@ VIBEFOLLOW = Dialect(
 
 
 def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
+    _check_canonical(item, path)
     event = tracking_pb2.Event(
         name=item["name"],
         external_user_id=item["external_user_id"],
@@ -123,6 +132,197 @@ async def batch_track(request: web.Request) -> web.StreamResponse:
     return json_response(ACCEPTED, 202)
 
 
+# --- canonical lifecycle events ------------------------------------------------------
+
+# The canonical events that require a property, and which (presence only; camelCase and
+# snake_case spellings of a key are the same property).
+CANONICAL_REQUIRED_PROPERTIES: Mapping[str, str] = {
+    "feature_used": "feature",
+    "onboarding_step": "step",
+    "subscription_changed": "to",
+    "trial_expiring": "daysLeft",
+    "user_invited": "invitedEmail",
+}
+
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def snake_case(key: str) -> str:
+    """``workspaceId`` -> ``workspace_id``: one property key, whichever spelling."""
+    return _CAMEL_HUMP.sub(r"_\1", key).lower()
+
+
+def _invalid(field: str, description: str) -> ProblemError:
+    return ProblemError(Problem(VIBEFOLLOW.invalid_status, f"{field} {description}", field,
+                                "INVALID_ARGUMENT", grpc_code=grpc.StatusCode.INVALID_ARGUMENT))
+
+
+def _check_canonical(item: VibeFollowEvent, path: str) -> None:
+    """A canonical event must carry its required property (a null value is absent)."""
+    required = CANONICAL_REQUIRED_PROPERTIES.get(item["name"])
+    if required is None:
+        return
+    present = {snake_case(key) for key, value in (item.get("properties") or {}).items()
+               if value is not None}
+    if snake_case(required) not in present:
+        raise _invalid(f"{path}properties.{required}", f"is required for {item['name']} events")
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+@with_config(_STRICT)
+class VibeFollowUser(TypedDict):
+    """The users body, and each record of a users/bulk body."""
+
+    external_user_id: NonEmpty
+    email: NotRequired[str | None]
+    traits: NotRequired[dict[str, Any] | None]
+
+
+@with_config(_STRICT)
+class VibeFollowUsers(TypedDict):
+    users: list[Any]
+
+
+USER = TypeAdapter(VibeFollowUser)
+USERS_BULK = TypeAdapter(VibeFollowUsers)
+
+# Trait keys that are first-class profile fields -> the User field each fills; the other
+# traits are kept as free-form traits. Either spelling (signupDate, signup_date) counts.
+KNOWN_TRAITS: Mapping[str, str] = {
+    "name": "name",
+    "plan": "plan",
+    "company": "company",
+    "role": "role",
+    "signupDate": "signed_up_at",
+}
+_KNOWN_TRAIT_SPELLINGS = {snake_case(key): field for key, field in KNOWN_TRAITS.items()}
+# A User's proto paths -> the names in VibeFollow's body.
+USER_FIELD_NAMES: Mapping[str, str] = {
+    "external_id": "external_user_id",
+    "emails": "email",
+    **{field: f"traits.{key}" for key, field in KNOWN_TRAITS.items()},
+}
+# users/bulk: the server's per-record codes -> VibeFollow's.
+RECORD_ERROR_CODES: Mapping[str, str] = {
+    "invalid_argument": "validation_failed",
+    "internal": "internal_error",
+}
+_INDEX = re.compile(r"\[\d+\]$")
+
+
+def _user_field_name(path: str) -> str:
+    """A path within a User (``external_id``, ``emails[0]``) -> the body's name."""
+    head, sep, rest = path.partition(".")
+    return USER_FIELD_NAMES.get(_INDEX.sub("", head), head) + sep + rest
+
+
+def _signup_date(value: Any, path: str) -> datetime:
+    """An ISO-8601 date or date-time; without an offset it is UTC."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _invalid(path, "must be an ISO-8601 date or date-time")
+
+
+def _user(item: VibeFollowUser) -> users_pb2.User:
+    user = users_pb2.User(external_id=item["external_user_id"])
+    if "email" in item:
+        user.email = item["email"] or ""  # null clears it
+    free: dict[str, Any] = {}
+    for key, value in (item.get("traits") or {}).items():
+        field = _KNOWN_TRAIT_SPELLINGS.get(snake_case(key))
+        if field is None:
+            free[key] = value
+        elif field == "signed_up_at":
+            user.signed_up_at.CopyFrom(timestamp(_signup_date(value, f"traits.{key}")))
+        elif value is None or isinstance(value, str):
+            setattr(user, field, value or "")  # null or "" clears it
+        else:
+            raise _invalid(f"traits.{key}", "must be a string")
+    if free:
+        try:
+            fill_struct(user.traits, free, "traits")
+        except UnencodableValue as exc:
+            raise problem(VIBEFOLLOW.invalid_status, exc) from exc
+    return user
+
+
+def _record(record: Any) -> users_pb2.User:
+    """One users/bulk record; a ProblemError names what is wrong with it."""
+    try:
+        item = USER.validate_python(record)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        path = field_path(first["loc"])
+        if not path:
+            raise _invalid("record", describe(first)) from exc
+        raise _invalid(path, describe(first)) from exc
+    return _user(item)
+
+
+def _record_error(index: int, code: str, message: str, field: str) -> dict[str, Any]:
+    error: dict[str, Any] = {"index": index, "code": code, "message": message}
+    if field:
+        error["field"] = field
+    return error
+
+
+@VIBEFOLLOW.handler
+async def upsert_user(request: web.Request) -> web.StreamResponse:
+    """POST /api/v1/users: create or update one user in place."""
+    metadata = bearer_metadata(request)
+    item = parse_json(USER, await _body(request), invalid_status=VIBEFOLLOW.invalid_status)
+    message = users_pb2.UpsertUserRequest(
+        user=_user(item), idempotency_key=request.headers.get("Idempotency-Key", ""))
+    await call(request, request.app[USERS].UpsertUser, message, metadata)
+    return json_response(ACCEPTED, 202)
+
+
+@VIBEFOLLOW.handler
+async def bulk_upsert_users(request: web.Request) -> web.StreamResponse:
+    """POST /api/v1/users/bulk: 1 to 1000 users; valid ones stored, the rest reported."""
+    metadata = bearer_metadata(request)
+    body = parse_json(USERS_BULK, await _body(request),
+                      invalid_status=VIBEFOLLOW.invalid_status)
+    users: list[users_pb2.User] = []
+    errors: dict[int, dict[str, Any]] = {}
+    for index, record in enumerate(body["users"]):
+        try:
+            users.append(_record(record))
+        except ProblemError as exc:
+            # An empty User, which the server rejects too, keeps the indices aligned.
+            users.append(users_pb2.User())
+            errors[index] = _record_error(index, "validation_failed", exc.problem.message,
+                                          "" if exc.problem.field == "record"
+                                          else exc.problem.field)
+    response = await call(request, request.app[USERS].BatchUpsertUsers,
+                          users_pb2.BatchUpsertUsersRequest(
+                              users=users,
+                              idempotency_key=request.headers.get("Idempotency-Key", "")),
+                          metadata)
+    for error in response.errors:
+        if error.index in errors:
+            continue
+        field = _user_field_name(error.field) if error.field else ""
+        text = error.message
+        if error.field and text.startswith(error.field):
+            text = field + text[len(error.field):]
+        errors[error.index] = _record_error(
+            error.index, RECORD_ERROR_CODES.get(error.code, error.code), text, field)
+    return json_response({
+        "data": {"accepted": len(users) - len(errors), "rejected": len(errors),
+                 "errors": [errors[index] for index in sorted(errors)]},
+        "meta": {"received": len(users)},
+    })
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/v1/events", track_event)
+    # POST /api/v1/events is shared with Cueflow: gateway.dialects.shared_paths owns the
+    # route and hands VibeFollow-shaped bodies to track_event.
     app.router.add_post("/api/v1/events/batch", batch_track)
+    app.router.add_post("/api/v1/users", upsert_user)
+    app.router.add_post("/api/v1/users/bulk", bulk_upsert_users)

@@ -1,4 +1,4 @@
-"""trackd.v1.TrackingService: TrackEvent and BatchTrack."""
+"""trackd.v1.TrackingService: TrackEvent, BatchTrack and Identify."""
 
 from __future__ import annotations
 
@@ -15,35 +15,45 @@ from server.idempotency import IdempotencyGuard
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
 from server.services.users import USER_NOT_FOUND, storage_call
 from server.validation import (
+    CONTEXT_LIMITS,
     MAX_BATCH_EVENTS,
     derived_event_id,
     event_document,
+    user_change,
     validate_idempotency_key,
 )
+from server.websites import WebsiteGuard, Writer
 from storage import StorageError, StorageUnavailable
 from storage.users import UserRepository
-from trackd.v1 import tracking_pb2, tracking_pb2_grpc
+from trackd.v1 import tracking_pb2, tracking_pb2_grpc, users_pb2
 
 TRACK_EVENT = "TrackEvent"
 BATCH_TRACK = "BatchTrack"
+IDENTIFY = "Identify"
 
 
 class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     def __init__(
         self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard,
-        users: UserRepository,
+        users: UserRepository, websites: WebsiteGuard,
     ) -> None:
         self._auth = auth
         self._pipeline = pipeline
         self._idempotency = idempotency
         self._users = users
+        self._websites = websites
 
     async def TrackEvent(
         self, request: tracking_pb2.TrackEventRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.TrackEventResponse:
-        principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
+        writer = await self._websites.writer(context)
+        principal = writer.principal
         docs = self._documents(principal.project_id, TRACK_EVENT, request.idempotency_key,
                                [request.event], single=True)
+        await self._websites.authorize(writer, docs, ["event"])
+        if request.validate_only:
+            await self._resolve_users(principal.project_id, docs, request.unknown_user)
+            return tracking_pb2.TrackEventResponse(event_id=request.event.event_id)
 
         async def store() -> tracking_pb2.TrackEventResponse:
             await self._resolve_users(principal.project_id, docs, request.unknown_user)
@@ -59,13 +69,15 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     async def BatchTrack(
         self, request: tracking_pb2.BatchTrackRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.BatchTrackResponse:
-        principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
+        writer = await self._websites.writer(context)
+        principal = writer.principal
         count = len(request.events)
         if not 1 <= count <= MAX_BATCH_EVENTS:
             raise InvalidArgument.one(
                 "events", f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {count}")
         docs = self._documents(principal.project_id, BATCH_TRACK, request.idempotency_key,
                                request.events, single=False)
+        await self._websites.authorize(writer, docs, [f"events[{i}]" for i in range(count)])
 
         async def store() -> tracking_pb2.BatchTrackResponse:
             await self._resolve_users(principal.project_id, docs, request.unknown_user)
@@ -80,6 +92,39 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         return await self._idempotency.run(
             principal.project_id, BATCH_TRACK, request.idempotency_key, request,
             tracking_pb2.BatchTrackResponse, store)
+
+    async def Identify(
+        self, request: tracking_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
+    ) -> tracking_pb2.IdentifyResponse:
+        principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
+        violations: list[FieldViolation] = validate_idempotency_key(request.idempotency_key)
+        user = users_pb2.User(external_id=request.external_id)
+        if request.anonymous_id:
+            user.anonymous_ids.append(request.anonymous_id)
+        if request.HasField("traits"):
+            user.traits.CopyFrom(request.traits)
+        change = user_change(user, "", violations)
+        if len(request.website_id) > CONTEXT_LIMITS["website_id"]:
+            violations.append(FieldViolation(
+                "website_id", f"must be at most {CONTEXT_LIMITS['website_id']} characters"))
+        if violations:
+            # user_change names fields relative to a User: ".external_id", ".anonymous_ids[0]".
+            raise InvalidArgument([FieldViolation(
+                v.field.removeprefix(".").replace("anonymous_ids[0]", "anonymous_id"),
+                v.description) for v in violations])
+        await self._websites.authorize_websites(Writer(principal), [request.website_id],
+                                                ["website_id"])
+
+        async def identify() -> tracking_pb2.IdentifyResponse:
+            _, created = await storage_call(self._users.upsert(
+                principal.project_id, request.external_id, change, datetime.now(UTC)))
+            return tracking_pb2.IdentifyResponse(created=created)
+
+        if not request.idempotency_key:
+            return await identify()
+        return await self._idempotency.run(
+            principal.project_id, IDENTIFY, request.idempotency_key, request,
+            tracking_pb2.IdentifyResponse, identify)
 
     @staticmethod
     def _documents(

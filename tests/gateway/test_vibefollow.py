@@ -125,7 +125,7 @@ async def test_server_side_limit_in_a_batch_names_the_indexed_field(
     http: Client, api_key: str, store: Store
 ) -> None:
     events = [event(i) for i in range(4)]
-    events[2]["properties"] = {f"k{i}": i for i in range(101)}
+    events[2]["properties"] = {"feature": "export", **{f"k{i}": i for i in range(100)}}
     resp = await http.post("/api/v1/events/batch", json={"events": events},
                            headers=headers(api_key))
     assert resp.status == 422

@@ -411,4 +411,5 @@ async def test_reflection_lists_and_describes_the_tracking_service(
     assert files, responses[1]
     described = descriptor_pb2.FileDescriptorProto.FromString(files[0])
     assert described.package == "trackd.v1"
-    assert [m.name for m in described.service[0].method] == ["TrackEvent", "BatchTrack"]
+    assert [m.name for m in described.service[0].method] == ["TrackEvent", "BatchTrack",
+                                                              "Identify"]

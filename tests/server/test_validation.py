@@ -87,7 +87,7 @@ INVALID = [
     pytest.param(event(properties={f"k{i}": i for i in range(101)}), ".properties",
                  "at most 100 property keys are allowed", id="101-property-keys"),
     pytest.param(event(properties={"blob": "x" * (MB + 1)}), ".properties",
-                 f"properties must be at most {MB} bytes as JSON", id="properties-over-1MB"),
+                 f"must be at most {MB} bytes as JSON", id="properties-over-1MB"),
     pytest.param(event(properties=nested(33)), ".properties" + ".a" * 32, DEPTH_RULE,
                  id="objects-33-deep"),
     pytest.param(event(properties=nested_lists(33)), ".properties.a" + "[0]" * 31, DEPTH_RULE,
@@ -235,5 +235,5 @@ async def test_properties_of_1_2mb_json_are_rejected(
     error = await rpc_error(tracking.TrackEvent(track(event(properties=QUOTES)),
                                                 metadata=auth(api_key)))
 
-    assert error == invalid("event.properties", f"properties must be at most {MB} bytes as JSON")
+    assert error == invalid("event.properties", f"must be at most {MB} bytes as JSON")
     assert await stored_events(store) == []

@@ -26,27 +26,31 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trackd/v1/tracking.proto\x12\ttrackd.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x65xternal_user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.trackd.v1.EventContext\"Y\n\x0c\x45ventContext\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\"\x81\x01\n\x11TrackEventRequest\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\"9\n\x12TrackEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x82\x01\n\x11\x42\x61tchTrackRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\"V\n\x12\x42\x61tchTrackResponse\x12\x11\n\tevent_ids\x18\x01 \x03(\t\x12\x14\n\x0cstored_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05*x\n\x11UnknownUserPolicy\x12#\n\x1fUNKNOWN_USER_POLICY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aUNKNOWN_USER_POLICY_BUFFER\x10\x01\x12\x1e\n\x1aUNKNOWN_USER_POLICY_REJECT\x10\x02\x32\xa7\x01\n\x0fTrackingService\x12I\n\nTrackEvent\x12\x1c.trackd.v1.TrackEventRequest\x1a\x1d.trackd.v1.TrackEventResponse\x12I\n\nBatchTrack\x12\x1c.trackd.v1.BatchTrackRequest\x1a\x1d.trackd.v1.BatchTrackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trackd/v1/tracking.proto\x12\ttrackd.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x65xternal_user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.trackd.v1.EventContext\"Y\n\x0c\x45ventContext\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\"\x98\x01\n\x11TrackEventRequest\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"9\n\x12TrackEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x82\x01\n\x11\x42\x61tchTrackRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\"V\n\x12\x42\x61tchTrackResponse\x12\x11\n\tevent_ids\x18\x01 \x03(\t\x12\x14\n\x0cstored_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\"\x92\x01\n\x0fIdentifyRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\'\n\x06traits\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"#\n\x10IdentifyResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08*x\n\x11UnknownUserPolicy\x12#\n\x1fUNKNOWN_USER_POLICY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aUNKNOWN_USER_POLICY_BUFFER\x10\x01\x12\x1e\n\x1aUNKNOWN_USER_POLICY_REJECT\x10\x02\x32\xec\x01\n\x0fTrackingService\x12I\n\nTrackEvent\x12\x1c.trackd.v1.TrackEventRequest\x1a\x1d.trackd.v1.TrackEventResponse\x12I\n\nBatchTrack\x12\x1c.trackd.v1.BatchTrackRequest\x1a\x1d.trackd.v1.BatchTrackResponse\x12\x43\n\x08Identify\x12\x1a.trackd.v1.IdentifyRequest\x1a\x1b.trackd.v1.IdentifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackd.v1.tracking_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UNKNOWNUSERPOLICY']._serialized_start=829
-  _globals['_UNKNOWNUSERPOLICY']._serialized_end=949
+  _globals['_UNKNOWNUSERPOLICY']._serialized_start=1038
+  _globals['_UNKNOWNUSERPOLICY']._serialized_end=1158
   _globals['_EVENT']._serialized_start=103
   _globals['_EVENT']._serialized_end=324
   _globals['_EVENTCONTEXT']._serialized_start=326
   _globals['_EVENTCONTEXT']._serialized_end=415
   _globals['_TRACKEVENTREQUEST']._serialized_start=418
-  _globals['_TRACKEVENTREQUEST']._serialized_end=547
-  _globals['_TRACKEVENTRESPONSE']._serialized_start=549
-  _globals['_TRACKEVENTRESPONSE']._serialized_end=606
-  _globals['_BATCHTRACKREQUEST']._serialized_start=609
-  _globals['_BATCHTRACKREQUEST']._serialized_end=739
-  _globals['_BATCHTRACKRESPONSE']._serialized_start=741
-  _globals['_BATCHTRACKRESPONSE']._serialized_end=827
-  _globals['_TRACKINGSERVICE']._serialized_start=952
-  _globals['_TRACKINGSERVICE']._serialized_end=1119
+  _globals['_TRACKEVENTREQUEST']._serialized_end=570
+  _globals['_TRACKEVENTRESPONSE']._serialized_start=572
+  _globals['_TRACKEVENTRESPONSE']._serialized_end=629
+  _globals['_BATCHTRACKREQUEST']._serialized_start=632
+  _globals['_BATCHTRACKREQUEST']._serialized_end=762
+  _globals['_BATCHTRACKRESPONSE']._serialized_start=764
+  _globals['_BATCHTRACKRESPONSE']._serialized_end=850
+  _globals['_IDENTIFYREQUEST']._serialized_start=853
+  _globals['_IDENTIFYREQUEST']._serialized_end=999
+  _globals['_IDENTIFYRESPONSE']._serialized_start=1001
+  _globals['_IDENTIFYRESPONSE']._serialized_end=1036
+  _globals['_TRACKINGSERVICE']._serialized_start=1161
+  _globals['_TRACKINGSERVICE']._serialized_end=1397
 # @@protoc_insertion_point(module_scope)

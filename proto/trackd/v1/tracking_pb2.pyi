@@ -51,14 +51,16 @@ class EventContext(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., session_id: _Optional[str] = ..., source: _Optional[str] = ..., website_id: _Optional[str] = ...) -> None: ...
 
 class TrackEventRequest(_message.Message):
-    __slots__ = ("event", "idempotency_key", "unknown_user")
+    __slots__ = ("event", "idempotency_key", "unknown_user", "validate_only")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_USER_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     event: Event
     idempotency_key: str
     unknown_user: UnknownUserPolicy
-    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., unknown_user: _Optional[_Union[UnknownUserPolicy, str]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., unknown_user: _Optional[_Union[UnknownUserPolicy, str]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class TrackEventResponse(_message.Message):
     __slots__ = ("event_id", "duplicate")
@@ -87,3 +89,23 @@ class BatchTrackResponse(_message.Message):
     stored_count: int
     duplicate_count: int
     def __init__(self, event_ids: _Optional[_Iterable[str]] = ..., stored_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ...) -> None: ...
+
+class IdentifyRequest(_message.Message):
+    __slots__ = ("external_id", "anonymous_id", "traits", "website_id", "idempotency_key")
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_FIELD_NUMBER: _ClassVar[int]
+    WEBSITE_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    external_id: str
+    anonymous_id: str
+    traits: _struct_pb2.Struct
+    website_id: str
+    idempotency_key: str
+    def __init__(self, external_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., website_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class IdentifyResponse(_message.Message):
+    __slots__ = ("created",)
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    def __init__(self, created: _Optional[bool] = ...) -> None: ...

@@ -55,6 +55,11 @@ class TrackingServiceStub:
                 request_serializer=trackd_dot_v1_dot_tracking__pb2.BatchTrackRequest.SerializeToString,
                 response_deserializer=trackd_dot_v1_dot_tracking__pb2.BatchTrackResponse.FromString,
                 _registered_method=True)
+        self.Identify = channel.unary_unary(
+                '/trackd.v1.TrackingService/Identify',
+                request_serializer=trackd_dot_v1_dot_tracking__pb2.IdentifyRequest.SerializeToString,
+                response_deserializer=trackd_dot_v1_dot_tracking__pb2.IdentifyResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -86,6 +91,17 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Identify(self, request, context):
+        """Identify links a visitor to a user: it creates or updates the user (merging the
+        traits) and links the anonymous id to it, so that id's past and future events
+        belong to the user. Needs the `track:events` scope (unlike
+        UserService.UpsertUser), so a key that may only track can identify too; a key
+        limited to websites must name one of them in `website_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +114,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.BatchTrack,
                     request_deserializer=trackd_dot_v1_dot_tracking__pb2.BatchTrackRequest.FromString,
                     response_serializer=trackd_dot_v1_dot_tracking__pb2.BatchTrackResponse.SerializeToString,
+            ),
+            'Identify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Identify,
+                    request_deserializer=trackd_dot_v1_dot_tracking__pb2.IdentifyRequest.FromString,
+                    response_serializer=trackd_dot_v1_dot_tracking__pb2.IdentifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -165,6 +186,33 @@ class TrackingService:
             '/trackd.v1.TrackingService/BatchTrack',
             trackd_dot_v1_dot_tracking__pb2.BatchTrackRequest.SerializeToString,
             trackd_dot_v1_dot_tracking__pb2.BatchTrackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Identify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.v1.TrackingService/Identify',
+            trackd_dot_v1_dot_tracking__pb2.IdentifyRequest.SerializeToString,
+            trackd_dot_v1_dot_tracking__pb2.IdentifyResponse.FromString,
             options,
             channel_credentials,
             insecure,

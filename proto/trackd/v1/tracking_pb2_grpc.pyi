@@ -50,6 +50,13 @@ class TrackingServiceStub:
     """BatchTrack stores 1 to 500 events, all or nothing: when any event is invalid
     the whole batch is rejected and nothing is stored.
     """
+    Identify: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.IdentifyRequest, _tracking_pb2.IdentifyResponse]
+    """Identify links a visitor to a user: it creates or updates the user (merging the
+    traits) and links the anonymous id to it, so that id's past and future events
+    belong to the user. Needs the `track:events` scope (unlike
+    UserService.UpsertUser), so a key that may only track can identify too; a key
+    limited to websites must name one of them in `website_id`.
+    """
 
 @_typing.type_check_only
 class TrackingServiceAsyncStub(TrackingServiceStub):
@@ -72,6 +79,13 @@ class TrackingServiceAsyncStub(TrackingServiceStub):
     BatchTrack: _aio.UnaryUnaryMultiCallable[_tracking_pb2.BatchTrackRequest, _tracking_pb2.BatchTrackResponse]  # type: ignore[assignment]
     """BatchTrack stores 1 to 500 events, all or nothing: when any event is invalid
     the whole batch is rejected and nothing is stored.
+    """
+    Identify: _aio.UnaryUnaryMultiCallable[_tracking_pb2.IdentifyRequest, _tracking_pb2.IdentifyResponse]  # type: ignore[assignment]
+    """Identify links a visitor to a user: it creates or updates the user (merging the
+    traits) and links the anonymous id to it, so that id's past and future events
+    belong to the user. Needs the `track:events` scope (unlike
+    UserService.UpsertUser), so a key that may only track can identify too; a key
+    limited to websites must name one of them in `website_id`.
     """
 
 class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -104,6 +118,19 @@ class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_tracking_pb2.BatchTrackResponse, _abc.Awaitable[_tracking_pb2.BatchTrackResponse]]:
         """BatchTrack stores 1 to 500 events, all or nothing: when any event is invalid
         the whole batch is rejected and nothing is stored.
+        """
+
+    @_abc_1.abstractmethod
+    def Identify(
+        self,
+        request: _tracking_pb2.IdentifyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_pb2.IdentifyResponse, _abc.Awaitable[_tracking_pb2.IdentifyResponse]]:
+        """Identify links a visitor to a user: it creates or updates the user (merging the
+        traits) and links the anonymous id to it, so that id's past and future events
+        belong to the user. Needs the `track:events` scope (unlike
+        UserService.UpsertUser), so a key that may only track can identify too; a key
+        limited to websites must name one of them in `website_id`.
         """
 
 def add_TrackingServiceServicer_to_server(servicer: TrackingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

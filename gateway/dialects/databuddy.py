@@ -1,0 +1,384 @@
+"""Databuddy: ``POST /track``, ``POST /identify`` and their CORS preflights (contracts.md §3).
+
+``/track`` takes one event object or a JSON array of them (all or nothing) and answers
+200 ``{"status":"success","type":"custom_event","count":N}``, N being the events newly
+stored (a repeated ``eventId`` is accepted and not counted). ``/identify`` links an
+anonymous id to a profile: 200 ``{"status":"success","type":"identify"}``. Every failure
+is ``{"status":"error","message":"..."}`` with Databuddy's own messages, chosen from the
+server's ErrorInfo reason (``REASON_MESSAGES``), else from the HTTP status; 429 and 503
+carry ``Retry-After``.
+
+Credentials, decided by the server (:mod:`server.websites`): ``Authorization: Bearer
+<key>`` or ``x-api-key: <key>`` (scope ``track:events``), or, for browsers, no key and
+``?website_id=<uuid>``, forwarded as ``trackd-website-id`` metadata with the page's
+``Origin`` as ``trackd-origin``. A browser request (an ``Origin`` and a ``website_id``)
+first asks ``WebsiteService.CheckOrigin``, so that every response to an allowed origin,
+errors included, carries ``Access-Control-Allow-Origin``; preflights (``OPTIONS``) are
+answered only for a ``website_id`` whose origins include the page's. Bodies are parsed
+whatever their ``Content-Type``: ``navigator.sendBeacon`` sends ``text/plain``.
+
+Choices the vendor page leaves open:
+
+- An event with neither ``profileId`` nor ``anonymousId`` (a server-side event about no
+  one in particular) is stored under a freshly generated anonymous id (a UUID), so it
+  is kept and counted like any other.
+- ``profileId`` (sent by the official SDK) is the event's user: its external user id.
+  ``anonymizeVisitorIds`` is accepted and ignored; unknown fields are ignored.
+- ``/identify`` needs an API key (linking ids from a browser with only a website id
+  would let any page claim any visitor); its ``websiteId`` is required, as the SDK sends.
+- Rate limit: per key; website-id requests are counted per (website, client address).
+
+Rules only Databuddy has live here as data: the field lengths, the property bounds
+(50 keys, 128-character keys, 32 KB serialized) and how far in the future a timestamp
+may be. Everything else (scopes, websites, origins, dedup) is the server's.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NotRequired,  # pydantic needs these on 3.11
+)
+from uuid import UUID
+
+import grpc
+import orjson
+from aiohttp import web
+from google.protobuf import timestamp_pb2
+from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
+from typing_extensions import TypedDict
+
+from gateway.body import parse_json, read_body
+from gateway.convert import UnencodableValue, fill_struct, timestamp
+from gateway.dialects.base import Dialect, Handler, call, json_response
+from gateway.grpc_errors import Problem, ProblemError
+from gateway.ratelimit import RateLimit
+from gateway.settings import GATEWAY_SETTINGS, TRACKING, WEBSITES
+from trackd.v1 import tracking_pb2, websites_pb2
+
+# --- Databuddy's own limits ------------------------------------------------------------
+
+MAX_NAME_CHARS = 256
+MAX_NAMESPACE_CHARS = 64
+MAX_ID_CHARS = 256
+MAX_SOURCE_CHARS = 64
+MAX_PROPERTY_KEYS = 50
+MAX_PROPERTY_KEY_CHARS = 128
+MAX_PROPERTIES_BYTES = 32 * 1024
+# A timestamp later than this past the gateway's clock is refused (clock skew allowed).
+MAX_FUTURE = timedelta(hours=24)
+DEFAULT_RATE_LIMIT = RateLimit(600, 60)
+
+# --- messages ---------------------------------------------------------------------------
+
+INVALID_BODY = "Invalid request body"
+# The server's ErrorInfo reasons (and the gateway's own) -> Databuddy's messages.
+REASON_MESSAGES: Mapping[str, str] = {
+    "INVALID_ARGUMENT": INVALID_BODY,
+    "MALFORMED_BODY": INVALID_BODY,
+    "API_KEY_MISSING": "API key or website_id required",
+    "API_KEY_INVALID": "Invalid API key",
+    "SCOPE_MISSING": "API key missing track:events scope",
+    "WEBSITE_NOT_FOUND": "Website not found",
+    "ORIGIN_NOT_AUTHORIZED": "Origin not authorized",
+    "WEBSITE_SCOPE_MISMATCH": "Website scope mismatch",
+    "WEBSITE_NOT_ALLOWED": "API key not authorized for this website",
+    "PAYLOAD_TOO_LARGE": "Payload too large",
+    "RATE_LIMITED": "Rate limit exceeded",
+}
+# When no reason says more: by HTTP status.
+STATUS_MESSAGES: Mapping[int, str] = {
+    400: INVALID_BODY,
+    401: "Invalid API key",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Request conflicts with one in progress; retry",
+    413: "Payload too large",
+    429: "Rate limit exceeded",
+    500: "Internal server error",
+    503: "Service temporarily unavailable; retry later",
+    504: "Request timed out; retry later",
+}
+
+# --- CORS -------------------------------------------------------------------------------
+
+PREFLIGHT_HEADERS: Mapping[str, str] = {
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "content-type, authorization, x-api-key",
+    "Access-Control-Max-Age": "86400",
+}
+_ALLOWED_ORIGIN = web.RequestKey("databuddy_allowed_origin", str)
+
+# --- request bodies ---------------------------------------------------------------------
+
+_STRICT = ConfigDict(strict=True, extra="ignore")
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+Namespace = Annotated[str, StringConstraints(max_length=MAX_NAMESPACE_CHARS)]
+Identifier = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]
+Source = Annotated[str, StringConstraints(max_length=MAX_SOURCE_CHARS)]
+ProfileId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+@with_config(_STRICT)
+class DatabuddyEvent(TypedDict):
+    """One custom event, alone or as an item of an array."""
+
+    name: Name
+    namespace: NotRequired[Namespace | None]
+    # Unix milliseconds, or an ISO-8601 string; null or absent: now.
+    timestamp: NotRequired[int | float | str | None]
+    properties: NotRequired[dict[str, Any] | None]
+    anonymousId: NotRequired[Identifier | None]
+    sessionId: NotRequired[Identifier | None]
+    websiteId: NotRequired[UUID | None]
+    source: NotRequired[Source | None]
+    eventId: NotRequired[Identifier | None]
+    profileId: NotRequired[Identifier | None]
+    anonymizeVisitorIds: NotRequired[bool | Literal["auto"] | None]
+
+
+@with_config(_STRICT)
+class DatabuddyIdentify(TypedDict):
+    """The identify body, as the official SDK sends it."""
+
+    profileId: ProfileId
+    anonymousId: NotRequired[Identifier | None]
+    traits: NotRequired[dict[str, Any] | None]
+    websiteId: UUID
+
+
+TRACK_BODY: TypeAdapter[DatabuddyEvent | list[DatabuddyEvent]] = TypeAdapter(
+    DatabuddyEvent | list[DatabuddyEvent])
+IDENTIFY_BODY = TypeAdapter(DatabuddyIdentify)
+
+
+# --- the dialect ------------------------------------------------------------------------
+
+
+def _render(problem: Problem) -> web.Response:
+    message = REASON_MESSAGES.get(problem.reason) or STATUS_MESSAGES.get(
+        problem.status, "Request failed")
+    headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after else None
+    return json_response({"status": "error", "message": message}, problem.status, headers)
+
+
+def _api_key(request: web.Request) -> str:
+    """The key from ``Authorization: Bearer <key>``, else from ``x-api-key``."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and key.strip():
+        return key.strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+def _credential(request: web.Request) -> str:
+    """What the rate limit counts: the key, else the website and the client's address."""
+    key = _api_key(request)
+    if key:
+        return key
+    website_id = request.query.get("website_id", "")
+    return f"website:{website_id}:{request.remote}" if website_id else ""
+
+
+DATABUDDY = Dialect(
+    name="databuddy",
+    render=_render,
+    credential=_credential,
+    default_rate_limit=DEFAULT_RATE_LIMIT,
+)
+
+
+def _fail(status: int, reason: str,
+          code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> ProblemError:
+    return ProblemError(Problem(status, REASON_MESSAGES.get(reason, ""), reason=reason,
+                                grpc_code=code))
+
+
+def _invalid() -> ProblemError:
+    return _fail(400, "INVALID_ARGUMENT")
+
+
+def _with_cors(handler: Handler) -> Handler:
+    """Add CORS headers to every response to an origin the website allows."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        response = await handler(request)
+        origin = request.get(_ALLOWED_ORIGIN)
+        if origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        return response
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+def _website_id(request: web.Request) -> str:
+    """The ``website_id`` query parameter, canonical; one that is no UUID names no website."""
+    value = request.query.get("website_id", "")
+    if not value:
+        return ""
+    try:
+        return str(UUID(value))
+    except ValueError as exc:
+        raise _fail(404, "WEBSITE_NOT_FOUND", grpc.StatusCode.NOT_FOUND) from exc
+
+
+async def _check_origin(request: web.Request, website_id: str, origin: str) -> None:
+    """Ask the server whether ``origin`` may track for the website; remember the answer."""
+    await call(request, request.app[WEBSITES].CheckOrigin,
+               websites_pb2.CheckOriginRequest(website_id=website_id, origin=origin), [])
+    request[_ALLOWED_ORIGIN] = origin
+
+
+async def _metadata(request: web.Request) -> list[tuple[str, str]]:
+    """The caller's credentials as call metadata (checked for presence and form only)."""
+    website_id = _website_id(request)
+    origin = request.headers.get("Origin", "")
+    if origin and not (origin.isascii() and origin.isprintable()):
+        raise _fail(403, "ORIGIN_NOT_AUTHORIZED", grpc.StatusCode.PERMISSION_DENIED)
+    if website_id and origin:
+        await _check_origin(request, website_id, origin)
+    metadata: list[tuple[str, str]] = []
+    key = _api_key(request)
+    if key:
+        if not (key.isascii() and key.isprintable()):
+            raise _fail(401, "API_KEY_INVALID", grpc.StatusCode.UNAUTHENTICATED)
+        metadata.append(("authorization", f"Bearer {key}"))
+    elif request.headers.get("Authorization", "").strip():
+        raise _fail(401, "API_KEY_INVALID", grpc.StatusCode.UNAUTHENTICATED)
+    elif not website_id:
+        raise _fail(401, "API_KEY_MISSING", grpc.StatusCode.UNAUTHENTICATED)
+    if website_id:
+        metadata.append(("trackd-website-id", website_id))
+        if origin:
+            metadata.append(("trackd-origin", origin))
+    return metadata
+
+
+async def _body(request: web.Request) -> bytes:
+    return await read_body(request, request.app[GATEWAY_SETTINGS].max_body_bytes)
+
+
+def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
+    """Unix milliseconds or ISO-8601 (UTC when without an offset), not far in the future."""
+    latest = datetime.now(UTC) + MAX_FUTURE
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise _invalid() from exc
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if when > latest:
+            raise _invalid()
+        return timestamp(when)
+    if not math.isfinite(value) or value > latest.timestamp() * 1000 \
+            or value < datetime.min.replace(tzinfo=UTC).timestamp() * 1000:
+        raise _invalid()
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMilliseconds(math.floor(value))
+    return ts
+
+
+def _properties(values: dict[str, Any]) -> None:
+    """Databuddy's bounds on properties: keys, key lengths, serialized size."""
+    if len(values) > MAX_PROPERTY_KEYS:
+        raise _invalid()
+    if any(len(key) > MAX_PROPERTY_KEY_CHARS for key in values):
+        raise _invalid()
+    try:
+        size = len(orjson.dumps(values))
+    except orjson.JSONEncodeError as exc:  # integers beyond 64 bits, nesting past 255
+        raise _invalid() from exc
+    if size > MAX_PROPERTIES_BYTES:
+        raise _invalid()
+
+
+def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
+    user = item.get("profileId") or ""
+    anonymous = item.get("anonymousId") or ""
+    if not user and not anonymous:
+        anonymous = str(uuid.uuid4())
+    event = tracking_pb2.Event(name=item["name"], external_user_id=user,
+                               anonymous_id=anonymous, event_id=item.get("eventId") or "")
+    when = item.get("timestamp")
+    if when is not None:
+        event.timestamp.CopyFrom(_timestamp(when))
+    properties = item.get("properties")
+    if properties is not None:
+        _properties(properties)
+        try:
+            fill_struct(event.properties, properties, "properties")
+        except UnencodableValue as exc:
+            raise _invalid() from exc
+    website = item.get("websiteId")
+    context = tracking_pb2.EventContext(
+        namespace=item.get("namespace") or "", session_id=item.get("sessionId") or "",
+        source=item.get("source") or "", website_id=str(website) if website else "")
+    if context.ByteSize():
+        event.context.CopyFrom(context)
+    return event
+
+
+# --- routes -----------------------------------------------------------------------------
+
+
+@_with_cors
+@DATABUDDY.handler
+async def track(request: web.Request) -> web.StreamResponse:
+    """POST /track: one event, or an array of them (all or nothing)."""
+    metadata = await _metadata(request)
+    body = parse_json(TRACK_BODY, await _body(request), invalid_status=400)
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise _invalid()
+    message = tracking_pb2.BatchTrackRequest(events=[_event(item) for item in items])
+    response = await call(request, request.app[TRACKING].BatchTrack, message, metadata)
+    return json_response({"status": "success", "type": "custom_event",
+                          "count": response.stored_count})
+
+
+@_with_cors
+@DATABUDDY.handler
+async def identify(request: web.Request) -> web.StreamResponse:
+    """POST /identify: upsert a profile and link an anonymous id to it."""
+    metadata = await _metadata(request)
+    body = parse_json(IDENTIFY_BODY, await _body(request), invalid_status=400)
+    message = tracking_pb2.IdentifyRequest(
+        external_id=body["profileId"], anonymous_id=body.get("anonymousId") or "",
+        website_id=str(body["websiteId"]))
+    traits = body.get("traits")
+    if traits is not None:
+        try:
+            fill_struct(message.traits, traits, "traits")
+        except UnencodableValue as exc:
+            raise _invalid() from exc
+    await call(request, request.app[TRACKING].Identify, message, metadata)
+    return json_response({"status": "success", "type": "identify"})
+
+
+@_with_cors
+@DATABUDDY.handler
+async def preflight(request: web.Request) -> web.StreamResponse:
+    """OPTIONS /track, /identify: CORS preflight, for the website's own origins only."""
+    website_id = _website_id(request)
+    origin = request.headers.get("Origin", "")
+    if not website_id or not origin or not (origin.isascii() and origin.isprintable()):
+        raise _fail(403, "ORIGIN_NOT_AUTHORIZED", grpc.StatusCode.PERMISSION_DENIED)
+    await _check_origin(request, website_id, origin)
+    return web.Response(status=204, headers=PREFLIGHT_HEADERS)
+
+
+def add_routes(app: web.Application) -> None:
+    for path, handler in (("/track", track), ("/identify", identify)):
+        app.router.add_post(path, handler)
+        app.router.add_route("OPTIONS", path, preflight)
