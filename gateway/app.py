@@ -7,9 +7,17 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
-from gateway.dialects import cueflow, databuddy, flywheel, shared_paths, vibefollow
+from gateway.dialects import (
+    cueflow,
+    cueflow_audiences,
+    databuddy,
+    flywheel,
+    shared_paths,
+    vibefollow,
+)
 from gateway.ratelimit import RateLimiter
 from gateway.settings import (
+    AUDIENCES,
     GATEWAY_SETTINGS,
     RATE_LIMITER,
     TRACKING,
@@ -17,7 +25,12 @@ from gateway.settings import (
     WEBSITES,
     GatewaySettings,
 )
-from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc, websites_pb2_grpc
+from trackd.v1 import (
+    audiences_pb2_grpc,
+    tracking_pb2_grpc,
+    users_pb2_grpc,
+    websites_pb2_grpc,
+)
 
 # Matches the server's limit; a 5 MB JSON body becomes a somewhat larger message.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -33,6 +46,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     vibefollow.add_routes(app)
     flywheel.add_routes(app)
     cueflow.add_routes(app)
+    cueflow_audiences.add_routes(app)
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
     return app
@@ -50,5 +64,6 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
     app[TRACKING] = tracking_pb2_grpc.TrackingServiceStub(channel)
     app[USERS] = users_pb2_grpc.UserServiceStub(channel)
     app[WEBSITES] = websites_pb2_grpc.WebsiteServiceStub(channel)
+    app[AUDIENCES] = audiences_pb2_grpc.AudienceServiceStub(channel)
     yield
     await channel.close()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway.ratelimit import RateLimit, RateLimiter
-from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc, websites_pb2_grpc
+from trackd.v1 import audiences_pb2_grpc, tracking_pb2_grpc, users_pb2_grpc, websites_pb2_grpc
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
@@ -27,4 +27,5 @@ GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
 TRACKING = web.AppKey("tracking_stub", tracking_pb2_grpc.TrackingServiceStub)
 USERS = web.AppKey("users_stub", users_pb2_grpc.UserServiceStub)
 WEBSITES = web.AppKey("websites_stub", websites_pb2_grpc.WebsiteServiceStub)
+AUDIENCES = web.AppKey("audiences_stub", audiences_pb2_grpc.AudienceServiceStub)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

@@ -13,12 +13,15 @@ from server.auth import Authenticator
 from server.errors import ErrorInterceptor
 from server.idempotency import IdempotencyGuard
 from server.pipeline import PipelineConfig, WritePipeline
+from server.services.audiences import AudienceService
 from server.services.tracking import TrackingService
 from server.services.users import UserService
 from server.services.websites import WebsiteService
 from server.websites import WebsiteGuard
 from storage import Store
 from trackd.v1 import (
+    audiences_pb2,
+    audiences_pb2_grpc,
     tracking_pb2,
     tracking_pb2_grpc,
     users_pb2,
@@ -36,6 +39,7 @@ SERVICE_NAMES = (
     tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     websites_pb2.DESCRIPTOR.services_by_name["WebsiteService"].full_name,
+    audiences_pb2.DESCRIPTOR.services_by_name["AudienceService"].full_name,
 )
 
 
@@ -88,6 +92,8 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, idempotency), server)
+    audiences_pb2_grpc.add_AudienceServiceServicer_to_server(
+        AudienceService(auth, store.audiences), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
 
+from storage.audiences import AudienceQueries
 from storage.events import EventRepository
 from storage.idempotency import IdempotencyRepository
 from storage.indexes import ensure_indexes
@@ -28,6 +29,7 @@ class Store:
     keys: ApiKeyRepository
     idempotency: IdempotencyRepository
     users: UserRepository
+    audiences: AudienceQueries
     websites: WebsiteRepository
 
     async def close(self) -> None:
@@ -66,5 +68,6 @@ async def connect(
         keys=ApiKeyRepository(db),
         idempotency=IdempotencyRepository(db),
         users=UserRepository(db),
+        audiences=AudienceQueries(db),
         websites=WebsiteRepository(db),
     )

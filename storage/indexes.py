@@ -23,6 +23,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         # A user's history, newest last.
         IndexModel([("project_id", ASCENDING), ("user_id", ASCENDING), ("timestamp", ASCENDING)],
                    name="project_user_timestamp"),
+        # Audience rules: one event's occurrences per user, optionally in a time window.
+        IndexModel([("project_id", ASCENDING), ("name", ASCENDING), ("user_id", ASCENDING),
+                    ("timestamp", ASCENDING)], name="project_name_user_timestamp"),
         # Linking an anonymous id to a user finds that id's past events.
         IndexModel([("project_id", ASCENDING), ("anonymous_id", ASCENDING)],
                    name="project_anonymous_id"),

@@ -51,7 +51,8 @@ class UserChange:
         return update
 
 
-def _wrap(exc: PyMongoError) -> StorageError:
+def wrap_error(exc: PyMongoError) -> StorageError:
+    """The storage exception for a driver error."""
     if isinstance(exc, ConnectionFailure) or exc.has_error_label("RetryableWriteError"):
         return StorageUnavailable(str(exc))
     return StorageError(str(exc))
@@ -108,7 +109,7 @@ class UserRepository:
             if change.add_anonymous_ids:
                 await self._link(project_id, external_id, change.add_anonymous_ids)
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise wrap_error(exc) from exc
         return doc, result.upserted_id is not None
 
     async def bulk_upsert(
@@ -148,7 +149,7 @@ class UserRepository:
                 if change.add_anonymous_ids:
                     await self._link(project_id, external_id, change.add_anonymous_ids)
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise wrap_error(exc) from exc
         return outcomes
 
     async def _link(self, project_id: str, external_id: str, anonymous_ids: list[str]) -> None:
@@ -174,7 +175,7 @@ class UserRepository:
             doc: dict[str, Any] | None = await self._users.find_one(query)
             return doc
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise wrap_error(exc) from exc
 
     async def existing(self, project_id: str, external_ids: list[str]) -> set[str]:
         """Which of ``external_ids`` are users of the project."""
@@ -184,7 +185,7 @@ class UserRepository:
                 {"external_id": 1, "_id": 0})
             return {doc["external_id"] async for doc in cursor}
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise wrap_error(exc) from exc
 
     async def owners_of_anonymous_ids(
         self, project_id: str, anonymous_ids: list[str]
@@ -202,7 +203,7 @@ class UserRepository:
                         owners[anonymous_id] = doc["external_id"]
             return owners
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise wrap_error(exc) from exc
 
     async def delete(self, project_id: str, external_id: str) -> int | None:
         """Delete the user and all their events; None when there is no such user."""
@@ -215,7 +216,7 @@ class UserRepository:
                 {"project_id": project_id, "user_id": external_id})
             await self._users.delete_one(query)
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise wrap_error(exc) from exc
         return deleted.deleted_count
 
     async def events(
@@ -231,7 +232,7 @@ class UserRepository:
             cursor = self._events.find(query).sort([("timestamp", 1), ("_id", 1)]).limit(limit + 1)
             docs = [doc async for doc in cursor]
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise wrap_error(exc) from exc
         if len(docs) <= limit:
             return docs, ""
         last = docs[limit - 1]

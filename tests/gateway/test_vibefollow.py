@@ -336,3 +336,32 @@ async def test_gzip_bomb_is_413_naming_the_limit(http: Client, api_key: str, sto
         "code": "payload_too_large",
         "message": "request body exceeds the limit of 5242880 bytes"}]}
     assert await stored_events(store) == []
+
+
+async def test_rate_limit_is_429_with_retry_after_per_key(
+    server: TrackdServer, make_key: KeyFactory, store: Store
+) -> None:
+    from aiohttp.test_utils import TestServer
+
+    from gateway.app import create_app
+    from gateway.ratelimit import RateLimit
+    from gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(grpc_target=f"127.0.0.1:{server.port}",
+                               rate_limits={"vibefollow": RateLimit(2, 60)})
+    key_a, key_b = await make_key(), await make_key()
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0)) as client:
+        for i in range(2):
+            resp = await client.post("/api/v1/events", json=event(i), headers=headers(key_a))
+            assert resp.status == 202
+        resp = await client.post("/api/v1/events", json=event(2), headers=headers(key_a))
+        assert resp.status == 429
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert await resp.json() == {"errors": [{
+            "code": "rate_limited",
+            "message": "rate limit exceeded: 2 requests per 60 s per key; "
+                       f"retry in {resp.headers['Retry-After']} s"}]}
+        # Another key has its own budget.
+        resp = await client.post("/api/v1/events", json=event(3), headers=headers(key_b))
+        assert resp.status == 202
+    assert sorted(d["user_id"] for d in await stored_events(store)) == ["usr_0", "usr_1", "usr_3"]

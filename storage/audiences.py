@@ -1,0 +1,80 @@
+"""The queries behind audience evaluation: per-user event statistics and profiles.
+
+Statistics are computed from the raw events at query time, by an aggregation the
+``project_name_user_timestamp`` index serves (see bench/audiences.py for why raw events
+and not a maintained statistics collection): nothing derived can drift from the events,
+a deleted user's history is gone with its events, and ingest writes nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from storage.indexes import EVENTS, USERS
+from storage.users import wrap_error
+
+
+@dataclass(frozen=True)
+class EventStats:
+    """One user's occurrences of one event (within the queried window)."""
+
+    count: int
+    first: datetime
+    last: datetime
+
+
+class AudienceQueries:
+    def __init__(self, db: AsyncDatabase[Any]) -> None:
+        self._events = db[EVENTS]
+        self._users = db[USERS]
+
+    async def event_stats(
+        self,
+        project_id: str,
+        name: str,
+        *,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        users: Collection[str] | None = None,
+    ) -> dict[str, EventStats]:
+        """Per user (of ``users``, or all), their count, first and last of ``name``."""
+        match: dict[str, Any] = {"project_id": project_id, "name": name}
+        match["user_id"] = {"$in": list(users)} if users is not None else {"$ne": None}
+        window: dict[str, datetime] = {}
+        if since is not None:
+            window["$gte"] = since
+        if before is not None:
+            window["$lt"] = before
+        if window:
+            match["timestamp"] = window
+        pipeline = [
+            {"$match": match},
+            {"$group": {"_id": "$user_id", "count": {"$sum": 1},
+                        "first": {"$min": "$timestamp"}, "last": {"$max": "$timestamp"}}},
+        ]
+        try:
+            cursor = await self._events.aggregate(pipeline)
+            return {doc["_id"]: EventStats(doc["count"], doc["first"], doc["last"])
+                    async for doc in cursor}
+        except PyMongoError as exc:
+            raise wrap_error(exc) from exc
+
+    async def profiles(
+        self, project_id: str, fields: Iterable[str], users: Collection[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """external id -> the requested profile fields, for ``users`` (or every user)."""
+        query: dict[str, Any] = {"project_id": project_id}
+        if users is not None:
+            query["external_id"] = {"$in": list(users)}
+        projection = {"_id": 0, "external_id": 1, **dict.fromkeys(fields, 1)}
+        try:
+            return {doc["external_id"]: doc
+                    async for doc in self._users.find(query, projection)}
+        except PyMongoError as exc:
+            raise wrap_error(exc) from exc
