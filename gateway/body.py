@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from gateway.grpc_errors import Problem, ProblemError
+from gateway.settings import GATEWAY_SETTINGS
 
 T = TypeVar("T")
 
@@ -51,8 +52,9 @@ def describe(error: Any) -> str:
     return _MESSAGES.get(kind) or str(error["msg"]).lower()
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, or a 413 naming ``limit``."""
+async def read_body(request: web.Request) -> bytes:
+    """The whole (decompressed) body, or a 413 naming the gateway's limit."""
+    limit = request.app[GATEWAY_SETTINGS].max_body_bytes
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:

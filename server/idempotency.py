@@ -54,7 +54,12 @@ class IdempotencyGuard:
         response_type: type[ResponseT],
         execute: Callable[[], Awaitable[ResponseT]],
     ) -> ResponseT:
-        """Run ``execute`` once per key; replay its response to identical repeats."""
+        """Run ``execute`` once per key; replay its response to identical repeats.
+
+        Without a key (``""``) it simply runs ``execute``.
+        """
+        if not key:
+            return await execute()
         wanted = fingerprint(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait

@@ -58,7 +58,7 @@ from gateway.convert import UnencodableValue, fill_struct, problem, struct_value
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.ratelimit import RateLimit
-from gateway.settings import GATEWAY_SETTINGS, TRACKING, USERS
+from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -203,15 +203,12 @@ def _user(external_id: str, body: ContactChange | NewContact) -> users_pb2.User:
     return user
 
 
-async def _body(request: web.Request) -> bytes:
-    return await read_body(request, request.app[GATEWAY_SETTINGS].max_body_bytes)
-
 
 @CUEFLOW.handler
 async def upsert_contact(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/contacts: create (201) or update (200) a contact."""
     metadata = bearer_metadata(request)
-    body = parse_json(NEW_CONTACT, await _body(request), invalid_status=CUEFLOW.invalid_status)
+    body = parse_json(NEW_CONTACT, await read_body(request), invalid_status=CUEFLOW.invalid_status)
     message = users_pb2.UpsertUserRequest()
     message.user.CopyFrom(_user(body.get("externalId", body["email"]), body))  # any depth
     response = await call(request, request.app[USERS].UpsertUser, message, metadata)
@@ -232,7 +229,7 @@ async def update_contact(request: web.Request) -> web.StreamResponse:
     """PATCH /api/v1/contacts/{externalId}: change the fields present in the body."""
     metadata = bearer_metadata(request)
     external_id = request.match_info["external_id"]
-    body = parse_json(CONTACT_CHANGE, await _body(request),
+    body = parse_json(CONTACT_CHANGE, await read_body(request),
                       invalid_status=CUEFLOW.invalid_status)
     if body.get("externalId", external_id) != external_id:
         raise _invalid("externalId", "cannot be changed")
@@ -270,7 +267,7 @@ def _check_flat(properties: dict[str, Any]) -> None:
 async def track_event(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/events (a Cueflow-shaped body): one event for a known contact."""
     metadata = bearer_metadata(request)
-    item = parse_json(EVENT, await _body(request), invalid_status=CUEFLOW.invalid_status)
+    item = parse_json(EVENT, await read_body(request), invalid_status=CUEFLOW.invalid_status)
     properties = item.get("properties") or {}
     _check_flat(properties)
     now = datetime.now(UTC)

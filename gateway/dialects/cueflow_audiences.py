@@ -49,7 +49,7 @@ from gateway.convert import UnencodableValue, fill_struct, problem, timestamp
 from gateway.dialects.base import bearer_metadata, call, json_response
 from gateway.dialects.cueflow import CUEFLOW
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.settings import AUDIENCES, GATEWAY_SETTINGS
+from gateway.settings import AUDIENCES
 from trackd.v1 import audiences_pb2
 
 _STRICT = ConfigDict(strict=True, extra="ignore")
@@ -197,15 +197,12 @@ def _audience(body: AudienceBody) -> audiences_pb2.Audience:
     return audience
 
 
-async def _body(request: web.Request) -> bytes:
-    return await read_body(request, request.app[GATEWAY_SETTINGS].max_body_bytes)
-
 
 @AUDIENCE_API.handler
 async def evaluate(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/audiences/evaluate."""
     metadata = bearer_metadata(request)
-    body = parse_json(EVALUATE, await _body(request), invalid_status=400)
+    body = parse_json(EVALUATE, await read_body(request), invalid_status=400)
     if "limit" in body and not 1 <= body["limit"] <= 1000:
         raise _invalid("limit", "must be 1 to 1000")
     message = audiences_pb2.EvaluateAudienceRequest(
@@ -223,7 +220,7 @@ async def evaluate(request: web.Request) -> web.StreamResponse:
 async def match(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/contacts/{externalId}/match."""
     metadata = bearer_metadata(request)
-    body = parse_json(AUDIENCE, await _body(request), invalid_status=400)
+    body = parse_json(AUDIENCE, await read_body(request), invalid_status=400)
     external_id = request.match_info["external_id"]
     message = audiences_pb2.MatchUserRequest(external_id=external_id)
     message.audience.CopyFrom(_audience(body))

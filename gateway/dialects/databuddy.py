@@ -59,7 +59,7 @@ from gateway.convert import UnencodableValue, fill_struct, timestamp
 from gateway.dialects.base import Dialect, Handler, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.ratelimit import RateLimit
-from gateway.settings import GATEWAY_SETTINGS, TRACKING, WEBSITES
+from gateway.settings import TRACKING, WEBSITES
 from trackd.v1 import tracking_pb2, websites_pb2
 
 # --- Databuddy's own limits ------------------------------------------------------------
@@ -264,9 +264,6 @@ async def _metadata(request: web.Request) -> list[tuple[str, str]]:
     return metadata
 
 
-async def _body(request: web.Request) -> bytes:
-    return await read_body(request, request.app[GATEWAY_SETTINGS].max_body_bytes)
-
 
 def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
     """Unix milliseconds or ISO-8601 (UTC when without an offset), not far in the future."""
@@ -337,7 +334,7 @@ def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
 async def track(request: web.Request) -> web.StreamResponse:
     """POST /track: one event, or an array of them (all or nothing)."""
     metadata = await _metadata(request)
-    body = parse_json(TRACK_BODY, await _body(request), invalid_status=400)
+    body = parse_json(TRACK_BODY, await read_body(request), invalid_status=400)
     items = body if isinstance(body, list) else [body]
     if not items:
         raise _invalid()
@@ -352,7 +349,7 @@ async def track(request: web.Request) -> web.StreamResponse:
 async def identify(request: web.Request) -> web.StreamResponse:
     """POST /identify: upsert a profile and link an anonymous id to it."""
     metadata = await _metadata(request)
-    body = parse_json(IDENTIFY_BODY, await _body(request), invalid_status=400)
+    body = parse_json(IDENTIFY_BODY, await read_body(request), invalid_status=400)
     message = tracking_pb2.IdentifyRequest(
         external_id=body["profileId"], anonymous_id=body.get("anonymousId") or "",
         website_id=str(body["websiteId"]))

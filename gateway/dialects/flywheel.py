@@ -35,7 +35,7 @@ from gateway.body import parse_json, read_body
 from gateway.convert import UnencodableValue, fill_struct, timestamp
 from gateway.dialects.base import Dialect, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.settings import GATEWAY_SETTINGS, TRACKING, USERS
+from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -246,7 +246,7 @@ def _profile(item: FlywheelEvent, event: tracking_pb2.Event) -> users_pb2.User:
 async def track_event(request: web.Request) -> web.StreamResponse:
     """POST /v1/events: one event; with ``identify: true`` the profile is upserted first."""
     metadata = _auth_metadata(request)
-    raw = await read_body(request, request.app[GATEWAY_SETTINGS].max_body_bytes)
+    raw = await read_body(request)
     item = _parse(raw)
     event = _event(item)
     tracking = request.app[TRACKING]

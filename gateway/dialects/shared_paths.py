@@ -30,7 +30,6 @@ from gateway.body import read_body
 from gateway.dialects import cueflow, vibefollow
 from gateway.dialects.base import Handler, bearer_metadata
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.settings import GATEWAY_SETTINGS
 
 EVENTS_PATH = "/api/v1/events"
 # The keys that say which vendor wrote a body.
@@ -91,7 +90,7 @@ def handler_for(raw: bytes) -> Handler:
 async def track_event(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/events: hand the request to the dialect its body belongs to."""
     try:
-        raw = await read_body(request, request.app[GATEWAY_SETTINGS].max_body_bytes)
+        raw = await read_body(request)
     except ProblemError as exc:
         return vibefollow.VIBEFOLLOW.render(exc.problem)
     return await handler_for(raw)(request)

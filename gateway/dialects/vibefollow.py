@@ -31,7 +31,7 @@ from gateway.body import describe, field_path, parse_json, read_body
 from gateway.convert import UnencodableValue, fill_struct, problem, timestamp
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.settings import GATEWAY_SETTINGS, TRACKING, USERS
+from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -105,15 +105,12 @@ def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
     return event
 
 
-async def _body(request: web.Request) -> bytes:
-    return await read_body(request, request.app[GATEWAY_SETTINGS].max_body_bytes)
-
 
 @VIBEFOLLOW.handler
 async def track_event(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/events: one event for a user."""
     metadata = bearer_metadata(request)
-    item = parse_json(EVENT, await _body(request), invalid_status=VIBEFOLLOW.invalid_status)
+    item = parse_json(EVENT, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = tracking_pb2.TrackEventRequest(
         event=_event(item, ""), idempotency_key=request.headers.get("Idempotency-Key", ""))
     await call(request, request.app[TRACKING].TrackEvent, message, metadata)
@@ -124,7 +121,7 @@ async def track_event(request: web.Request) -> web.StreamResponse:
 async def batch_track(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/events/batch: 1 to 500 events, all or nothing."""
     metadata = bearer_metadata(request)
-    batch = parse_json(BATCH, await _body(request), invalid_status=VIBEFOLLOW.invalid_status)
+    batch = parse_json(BATCH, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = tracking_pb2.BatchTrackRequest(
         events=[_event(item, f"events[{i}].") for i, item in enumerate(batch["events"])],
         idempotency_key=request.headers.get("Idempotency-Key", ""))
@@ -275,7 +272,7 @@ def _record_error(index: int, code: str, message: str, field: str) -> dict[str, 
 async def upsert_user(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/users: create or update one user in place."""
     metadata = bearer_metadata(request)
-    item = parse_json(USER, await _body(request), invalid_status=VIBEFOLLOW.invalid_status)
+    item = parse_json(USER, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = users_pb2.UpsertUserRequest(
         user=_user(item), idempotency_key=request.headers.get("Idempotency-Key", ""))
     await call(request, request.app[USERS].UpsertUser, message, metadata)
@@ -286,7 +283,7 @@ async def upsert_user(request: web.Request) -> web.StreamResponse:
 async def bulk_upsert_users(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/users/bulk: 1 to 1000 users; valid ones stored, the rest reported."""
     metadata = bearer_metadata(request)
-    body = parse_json(USERS_BULK, await _body(request),
+    body = parse_json(USERS_BULK, await read_body(request),
                       invalid_status=VIBEFOLLOW.invalid_status)
     users: list[users_pb2.User] = []
     errors: dict[int, dict[str, Any]] = {}

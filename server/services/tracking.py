@@ -60,8 +60,6 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             (new,) = await self._write(docs)
             return tracking_pb2.TrackEventResponse(event_id=docs[0]["event_id"], duplicate=not new)
 
-        if not request.idempotency_key:
-            return await store()
         return await self._idempotency.run(
             principal.project_id, TRACK_EVENT, request.idempotency_key, request,
             tracking_pb2.TrackEventResponse, store)
@@ -87,8 +85,6 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                 event_ids=[doc["event_id"] for doc in docs],
                 stored_count=stored, duplicate_count=count - stored)
 
-        if not request.idempotency_key:
-            return await store()
         return await self._idempotency.run(
             principal.project_id, BATCH_TRACK, request.idempotency_key, request,
             tracking_pb2.BatchTrackResponse, store)
@@ -120,8 +116,6 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                 principal.project_id, request.external_id, change, datetime.now(UTC)))
             return tracking_pb2.IdentifyResponse(created=created)
 
-        if not request.idempotency_key:
-            return await identify()
         return await self._idempotency.run(
             principal.project_id, IDENTIFY, request.idempotency_key, request,
             tracking_pb2.IdentifyResponse, identify)

@@ -58,8 +58,6 @@ class UserService(users_pb2_grpc.UserServiceServicer):
         self, project_id: str, scope: str, request: Any, response_type: type[ResponseT],
         execute: Callable[[], Awaitable[ResponseT]],
     ) -> ResponseT:
-        if not request.idempotency_key:
-            return await execute()
         return await self._idempotency.run(project_id, scope, request.idempotency_key, request,
                                            response_type, execute)
 
