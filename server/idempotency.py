@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -44,6 +45,12 @@ class IdempotencyGuard:
         self._records = records
         self._lease = lease
         self._wait = wait_for_in_flight
+        # Requests with one key run one at a time in this process, so when this process
+        # reserves a key, any pending record it owns is left over from a request whose
+        # release was lost (the database went away), and is taken over at once instead
+        # of after the lease.
+        self._owner = uuid.uuid4().hex
+        self._running: dict[tuple[str, str, str], asyncio.Future[None]] = {}
 
     async def run(
         self,
@@ -60,6 +67,26 @@ class IdempotencyGuard:
         """
         if not key:
             return await execute()
+        ident = (project_id, scope, key)
+        while (running := self._running.get(ident)) is not None:
+            await asyncio.wait([running])
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running[ident] = done
+        try:
+            return await self._run(project_id, scope, key, request, response_type, execute)
+        finally:
+            del self._running[ident]
+            done.set_result(None)
+
+    async def _run(
+        self,
+        project_id: str,
+        scope: str,
+        key: str,
+        request: Message,
+        response_type: type[ResponseT],
+        execute: Callable[[], Awaitable[ResponseT]],
+    ) -> ResponseT:
         wanted = fingerprint(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
@@ -67,7 +94,8 @@ class IdempotencyGuard:
         while True:
             try:
                 held = await self._records.reserve(
-                    project_id, scope, key, wanted, datetime.now(UTC), self._lease)
+                    project_id, scope, key, wanted, datetime.now(UTC), self._lease,
+                    owner=self._owner)
             except StorageUnavailable as exc:
                 raise Unavailable("the database is unavailable; retry later") from exc
             if not isinstance(held, IdempotencyRecord):

@@ -1,9 +1,11 @@
 """The idempotency_keys collection: one record per (project, scope, key) for 24 hours.
 
 A record is ``pending`` while the first request holding the key runs, then
-``completed`` with the serialized response to replay. A pending record whose lease has
-run out (its request's process died) and any record older than 24 hours (the TTL
-monitor has not reaped it yet) can be taken over by a new request.
+``completed`` with the serialized response to replay. A pending record can be taken over
+by a new request when its lease has run out (its request's process died), or at once by
+its own ``owner`` (a process that knows it no longer runs that request: the release was
+lost with the database); so can any record older than 24 hours (the TTL monitor has not
+reaped it yet).
 """
 
 from __future__ import annotations
@@ -50,11 +52,16 @@ class IdempotencyRepository:
         fingerprint: str,
         now: datetime,
         lease: timedelta,
+        owner: str = "",
     ) -> Reservation | IdempotencyRecord:
-        """Take the key, or return the record that holds it."""
+        """Take the key, or return the record that holds it.
+
+        ``owner`` identifies the calling process; it must call only while it runs no
+        request of its own with this key, so its own pending record is abandoned.
+        """
         ident = {"project_id": project_id, "scope": scope, "key": key}
         fresh = {"fingerprint": fingerprint, "state": PENDING, "response": None,
-                 "created_at": now, "lease_until": now + lease}
+                 "created_at": now, "lease_until": now + lease, "owner": owner}
         try:
             for _ in range(5):
                 record_id = ObjectId()
@@ -67,7 +74,8 @@ class IdempotencyRepository:
                 if doc is None:
                     continue  # released or reaped meanwhile: try to insert again
                 expired = doc["created_at"] <= now - timedelta(seconds=IDEMPOTENCY_TTL_SECONDS)
-                abandoned = doc["state"] == PENDING and doc["lease_until"] <= now
+                abandoned = doc["state"] == PENDING and (
+                    doc["lease_until"] <= now or (owner and doc.get("owner") == owner))
                 if not (expired or abandoned):
                     return IdempotencyRecord(doc["fingerprint"], doc["state"], doc["response"])
                 taken = await self._records.update_one(
