@@ -19,6 +19,8 @@ from pymongo.errors import PyMongoError
 from storage.indexes import EVENTS, USERS
 from storage.users import wrap_error
 
+IN_LOOKUP_LIMIT = 2000
+
 
 @dataclass(frozen=True)
 class EventStats:
@@ -45,7 +47,10 @@ class AudienceQueries:
     ) -> dict[str, EventStats]:
         """Per user (of ``users``, or all), their count, first and last of ``name``."""
         match: dict[str, Any] = {"project_id": project_id, "name": name}
-        match["user_id"] = {"$in": list(users)} if users is not None else {"$ne": None}
+        if users is not None:
+            match["user_id"] = {"$in": list(users)}
+        # No `user_id: {$ne: null}` for "all users": it costs SecantusDB its index bounds
+        # (measured: 1.4 s instead of 40 ms); anonymous events are dropped below instead.
         window: dict[str, datetime] = {}
         if since is not None:
             window["$gte"] = since
@@ -61,7 +66,7 @@ class AudienceQueries:
         try:
             cursor = await self._events.aggregate(pipeline)
             return {doc["_id"]: EventStats(doc["count"], doc["first"], doc["last"])
-                    async for doc in cursor}
+                    async for doc in cursor if doc["_id"] is not None}
         except PyMongoError as exc:
             raise wrap_error(exc) from exc
 
@@ -70,11 +75,15 @@ class AudienceQueries:
     ) -> dict[str, dict[str, Any]]:
         """external id -> the requested profile fields, for ``users`` (or every user)."""
         query: dict[str, Any] = {"project_id": project_id}
-        if users is not None:
-            query["external_id"] = {"$in": list(users)}
+        # An `$in` costs an index seek per id (~0.5 ms on the embedded database), a scan of
+        # the project's users ~35 µs per user: past a few thousand ids the scan is cheaper.
+        scan = users is None or len(users) > IN_LOOKUP_LIMIT
+        if not scan:
+            query["external_id"] = {"$in": list(users)}  # type: ignore[arg-type]
         projection = {"_id": 0, "external_id": 1, **dict.fromkeys(fields, 1)}
         try:
             return {doc["external_id"]: doc
-                    async for doc in self._users.find(query, projection)}
+                    async for doc in self._users.find(query, projection)
+                    if not scan or users is None or doc["external_id"] in users}
         except PyMongoError as exc:
             raise wrap_error(exc) from exc

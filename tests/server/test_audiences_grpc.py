@@ -508,6 +508,28 @@ async def test_and_within_group_or_across_groups(
                           everyone, [])
 
 
+@pytest.mark.parametrize("lookup", ["by id", "by scanning the project's users"])
+async def test_profile_lookup_by_id_or_by_scan_agree(
+    audiences: Audiences, users: Users, tracking: Tracking, key: str,
+    monkeypatch: pytest.MonkeyPatch, lookup: str,
+) -> None:
+    # Large candidate sets are checked against a scan of the project's users, small ones
+    # by id; a limit of 0 sends even these few through the scan.
+    if lookup != "by id":
+        monkeypatch.setattr("storage.audiences.IN_LOOKUP_LIMIT", 0)
+    everyone = ("viewer", "adopter", "pro_viewer")
+    for user in everyone:
+        await upsert(users, key, user, plan="pro" if user.startswith("pro") else "free")
+    for user in (*everyone, "never_upserted"):
+        await history(tracking, key, user, ("export_viewed", T0))
+    await history(tracking, key, "adopter", ("export_used", T0 + MINUTE))
+
+    seed = [ev(HAS_DONE, "export_viewed"), ev(HAS_NOT_DONE, "export_used")]
+    await assert_audience(audiences, key, audience(seed), everyone, ["pro_viewer", "viewer"])
+    await assert_audience(audiences, key, audience([*seed, prop(EQUALS, "plan", "pro")]),
+                          everyone, ["pro_viewer"])
+
+
 async def test_audience_without_groups_matches_nobody(
     audiences: Audiences, users: Users, key: str
 ) -> None:
