@@ -15,12 +15,17 @@ stored: a duplicate event id is success). A failed flush fails exactly the reque
 carried. The queue is bounded, and after the database fails a flush the pipeline fails
 new writes fast for ``outage_backoff_seconds`` instead of queueing them behind a dead
 connection; the next flush after that probes the database again.
+
+There is no flusher task: the decision "flush now, or wait" is taken at most once per
+event-loop iteration (so the requests of one iteration share a flush), again when a flush
+finishes, and when the linger timer of the oldest waiting event fires. Measured (64
+writers trickling in, a 4 ms fake insert): the pipeline's own CPU per write went from
+~15 µs with a flusher task woken by every write to ~9 µs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -81,15 +86,17 @@ class WritePipeline:
         self._pending: deque[_Pending] = deque()
         self._pending_events = 0
         self._queued_events = 0  # pending + in flight: the memory bound
-        self._wakeup = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._down_until = 0.0
         self._closed = False
-        self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._check_soon = False  # a _check is scheduled for this loop iteration
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._run(), name="flusher")
+        """Bind to the running event loop (writes bind to it by themselves too)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
 
     async def write(self, docs: list[dict[str, Any]]) -> list[bool]:
         """Store ``docs`` durably; per doc, True if newly stored, False if a duplicate.
@@ -105,57 +112,61 @@ class WritePipeline:
         if self._queued_events + len(docs) > self.config.max_queued_events:
             raise PipelineOverloaded(
                 f"write queue is full ({self.config.max_queued_events} events)")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[list[bool]] = loop.create_future()
         self._pending.append(_Pending(docs, future, loop.time()))
         self._pending_events += len(docs)
         self._queued_events += len(docs)
-        self._wakeup.set()
-        # If the caller goes away (deadline, disconnect) its events are still written:
-        # their ids make the client's retry safe. Nobody reads the outcome then.
+        if not self._check_soon:
+            self._check_soon = True
+            loop.call_soon(self._check)
+        # If the caller goes away (deadline, disconnect) its future is cancelled, but its
+        # events stay queued and are still written: their ids make the client's retry
+        # safe. Nobody reads the outcome then.
         future.add_done_callback(_consume_outcome)
-        return await asyncio.shield(future)
+        return await future
 
     async def close(self) -> None:
         """Stop taking writes, flush everything queued, and wait for it to be durable."""
         self._closed = True
-        self._wakeup.set()
-        if self._flusher is not None:
-            await self._flusher
-        if self._in_flight:
+        self._check()
+        while self._in_flight:
+            # A finishing flush starts the next one (its done-callback runs first).
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _check(self) -> None:
+        """Start every flush the state allows; else wait for the oldest event's linger."""
+        self._check_soon = False
+        loop = self._loop
+        assert loop is not None
         config = self.config
-        while True:
-            if not self._pending:
-                if self._closed:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            waited = loop.time() - self._pending[0].queued_at
+        while self._pending:
             in_flight = len(self._in_flight)
-            if in_flight < config.max_in_flight and (
-                in_flight == 0 or self._closed
-                or self._pending_events >= config.parallel_batch_events
-                or waited >= config.linger_seconds
-            ):
-                task = loop.create_task(self._flush(self._take()))
-                self._in_flight.add(task)
-                task.add_done_callback(self._flushed)
-                continue
-            # Wait for a change: a new write, a finished flush, or the linger deadline.
-            self._wakeup.clear()
-            timeout = None if in_flight >= config.max_in_flight else \
-                config.linger_seconds - waited
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            if in_flight >= config.max_in_flight:
+                return  # a finishing flush checks again
+            if not (in_flight == 0 or self._closed
+                    or self._pending_events >= config.parallel_batch_events
+                    or loop.time() - self._pending[0].queued_at >= config.linger_seconds):
+                if self._timer is None:
+                    self._timer = loop.call_at(
+                        self._pending[0].queued_at + config.linger_seconds, self._lingered)
+                return
+            task = loop.create_task(self._flush(self._take()))
+            self._in_flight.add(task)
+            task.add_done_callback(self._flushed)
+
+    def _lingered(self) -> None:
+        self._timer = None
+        self._check()
 
     def _flushed(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        self._wakeup.set()
+        self._check()
 
     def _take(self) -> _Flush:
         flush = _Flush()
@@ -174,7 +185,11 @@ class WritePipeline:
             docs = [doc for item in flush.items for doc in item.docs]
             try:
                 outcome = await self._events.insert_many(docs)
-            except StorageError as exc:
+            except Exception as exc:
+                # Anything else (a document the driver cannot encode, a bug) must fail
+                # these requests too, never leave them waiting for their deadline.
+                if not isinstance(exc, StorageError):
+                    exc = StorageError(f"the events could not be written: {exc!r}")
                 self.stats.failed_flushes += 1
                 if isinstance(exc, StorageUnavailable):
                     self._down_until = time.monotonic() + self.config.outage_backoff_seconds

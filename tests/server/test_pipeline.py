@@ -125,3 +125,23 @@ async def test_while_the_database_is_down_every_write_is_unavailable(
     assert srv.pipeline.stats.events_written == 0
     assert srv.pipeline.stats.failed_flushes >= 1
 
+
+
+async def test_a_document_the_driver_cannot_encode_fails_its_request_instead_of_hanging(
+    store: Store,
+) -> None:
+    from server.pipeline import WritePipeline
+    from storage import StorageError
+
+    pipeline = WritePipeline(store.events)
+    pipeline.start()
+    try:
+        # The server never builds such a document; if it ever did, the request must fail
+        # (bounded here by 30 s), not wait for its deadline.
+        with pytest.raises(StorageError, match="could not be written"):
+            await asyncio.wait_for(
+                pipeline.write([{"project_id": "acme", "event_id": "bad", "x": object()}]), 30)
+        assert await pipeline.write([{"project_id": "acme", "event_id": "good"}]) == [True]
+    finally:
+        await pipeline.close()
+    assert [d["event_id"] for d in await stored_events(store)] == ["good"]
