@@ -1,6 +1,6 @@
 """Audience evaluation at scale, and what the chosen indexing costs ingest.
 
-``python -m bench.audiences`` (or ``bench/run --audiences``) on the embedded database
+``bench/run audiences`` (or ``python -m bench.audiences``) on the embedded database
 (or ``MONGODB_URI``), in one run:
 
 1. loads a project of ``--users`` users (100,000) and ``--events`` events (1,000,000) over

@@ -38,6 +38,10 @@ _EXACT_INT = 2.0**53
 _EVENT_ID_NAMESPACE = uuid.UUID("6f9c7f3e-2c1a-4a5e-9a43-3b1f0d7e8c21")
 
 
+def _join(parent: str, key: str | int) -> str:
+    return f"{parent}[{key}]" if isinstance(key, int) else f"{parent}.{key}"
+
+
 class _Properties:
     """Converts a Struct to plain values, collecting violations instead of raising."""
 
@@ -61,17 +65,20 @@ class _Properties:
                 self.violations.append(FieldViolation(
                     path, f"property key longer than {MAX_PROPERTY_KEY_CHARS} characters"))
                 continue
-            out[key] = self.value(value, f"{path}.{key}", depth)
+            out[key] = self.value(value, path, key, depth)
         return out
 
-    def value(self, value: struct_pb2.Value, path: str, depth: int) -> Any:
+    def value(self, value: struct_pb2.Value, parent: str, key: str | int, depth: int) -> Any:
+        """Plain ``value``, found at ``key`` of ``parent``. The path string is built only
+        when needed (a violation, nesting): this runs for every property of every event."""
         kind = value.WhichOneof("kind")
         if kind == "string_value":
             return value.string_value
         if kind == "number_value":
             number = value.number_value
             if not math.isfinite(number):
-                self.violations.append(FieldViolation(path, "numbers must be finite"))
+                self.violations.append(FieldViolation(_join(parent, key),
+                                                      "numbers must be finite"))
                 return None
             if number.is_integer() and -_EXACT_INT <= number <= _EXACT_INT:
                 return int(number)
@@ -79,13 +86,14 @@ class _Properties:
         if kind == "bool_value":
             return value.bool_value
         if kind == "struct_value":
-            return self.struct(value.struct_value, path, depth + 1)
+            return self.struct(value.struct_value, _join(parent, key), depth + 1)
         if kind == "list_value":
+            path = _join(parent, key)
             if depth + 1 > MAX_PROPERTY_DEPTH:
                 self.violations.append(FieldViolation(
                     path, f"properties may nest at most {MAX_PROPERTY_DEPTH} levels deep"))
                 return []
-            return [self.value(item, f"{path}[{i}]", depth + 1)
+            return [self.value(item, path, i, depth + 1)
                     for i, item in enumerate(value.list_value.values)]
         return None  # null_value, or unset (which JSON cannot express) read as null
 
@@ -256,7 +264,7 @@ def user_change(user: users_pb2.User, path: str,
                 elif trait.WhichOneof("kind") in (None, "null_value"):
                     change.unset_traits.append(key)
                 else:
-                    change.set_traits[key] = converter.value(trait, key_path, 1)
+                    change.set_traits[key] = converter.value(trait, traits_path, key, 1)
             _check_json_size(violations, traits_path, change.set_traits)
     return change
 
