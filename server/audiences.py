@@ -21,7 +21,7 @@ from google.protobuf import struct_pb2
 
 from server.errors import FieldViolation, InvalidArgument
 from server.validation import MAX_NAME_CHARS, PROFILE_LIMITS
-from storage.audiences import AudienceQueries, EventStats
+from storage.audiences import IN_LOOKUP_LIMIT, AudienceQueries, EventStats
 from trackd.v1 import audiences_pb2
 
 MAX_GROUPS = 20
@@ -333,6 +333,7 @@ class Evaluator:
         self._queries = queries
         self._project = project_id
         self._now = now()
+        self._roster_ids: set[str] | None = None  # read once per evaluation
 
     async def matching(self, groups: tuple[Group, ...],
                        universe: set[str] | None = None) -> set[str]:
@@ -354,18 +355,29 @@ class Evaluator:
             candidates = {user for user, s in stats.items() if condition.holds(s, self._now)}
             if not candidates:
                 return set()
-        fields = {name.split(".")[0] for c in properties for name in c.names}
-        profiles = await self._queries.profiles(self._project, fields, candidates)
-        survivors = set(profiles)  # only users with a profile can match
+        # Only users with a profile can match. A few candidates (one user being matched)
+        # are looked up; otherwise the roster of the project's users says who has one.
+        if candidates is not None and len(candidates) <= IN_LOOKUP_LIMIT:
+            survivors = set(await self._queries.profiles(self._project, (), candidates))
+        else:
+            roster = await self._roster()
+            survivors = roster if candidates is None else candidates & roster
         for condition in negative:
             if not survivors:
                 break
             done = await self._stats(condition, survivors)
             survivors -= set(done)
-        if properties:
-            survivors = {user for user in survivors
-                         if all(c.holds(profiles[user], self._now) for c in properties)}
+        if properties and survivors:
+            fields = {name.split(".")[0] for c in properties for name in c.names}
+            profiles = await self._queries.profiles(self._project, fields, survivors)
+            survivors = {user for user, profile in profiles.items()
+                         if all(c.holds(profile, self._now) for c in properties)}
         return survivors
+
+    async def _roster(self) -> set[str]:
+        if self._roster_ids is None:
+            self._roster_ids = await self._queries.user_ids(self._project)
+        return self._roster_ids
 
     async def _stats(self, condition: EventCondition,
                      users: set[str] | None) -> dict[str, EventStats]:

@@ -59,15 +59,18 @@ async def connect(
         appname="trackd",
     )
     db = client.get_database(database, write_concern=DURABLE)
-    if create_indexes:
-        await ensure_indexes(db)
-    return Store(
+    users = UserRepository(db)
+    store = Store(
         client=client,
         db=db,
         events=EventRepository(db),
         keys=ApiKeyRepository(db),
         idempotency=IdempotencyRepository(db),
-        users=UserRepository(db),
-        audiences=AudienceQueries(db),
+        users=users,
+        audiences=AudienceQueries(db, users),
         websites=WebsiteRepository(db),
     )
+    if create_indexes:  # the start-up schema work: indexes, and the roster of users
+        await ensure_indexes(db)
+        await store.users.ensure_roster()
+    return store

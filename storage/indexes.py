@@ -11,6 +11,7 @@ EVENTS = "events"
 API_KEYS = "api_keys"
 IDEMPOTENCY = "idempotency_keys"
 USERS = "users"
+ROSTER = "user_roster"
 WEBSITES = "websites"
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
@@ -36,6 +37,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("project_id", ASCENDING), ("email", ASCENDING)], name="project_email"),
         IndexModel([("project_id", ASCENDING), ("anonymous_ids", ASCENDING)],
                    name="project_anonymous_ids"),
+    ],
+    ROSTER: [
+        IndexModel([("project_id", ASCENDING), ("bucket", ASCENDING)], unique=True,
+                   name="project_bucket_unique"),
     ],
     API_KEYS: [
         IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique"),

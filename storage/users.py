@@ -1,5 +1,12 @@
 """The users collection: one profile per (project, external id), and user deletion.
 
+Beside the profiles, a roster lists each project's external ids in ``ROSTER_BUCKETS``
+documents (by a hash of the id), so "which users exist" costs a few document reads
+instead of a scan of every profile (audiences need it for every evaluation). An upsert
+(re-)enrols its user, and a deletion withdraws the user before anything else goes, so the
+roster never names a user whose deletion has begun, and any enrolment lost to a crash
+is restored by the user's next upsert.
+
 Events point at users by external id (``events.user_id``), so an event stored before
 its user existed joins the user's history the moment the user is upserted; linking an
 anonymous id re-keys that id's past anonymous events to the user.
@@ -8,6 +15,8 @@ anonymous id re-keys that id's past anonymous events to the user.
 from __future__ import annotations
 
 import base64
+import zlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +28,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from storage.errors import StorageError, StorageUnavailable
-from storage.indexes import EVENTS, USERS
+from storage.indexes import EVENTS, ROSTER, USERS
+
+ROSTER_BUCKETS = 64
+
+
+def roster_bucket(external_id: str) -> int:
+    return zlib.crc32(external_id.encode()) % ROSTER_BUCKETS
 
 
 @dataclass
@@ -76,6 +91,7 @@ class UserRepository:
     def __init__(self, db: AsyncDatabase[Any]) -> None:
         self._users = db[USERS]
         self._events = db[EVENTS]
+        self._roster = db[ROSTER]
 
     async def upsert(
         self, project_id: str, external_id: str, change: UserChange, now: datetime,
@@ -108,6 +124,7 @@ class UserRepository:
                 doc = await self._promote(query, "phone", doc["phones"][0]) or doc
             if change.add_anonymous_ids:
                 await self._link(project_id, external_id, change.add_anonymous_ids)
+            await self._enrol(project_id, [external_id])
         except PyMongoError as exc:
             raise wrap_error(exc) from exc
         return doc, result.upserted_id is not None
@@ -148,9 +165,49 @@ class UserRepository:
             for external_id, change in records:
                 if change.add_anonymous_ids:
                     await self._link(project_id, external_id, change.add_anonymous_ids)
+            await self._enrol(project_id, [external_id for (external_id, _), outcome
+                                           in zip(records, outcomes, strict=True)
+                                           if not isinstance(outcome, str)])
         except PyMongoError as exc:
             raise wrap_error(exc) from exc
         return outcomes
+
+    async def _enrol(self, project_id: str, external_ids: list[str]) -> None:
+        buckets: dict[int, list[str]] = defaultdict(list)
+        for external_id in external_ids:
+            buckets[roster_bucket(external_id)].append(external_id)
+        if not buckets:
+            return
+        ops = [UpdateOne({"project_id": project_id, "bucket": bucket},
+                         {"$addToSet": {"ids": {"$each": ids}}}, upsert=True)
+               for bucket, ids in buckets.items()]
+        try:
+            await self._roster.bulk_write(ops, ordered=False)
+        except BulkWriteError:
+            # A concurrent first enrolment created the same bucket; now it exists.
+            await self._roster.bulk_write(ops, ordered=False)
+
+    async def roster(self, project_id: str) -> set[str]:
+        """Every external id of the project's users."""
+        try:
+            return {external_id async for doc in self._roster.find({"project_id": project_id})
+                    for external_id in doc.get("ids", ())}
+        except PyMongoError as exc:
+            raise wrap_error(exc) from exc
+
+    async def rebuild_roster(self) -> None:
+        """Enrol every user (a database from before the roster; idempotent)."""
+        by_project: dict[str, list[str]] = defaultdict(list)
+        async for doc in self._users.find({}, {"project_id": 1, "external_id": 1, "_id": 0}):
+            by_project[doc["project_id"]].append(doc["external_id"])
+        for project_id, external_ids in by_project.items():
+            await self._enrol(project_id, external_ids)
+
+    async def ensure_roster(self) -> None:
+        """At start-up: build the roster once if users exist and it does not."""
+        if await self._roster.find_one({}, {"_id": 1}) is None and \
+                await self._users.find_one({}, {"_id": 1}) is not None:
+            await self.rebuild_roster()
 
     async def _link(self, project_id: str, external_id: str, anonymous_ids: list[str]) -> None:
         """Past anonymous events of these ids now belong to the user."""
@@ -211,7 +268,12 @@ class UserRepository:
         try:
             if await self._users.find_one(query, {"_id": 1}) is None:
                 return None
-            # Events first: if this is interrupted, the user is still there to retry on.
+            # Out of the roster first (no audience can name the user from here on), then
+            # the events, then the profile: if this is interrupted, the profile is still
+            # there for the retry, and a later upsert enrols the user again.
+            await self._roster.update_one(
+                {"project_id": project_id, "bucket": roster_bucket(external_id)},
+                {"$pull": {"ids": external_id}})
             deleted = await self._events.delete_many(
                 {"project_id": project_id, "user_id": external_id})
             await self._users.delete_one(query)

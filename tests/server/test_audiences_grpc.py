@@ -803,12 +803,33 @@ async def test_deleted_user_never_matches_again(
     assert await store.db["events"].count_documents({"user_id": "gone"}) == 0
     assert await members(audiences, key, aud) == []
     assert await members(audiences, key, one(prop(EQUALS, "plan", "pro"))) == []
+    # Not even as a user without the event: the roster of users no longer names them.
+    assert await members(audiences, key, one(ev(HAS_NOT_DONE, "login"))) == []
     assert await match(audiences, key, "gone", aud) == (False, False)
     # Re-created with the same id, the user starts with an empty history.
     await upsert(users, key, "gone")
     assert await members(audiences, key, aud) == []
     assert await members(audiences, key, one(ev(HAS_NOT_DONE, "login"))) == ["gone"]
     assert await match(audiences, key, "gone", aud) == (False, True)
+
+
+async def test_users_from_before_the_roster_are_enrolled_at_start_up(
+    audiences: Audiences, users: Users, key: str, store: Store
+) -> None:
+    await upsert(users, key, "enrolled")
+    # A profile written before trackd kept a roster (straight into the collection), and
+    # no roster at all: the start-up check builds it from the profiles.
+    await store.db["users"].insert_one({"project_id": "acme", "external_id": "legacy",
+                                        "created_at": T0, "updated_at": T0})
+    await store.db["user_roster"].drop()
+    assert await members(audiences, key, one(ev(HAS_NOT_DONE, "login"))) == []
+
+    await store.users.ensure_roster()
+
+    assert await members(audiences, key, one(ev(HAS_NOT_DONE, "login"))) == [
+        "enrolled", "legacy"]
+    await store.users.ensure_roster()  # a second start-up changes nothing
+    assert await store.users.roster("acme") == {"enrolled", "legacy"}
 
 
 # --- tenants and keys -----------------------------------------------------------------------
