@@ -11,6 +11,7 @@ never upserted count from the moment the user is.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -345,34 +346,41 @@ class Evaluator:
 
     async def _group(self, group: Group, universe: set[str] | None) -> set[str]:
         events = [c for c in group if isinstance(c, EventCondition)]
-        positive = [c for c in events if c.op in _POSITIVE]
-        negative = [c for c in events if c.op not in _POSITIVE]
         properties = [c for c in group if isinstance(c, PropertyCondition)]
-
-        candidates = universe
-        for condition in positive:
-            stats = await self._stats(condition, candidates)
-            candidates = {user for user, s in stats.items() if condition.holds(s, self._now)}
-            if not candidates:
-                return set()
-        # Only users with a profile can match. A few candidates (one user being matched)
-        # are looked up; otherwise the roster of the project's users says who has one.
-        if candidates is not None and len(candidates) <= IN_LOOKUP_LIMIT:
-            survivors = set(await self._queries.profiles(self._project, (), candidates))
+        if universe is not None and len(universe) <= IN_LOOKUP_LIMIT:
+            survivors = await self._few(events, universe)
         else:
-            roster = await self._roster()
-            survivors = roster if candidates is None else candidates & roster
-        for condition in negative:
-            if not survivors:
-                break
-            done = await self._stats(condition, survivors)
-            survivors -= set(done)
+            # Each rule's query reads all of that event's occurrences either way (narrowing
+            # by a long id list costs more than it saves), so they run at once, beside the
+            # roster read: the database works on one while trackd decodes another.
+            all_stats, roster = await asyncio.gather(
+                asyncio.gather(*(self._stats(c, None) for c in events)), self._roster())
+            # A new set: the roster is shared by every group of this evaluation.
+            survivors = set(roster) if universe is None else universe & roster
+            for condition, stats in zip(events, all_stats, strict=True):
+                if condition.op in _POSITIVE:
+                    survivors &= {user for user, s in stats.items()
+                                  if condition.holds(s, self._now)}
+                else:
+                    survivors -= set(stats)
         if properties and survivors:
             fields = {name.split(".")[0] for c in properties for name in c.names}
             profiles = await self._queries.profiles(self._project, fields, survivors)
             survivors = {user for user, profile in profiles.items()
                          if all(c.holds(profile, self._now) for c in properties)}
         return survivors
+
+    async def _few(self, events: list[EventCondition], universe: set[str]) -> set[str]:
+        """The users of a small ``universe`` (one being matched) meeting the event rules:
+        each query is narrowed to them, positive rules first."""
+        candidates = set(await self._queries.profiles(self._project, (), universe))
+        for condition in sorted(events, key=lambda c: c.op not in _POSITIVE):
+            if not candidates:
+                break
+            stats = await self._stats(condition, candidates)
+            candidates = {user for user in candidates
+                          if condition.holds(stats.get(user), self._now)}
+        return candidates
 
     async def _roster(self) -> set[str]:
         if self._roster_ids is None:
