@@ -508,15 +508,17 @@ async def test_and_within_group_or_across_groups(
                           everyone, [])
 
 
-@pytest.mark.parametrize("lookup", ["by id", "by scanning the project's users"])
-async def test_profile_lookup_by_id_or_by_scan_agree(
+@pytest.mark.parametrize("lookup", ["by id", "in chunks", "by scanning the project's users"])
+async def test_profile_lookup_by_id_in_chunks_or_by_scan_agree(
     audiences: Audiences, users: Users, tracking: Tracking, key: str,
     monkeypatch: pytest.MonkeyPatch, lookup: str,
 ) -> None:
-    # Large candidate sets are checked against a scan of the project's users, small ones
-    # by id; a limit of 0 sends even these few through the scan.
-    if lookup != "by id":
-        monkeypatch.setattr("storage.audiences.IN_LOOKUP_LIMIT", 0)
+    # Profiles are looked up by id in chunks, and read wholesale past a size; these limits
+    # send even a few users down each path.
+    if lookup == "in chunks":
+        monkeypatch.setattr("storage.audiences.IN_LOOKUP_LIMIT", 1)
+    elif lookup != "by id":
+        monkeypatch.setattr("storage.audiences.SCAN_ABOVE", 0)
     everyone = ("viewer", "adopter", "pro_viewer")
     for user in everyone:
         await upsert(users, key, user, plan="pro" if user.startswith("pro") else "free")
