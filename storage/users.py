@@ -196,12 +196,22 @@ class UserRepository:
             raise wrap_error(exc) from exc
 
     async def rebuild_roster(self) -> None:
-        """Enrol every user (a database from before the roster; idempotent)."""
-        by_project: dict[str, list[str]] = defaultdict(list)
+        """Write the roster from the profiles (a database from before the roster).
+
+        Each bucket is written whole, once: `$addToSet` of thousands of ids checks each
+        against the whole array (minutes for 100k users on the embedded database). Meant
+        for start-up, before serving: an enrolment racing it is restored by that user's
+        next upsert.
+        """
+        buckets: dict[tuple[str, int], set[str]] = defaultdict(set)
         async for doc in self._users.find({}, {"project_id": 1, "external_id": 1, "_id": 0}):
-            by_project[doc["project_id"]].append(doc["external_id"])
-        for project_id, external_ids in by_project.items():
-            await self._enrol(project_id, external_ids)
+            external_id = doc["external_id"]
+            buckets[(doc["project_id"], roster_bucket(external_id))].add(external_id)
+        if buckets:
+            await self._roster.bulk_write([
+                UpdateOne({"project_id": project_id, "bucket": bucket},
+                          {"$set": {"ids": sorted(ids)}}, upsert=True)
+                for (project_id, bucket), ids in buckets.items()], ordered=False)
 
     async def ensure_roster(self) -> None:
         """At start-up: build the roster once if users exist and it does not."""
