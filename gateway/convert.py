@@ -73,8 +73,9 @@ def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
 
 
 def timestamp_from_millis(millis: int | float) -> timestamp_pb2.Timestamp:
+    """Unix milliseconds (a fraction is cut off, as JavaScript's Date does)."""
     ts = timestamp_pb2.Timestamp()
-    ts.FromMilliseconds(int(millis))
+    ts.FromMilliseconds(math.floor(millis))
     return ts
 
 

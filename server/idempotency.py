@@ -9,10 +9,11 @@ message from the parsed JSON, so formatting differences in a body do not matter)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -67,18 +68,23 @@ class IdempotencyGuard:
         """
         if not key:
             return await execute()
-        ident = (project_id, scope, key)
+        async with self._alone((project_id, scope, key)):
+            return await self._once(project_id, scope, key, request, response_type, execute)
+
+    @contextlib.asynccontextmanager
+    async def _alone(self, ident: tuple[str, str, str]) -> AsyncIterator[None]:
+        """Wait until no other request of this process holds ``ident``, then hold it."""
         while (running := self._running.get(ident)) is not None:
             await asyncio.wait([running])
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[ident] = done
         try:
-            return await self._run(project_id, scope, key, request, response_type, execute)
+            yield
         finally:
             del self._running[ident]
             done.set_result(None)
 
-    async def _run(
+    async def _once(
         self,
         project_id: str,
         scope: str,

@@ -63,7 +63,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _answers_ping(uri: str, timeout_ms: int = 500) -> bool:
+def answers_ping(uri: str, timeout_ms: int = 500) -> bool:
+    """Whether a MongoDB-compatible server at ``uri`` answers ``ping`` in time."""
     client: MongoClient[dict[str, object]] = MongoClient(
         uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
     )
@@ -124,7 +125,7 @@ class EmbeddedDatabase:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 state = json.loads((self.data_dir / STATE_FILE).read_text())
                 uri = f"mongodb://127.0.0.1:{int(state['port'])}/?directConnection=true"
-                if _answers_ping(uri):
+                if answers_ping(uri):
                     return uri
             time.sleep(0.2)
         raise EmbeddedUnavailable(
@@ -148,7 +149,7 @@ class EmbeddedDatabase:
                 )
             deadline = time.monotonic() + self.startup_timeout
             while time.monotonic() < deadline and process.poll() is None:
-                if _answers_ping(uri):
+                if answers_ping(uri):
                     self._process = process
                     (self.data_dir / STATE_FILE).write_text(
                         json.dumps({"pid": process.pid, "port": port})

@@ -8,6 +8,7 @@ Every test gets its own database name, so tests run in parallel without seeing e
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -112,6 +113,19 @@ def make_key(store: Store) -> KeyFactory:
 async def api_key(make_key: KeyFactory) -> str:
     """A key of project ``acme`` with the ``track:events`` scope."""
     return await make_key()
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on right now (held open together, so they differ), for the
+    tests that run `trackd serve` itself, whose ports are fixed by flags."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 async def stored_events(store: Store, project: str = "acme") -> list[dict[str, Any]]:

@@ -55,7 +55,7 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, timestamp
+from gateway.convert import UnencodableValue, fill_struct, timestamp, timestamp_from_millis
 from gateway.dialects.base import Dialect, Handler, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.ratelimit import RateLimit
@@ -281,9 +281,7 @@ def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
     if not math.isfinite(value) or value > latest.timestamp() * 1000 \
             or value < datetime.min.replace(tzinfo=UTC).timestamp() * 1000:
         raise _invalid()
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMilliseconds(math.floor(value))
-    return ts
+    return timestamp_from_millis(value)
 
 
 def _properties(values: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import pytest
 from pymongo import MongoClient
 
 from storage.embedded import EmbeddedDatabase
+from tests.conftest import free_ports
 
 TRACKD = Path(sys.executable).parent / "trackd"
 ACCEPTED = {"data": {"accepted": True}}
@@ -52,18 +52,6 @@ def clean_env() -> dict[str, str]:
     """The environment minus every setting trackd reads, so only the flags count."""
     return {k: v for k, v in os.environ.items()
             if not k.startswith("TRACKD_") and k != "MONGODB_URI"}
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on right now (held open together, so they differ)."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def trackd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -38,8 +38,9 @@ import pytest
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
+from storage.embedded import answers_ping
+from tests.conftest import free_ports
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 TRACKD = Path(sys.executable).parent / "trackd"
@@ -81,18 +82,6 @@ def clean_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TRACKD_") and k != "MONGODB_URI"}
     return {**env, **settings}
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on right now (held open together, so they differ)."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def fixed_port() -> int:
@@ -173,17 +162,6 @@ class Database:
         assert self.proc is not None, "the database is not running"
         return self.proc.pid
 
-    def _answers_ping(self) -> bool:
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.uri, serverSelectionTimeoutMS=500, connectTimeoutMS=500)
-        try:
-            client.admin.command("ping")
-            return True
-        except PyMongoError:
-            return False
-        finally:
-            client.close()
-
     def _spawn(self) -> subprocess.Popen[bytes]:
         # Spawned from the test's (main) thread: the child's PDEATHSIG follows that thread.
         with self.log_path.open("ab") as log:
@@ -202,7 +180,7 @@ class Database:
             self._spawn()
             assert self.proc is not None
             while time.monotonic() < deadline and self.proc.poll() is None:
-                if await asyncio.to_thread(self._answers_ping):
+                if await asyncio.to_thread(answers_ping, self.uri):
                     return
                 await asyncio.sleep(0.1)
             # It exited (its port can be briefly unavailable after a kill): try again.
