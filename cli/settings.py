@@ -47,6 +47,9 @@ class Settings(BaseSettings):
                                    description="events waiting or being written; beyond: 503")
     auth_cache_seconds: float = Field(default=5.0, ge=0,
                                       description="how long a key lookup is cached")
+    audience_index: bool = Field(
+        default=True, description="evaluate audiences from an in-memory index kept by the "
+        "database's change stream (false: read the events each time)")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
@@ -72,6 +75,7 @@ class Settings(BaseSettings):
             host=self.host,
             port=self.grpc_port if port is None else port,
             auth_cache_seconds=self.auth_cache_seconds,
+            audience_index=self.audience_index,
             pipeline=PipelineConfig(
                 max_batch_events=self.batch_max_events,
                 max_in_flight=self.max_in_flight_flushes,

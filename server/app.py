@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.audience_index import AudienceIndex
 from server.auth import Authenticator
 from server.errors import ErrorInterceptor
 from server.idempotency import IdempotencyGuard
@@ -19,6 +20,7 @@ from server.services.users import UserService
 from server.services.websites import WebsiteService
 from server.websites import WebsiteGuard
 from storage import Store
+from storage.changes import ChangeFeed
 from trackd.v1 import (
     audiences_pb2,
     audiences_pb2_grpc,
@@ -49,16 +51,21 @@ class ServerConfig:
     port: int = 50051
     auth_cache_seconds: float = 5.0
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    # Audiences from an in-memory index kept by the change feed (server/audience_index.py);
+    # off, every evaluation reads the events.
+    audience_index: bool = True
 
 
 class TrackdServer:
     """A started gRPC server and the pipeline behind it."""
 
     def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
-                 health_servicer: health.aio.HealthServicer) -> None:
+                 health_servicer: health.aio.HealthServicer,
+                 audience_index: AudienceIndex | None) -> None:
         self.server = server
         self.port = port
         self.pipeline = pipeline
+        self.audience_index = audience_index
         self._health = health_servicer
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -66,6 +73,8 @@ class TrackdServer:
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.pipeline.close()
+        if self.audience_index is not None:
+            await self.audience_index.close()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
@@ -92,8 +101,10 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, idempotency), server)
+    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences) \
+        if config.audience_index else None
     audiences_pb2_grpc.add_AudienceServiceServicer_to_server(
-        AudienceService(auth, store.audiences), server)
+        AudienceService(auth, store.audiences, audience_index), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):
@@ -103,4 +114,4 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     port = server.add_insecure_port(f"{config.host}:{config.port}")
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
-    return TrackdServer(server, port, pipeline, health_servicer)
+    return TrackdServer(server, port, pipeline, health_servicer, audience_index)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import struct_pb2
 
+from server.audience_index import IndexView
 from server.errors import FieldViolation, InvalidArgument
 from server.validation import MAX_NAME_CHARS, PROFILE_LIMITS
 from storage.audiences import IN_LOOKUP_LIMIT, AudienceQueries, EventStats
@@ -101,9 +102,9 @@ class EventCondition:
             return stats.count > self.count
         assert self.within is not None or self.op == audiences_pb2.EVENT_RULE_OPERATOR_HAS_DONE
         if self.op == audiences_pb2.EVENT_RULE_OPERATOR_FIRST_DONE_WITHIN:
-            return stats.first >= _ago(now, self.within)  # type: ignore[arg-type]
+            return stats.first >= _ago(now, self.within).timestamp()  # type: ignore[arg-type]
         if self.op == audiences_pb2.EVENT_RULE_OPERATOR_LAST_DONE_WITHIN:
-            return stats.last >= _ago(now, self.within)  # type: ignore[arg-type]
+            return stats.last >= _ago(now, self.within).timestamp()  # type: ignore[arg-type]
         return True  # HAS_DONE
 
 
@@ -327,12 +328,16 @@ def _property_condition(rule: audiences_pb2.PropertyRule, path: str,
 
 
 class Evaluator:
-    """Evaluates parsed audiences for one project against the store."""
+    """Evaluates parsed audiences for one project: from the audience index when it
+    serves the project (``index``), else from the store; windowed event rules and
+    property rules always read the store."""
 
     def __init__(self, queries: AudienceQueries, project_id: str,
+                 index: IndexView | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._queries = queries
         self._project = project_id
+        self._index = index
         self._now = now()
         self._roster_ids: set[str] | None = None  # read once per evaluation
 
@@ -373,7 +378,8 @@ class Evaluator:
     async def _few(self, events: list[EventCondition], universe: set[str]) -> set[str]:
         """The users of a small ``universe`` (one being matched) meeting the event rules:
         each query is narrowed to them, positive rules first."""
-        candidates = set(await self._queries.profiles(self._project, (), universe))
+        candidates = universe & self._index.members if self._index is not None \
+            else set(await self._queries.profiles(self._project, (), universe))
         for condition in sorted(events, key=lambda c: c.op not in _POSITIVE):
             if not candidates:
                 break
@@ -383,12 +389,18 @@ class Evaluator:
         return candidates
 
     async def _roster(self) -> set[str]:
+        if self._index is not None:
+            return self._index.members
         if self._roster_ids is None:
             self._roster_ids = await self._queries.user_ids(self._project)
         return self._roster_ids
 
     async def _stats(self, condition: EventCondition,
-                     users: set[str] | None) -> dict[str, EventStats]:
+                     users: set[str] | None) -> Mapping[str, EventStats]:
+        if self._index is not None and condition.since is None and condition.before is None:
+            stats = self._index.stats(condition.name)
+            return stats if users is None else {user: stats[user] for user in users
+                                                if user in stats}
         return await self._queries.event_stats(
             self._project, condition.name, since=condition.since, before=condition.before,
             users=users)

@@ -26,13 +26,27 @@ IN_LOOKUP_LIMIT = 64
 SCAN_ABOVE = 20_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventStats:
-    """One user's occurrences of one event (within the queried window)."""
+    """One user's occurrences of one event (within the queried window); first and last
+    in seconds since the epoch."""
 
     count: int
-    first: datetime
-    last: datetime
+    first: float
+    last: float
+
+    def plus(self, timestamp: float) -> EventStats:
+        """These statistics with one more occurrence, at ``timestamp``."""
+        return EventStats(self.count + 1, min(self.first, timestamp),
+                          max(self.last, timestamp))
+
+
+def _stats(doc: dict[str, Any]) -> EventStats:
+    return EventStats(doc["count"], doc["first"].timestamp(), doc["last"].timestamp())
+
+
+_GROUP = {"count": {"$sum": 1}, "first": {"$min": "$timestamp"},
+          "last": {"$max": "$timestamp"}}
 
 
 class AudienceQueries:
@@ -68,15 +82,10 @@ class AudienceQueries:
             window["$lt"] = before
         if window:
             match["timestamp"] = window
-        pipeline = [
-            {"$match": match},
-            {"$group": {"_id": "$user_id", "count": {"$sum": 1},
-                        "first": {"$min": "$timestamp"}, "last": {"$max": "$timestamp"}}},
-        ]
+        pipeline = [{"$match": match}, {"$group": {"_id": "$user_id", **_GROUP}}]
         try:
             cursor = await self._events.aggregate(pipeline)
-            return {doc["_id"]: EventStats(doc["count"], doc["first"], doc["last"])
-                    async for doc in cursor
+            return {doc["_id"]: _stats(doc) async for doc in cursor
                     if doc["_id"] is not None and (users is None or doc["_id"] in users)}
         except PyMongoError as exc:
             raise wrap_error(exc) from exc
@@ -104,5 +113,53 @@ class AudienceQueries:
                 async for doc in self._users.find(query, projection):
                     found[doc["external_id"]] = doc
             return found
+        except PyMongoError as exc:
+            raise wrap_error(exc) from exc
+
+    async def every_event_stats(self, project_id: str) -> dict[str, dict[str, EventStats]]:
+        """event name -> user -> statistics over the project's whole history: one read of
+        each event (by the ``project_user_timestamp`` index's prefix), summed here."""
+        stats: dict[str, dict[str, EventStats]] = {}
+        projection = {"_id": 0, "user_id": 1, "name": 1, "timestamp": 1}
+        try:
+            cursor = self._events.find({"project_id": project_id}, projection,
+                                       batch_size=10_000)
+            async for doc in cursor:
+                user = doc.get("user_id")
+                if not user:
+                    continue
+                moment = doc["timestamp"].timestamp()
+                by_user = stats.setdefault(doc["name"], {})
+                known = by_user.get(user)
+                by_user[user] = EventStats(1, moment, moment) if known is None \
+                    else known.plus(moment)
+        except PyMongoError as exc:
+            raise wrap_error(exc) from exc
+        return stats
+
+    async def stats_of_users(
+        self, project_id: str, users: Collection[str]
+    ) -> dict[str, dict[str, EventStats]]:
+        """user -> event name -> statistics, for a few users (in short `$in` chunks)."""
+        found: dict[str, dict[str, EventStats]] = {user: {} for user in users}
+        ids = list(users)
+        try:
+            for start in range(0, len(ids), IN_LOOKUP_LIMIT):
+                pipeline: list[dict[str, Any]] = [
+                    {"$match": {"project_id": project_id,
+                                "user_id": {"$in": ids[start:start + IN_LOOKUP_LIMIT]}}},
+                    {"$group": {"_id": {"user": "$user_id", "name": "$name"}, **_GROUP}},
+                ]
+                async for doc in await self._events.aggregate(pipeline):
+                    found[doc["_id"]["user"]][doc["_id"]["name"]] = _stats(doc)
+        except PyMongoError as exc:
+            raise wrap_error(exc) from exc
+        return found
+
+    async def user_document_ids(self, project_id: str) -> dict[Any, str]:
+        """The project's users: profile document id -> external id."""
+        try:
+            return {doc["_id"]: doc["external_id"] async for doc in self._users.find(
+                {"project_id": project_id}, {"external_id": 1}, batch_size=10_000)}
         except PyMongoError as exc:
             raise wrap_error(exc) from exc

@@ -66,15 +66,35 @@ async def store(mongodb_uri: str) -> AsyncIterator[Store]:
     await store.close()
 
 
+BOTH_AUDIENCE_PATHS = "both_audience_paths"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    chosen = any("audience_path" in marker.args[0]
+                 for marker in metafunc.definition.iter_markers("parametrize"))
+    if metafunc.definition.get_closest_marker(BOTH_AUDIENCE_PATHS) and not chosen:
+        metafunc.parametrize("audience_path", ["index", "events"])
+
+
 @pytest.fixture
-def server_config() -> ServerConfig:
+def audience_path() -> str:
+    """How the server evaluates audiences: "index" (the default) or "events"."""
+    return "index"
+
+
+@pytest.fixture
+def server_config(audience_path: str) -> ServerConfig:
     """Tests see key revocation at once, hence no auth cache."""
-    return ServerConfig(port=0, auth_cache_seconds=0, pipeline=PipelineConfig())
+    return ServerConfig(port=0, auth_cache_seconds=0, pipeline=PipelineConfig(),
+                        audience_index=audience_path == "index")
 
 
 @pytest.fixture
-async def server(store: Store, server_config: ServerConfig) -> AsyncIterator[TrackdServer]:
+async def server(store: Store, server_config: ServerConfig,
+                 request: pytest.FixtureRequest) -> AsyncIterator[TrackdServer]:
     srv = await create_server(store, server_config)
+    if srv.audience_index is not None and request.node.get_closest_marker(BOTH_AUDIENCE_PATHS):
+        assert await srv.audience_index.prepare("acme")
     yield srv
     await srv.stop(grace=5)
 

@@ -7,6 +7,7 @@ import bisect
 
 import grpc
 
+from server.audience_index import AudienceIndex
 from server.audiences import Evaluator, parse_audience
 from server.auth import SCOPE_USERS_READ, Authenticator
 from server.errors import InvalidArgument
@@ -35,9 +36,15 @@ def _decode_token(token: str) -> str:
 
 
 class AudienceService(audiences_pb2_grpc.AudienceServiceServicer):
-    def __init__(self, auth: Authenticator, queries: AudienceQueries) -> None:
+    def __init__(self, auth: Authenticator, queries: AudienceQueries,
+                 index: AudienceIndex | None = None) -> None:
         self._auth = auth
         self._queries = queries
+        self._index = index
+
+    async def _evaluator(self, project_id: str) -> Evaluator:
+        view = await self._index.view(project_id) if self._index is not None else None
+        return Evaluator(self._queries, project_id, view)
 
     async def EvaluateAudience(
         self, request: audiences_pb2.EvaluateAudienceRequest, context: grpc.aio.ServicerContext
@@ -47,7 +54,7 @@ class AudienceService(audiences_pb2_grpc.AudienceServiceServicer):
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             raise InvalidArgument.one("page_size", f"must be 0 to {MAX_PAGE_SIZE}")
         after = _decode_token(request.page_token) if request.page_token else None
-        evaluator = Evaluator(self._queries, principal.project_id)
+        evaluator = await self._evaluator(principal.project_id)
         matched = sorted(await storage_call(evaluator.matching(groups)))
         # Pages are positions in the sorted ids: a page token is the last id returned,
         # so users joining or leaving the audience between pages shift nothing.
@@ -70,6 +77,6 @@ class AudienceService(audiences_pb2_grpc.AudienceServiceServicer):
             principal.project_id, (), {request.external_id})))
         if not exists:
             return audiences_pb2.MatchUserResponse(matches=False, user_exists=False)
-        evaluator = Evaluator(self._queries, principal.project_id)
+        evaluator = await self._evaluator(principal.project_id)
         matched = await storage_call(evaluator.matching(groups, {request.external_id}))
         return audiences_pb2.MatchUserResponse(matches=bool(matched), user_exists=True)

@@ -21,6 +21,8 @@ from tests.server.helpers import auth as grpc_auth
 from tests.server.helpers import event, track
 from trackd.v1 import tracking_pb2_grpc, users_pb2, users_pb2_grpc
 
+pytestmark = pytest.mark.both_audience_paths
+
 Client = TestClient[Any, Any]
 EVALUATE = "/api/v1/audiences/evaluate"
 

@@ -17,6 +17,8 @@ from tests.server.helpers import event as grpc_event
 from tests.server.helpers import track
 from trackd.v1 import tracking_pb2_grpc
 
+pytestmark = pytest.mark.both_audience_paths
+
 Client = TestClient[Any, Any]
 Tracking = tracking_pb2_grpc.TrackingServiceStub
 MINUTE = timedelta(minutes=1)

@@ -42,6 +42,8 @@ from trackd.v1 import (
     users_pb2_grpc,
 )
 
+pytestmark = pytest.mark.both_audience_paths
+
 Audiences = audiences_pb2_grpc.AudienceServiceStub
 Users = users_pb2_grpc.UserServiceStub
 Tracking = tracking_pb2_grpc.TrackingServiceStub
@@ -815,6 +817,8 @@ async def test_deleted_user_never_matches_again(
     assert await match(audiences, key, "gone", aud) == (False, True)
 
 
+# The roster is what the events path reads; the index reads the profiles themselves.
+@pytest.mark.parametrize("audience_path", ["events"])
 async def test_users_from_before_the_roster_are_enrolled_at_start_up(
     audiences: Audiences, users: Users, key: str, store: Store
 ) -> None:

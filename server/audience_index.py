@@ -1,0 +1,343 @@
+"""The audience index: each project's users and per-(user, event) statistics, in memory.
+
+Evaluating an audience over the raw events reads every occurrence of every event a rule
+names (measured: ~1 s for the seed audience at 100,000 users and 1,000,000 events on the
+embedded database, which reads ~30,000 documents a second). This index answers the same
+rules without reading any: per project, event name -> user -> (count, first, last), and
+the project's users.
+
+It is kept by one source only, the database's change feed (storage.changes), whichever
+trackd instance wrote: inserts add occurrences, links attribute anonymous ones, profiles
+come and go. It is exact, not eventually so:
+
+- Read your writes. Before an evaluation, the index writes a mark and waits for the feed
+  to deliver it; every write acknowledged (by any instance) before the evaluation began
+  committed before the mark, so its change has been applied.
+- Loading. A project is loaded on its first evaluation, in the background (that
+  evaluation, and any until the load ends, read the database as before): the feed is
+  already watching, the users and events are read, then a mark is awaited. A user any of
+  whose changes arrived meanwhile may have been counted by the read too, so they are
+  "dirty": their statistics are read from the database (a few `$in` queries) at the next
+  evaluation, and become the index's once no change of theirs arrived between that read
+  and a following mark.
+- Changes a record cannot replay (an event deleted or rewritten) make their user dirty
+  the same way; a change that names no user (no pre-image), or a lost feed, drops every
+  project, to be loaded again.
+
+Windowed rules (since / before) still read the events: a (count, first, last) summary
+cannot say how many occurrences fell in a window. Memory: see bench/audiences.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from storage import StorageError
+from storage.audiences import AudienceQueries, EventStats
+from storage.changes import (
+    Change,
+    ChangeFeed,
+    EventSeen,
+    FeedUnsupported,
+    Lost,
+    Marked,
+    UserCreated,
+    UserRemoved,
+)
+
+log = logging.getLogger(__name__)
+
+# How long an evaluation waits for the feed to deliver its mark before reading the
+# database instead (a lagging feed must not make evaluations slower than no index).
+CATCH_UP_SECONDS = 5.0
+# After the feed fails, how long before trying to open it again.
+REOPEN_SECONDS = 5.0
+
+
+class _Project:
+    """One project's part of the index."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.stats: dict[str, dict[str, EventStats]] = {}
+        self.users: dict[Any, str] = {}  # profile document id -> external id
+        self.members: set[str] = set()
+        self.dirty: set[str] = set()
+        self.touched: dict[str, int] = {}  # dirty user -> position of their last change
+        self.roster_log: list[UserCreated | UserRemoved] = []  # while loading
+
+    def make_dirty(self, user: str, position: int) -> None:
+        if user not in self.dirty:
+            self.dirty.add(user)
+            for by_user in self.stats.values():
+                by_user.pop(user, None)
+        self.touched[user] = position
+
+    def add_user(self, document_id: Any, external_id: str) -> None:
+        self.users[document_id] = external_id
+        self.members.add(external_id)
+
+    def remove_user(self, document_id: Any, position: int) -> None:
+        external_id = self.users.pop(document_id, None)
+        if external_id is not None:
+            self.members.discard(external_id)
+            # Their events go with them; whatever arrives for the id later is read afresh.
+            self.make_dirty(external_id, position)
+
+
+class IndexView:
+    """What an evaluation reads: the index, with fresh statistics of its dirty users."""
+
+    def __init__(self, project: _Project, fresh: dict[str, dict[str, EventStats]]) -> None:
+        self._project = project
+        self._fresh = fresh
+
+    @property
+    def members(self) -> set[str]:
+        return self._project.members
+
+    def stats(self, name: str) -> Mapping[str, EventStats]:
+        by_user = self._project.stats.get(name, {})
+        if not self._fresh:
+            return by_user
+        merged = dict(by_user)
+        for user, per_name in self._fresh.items():
+            if name in per_name:
+                merged[user] = per_name[name]
+            else:
+                merged.pop(user, None)
+        return merged
+
+
+class AudienceIndex:
+    def __init__(self, feed: ChangeFeed, queries: AudienceQueries) -> None:
+        self._feed = feed
+        self._queries = queries
+        self._projects: dict[str, _Project] = {}
+        self._loads: dict[str, asyncio.Task[None]] = {}
+        self._position = 0
+        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
+        self._marked = 0  # the highest of our marks the feed has delivered
+        self._follower: asyncio.Task[None] | None = None
+        self._opening: asyncio.Task[bool] | None = None
+        self._unsupported = False
+        self._reopen_at = 0.0
+        self._closed = False
+
+    async def view(self, project_id: str) -> IndexView | None:
+        """The project's index, current as of now; None when the database must be read
+        instead (the project is still loading, or the feed is unavailable)."""
+        if not await self._running():
+            return None
+        project = self._projects.get(project_id)
+        if project is None:
+            self._start_load(project_id)
+            return None
+        if not project.ready or not await self._catch_up():
+            return None
+        fresh: dict[str, dict[str, EventStats]] = {}
+        if project.dirty:
+            cleaned = await self._clean(project_id, project)
+            if cleaned is None:
+                return None
+            fresh = cleaned
+        if self._projects.get(project_id) is not project:
+            return None  # dropped meanwhile
+        return IndexView(project, fresh)
+
+    async def prepare(self, project_id: str) -> bool:
+        """Load the project now and wait for it; whether the index serves it."""
+        if not await self._running():
+            return False
+        self._start_load(project_id)
+        task = self._loads.get(project_id)
+        if task is not None:
+            await asyncio.shield(task)
+        project = self._projects.get(project_id)
+        return project is not None and project.ready
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [t for t in (self._follower, self._opening, *self._loads.values()) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._drop("trackd is stopping")
+        await self._feed.close()
+
+    # The feed.
+
+    async def _running(self) -> bool:
+        if self._unsupported or self._closed:
+            return False
+        if self._follower is not None and not self._follower.done():
+            return True
+        if time.monotonic() < self._reopen_at:
+            return False
+        if self._opening is None or self._opening.done():
+            self._opening = asyncio.create_task(self._open())
+        return await asyncio.shield(self._opening)
+
+    async def _open(self) -> bool:
+        try:
+            await self._feed.open()
+        except FeedUnsupported as exc:
+            log.warning("audiences read the database: it offers no change streams (%s)", exc)
+            self._unsupported = True
+            return False
+        except StorageError as exc:
+            log.warning("audience index unavailable, reading the database: %s", exc)
+            self._reopen_at = time.monotonic() + REOPEN_SECONDS
+            return False
+        self._follower = asyncio.create_task(self._follow())
+        return True
+
+    async def _follow(self) -> None:
+        try:
+            async for records in self._feed.changes():
+                for record in records:
+                    self._apply(record)
+        except StorageError as exc:
+            log.warning("audience index lost its change feed: %s", exc)
+        finally:
+            self._reopen_at = time.monotonic() + REOPEN_SECONDS
+            self._drop("the change feed stopped")
+
+    def _apply(self, record: Change) -> None:
+        self._position += 1
+        position = self._position
+        if isinstance(record, Marked):
+            if record.owner == self._feed.owner:
+                self._release(record.seq)
+            return
+        if isinstance(record, Lost):
+            log.warning("audience index dropped every project: %s", record.reason)
+            self._drop(record.reason)
+            return
+        if isinstance(record, UserRemoved):
+            for each in self._projects.values():
+                if each.ready:
+                    each.remove_user(record.document_id, position)
+                else:
+                    each.roster_log.append(record)
+            return
+        project = self._projects.get(record.project_id)
+        if project is None:
+            return
+        if isinstance(record, UserCreated):
+            if project.ready:
+                project.add_user(record.document_id, record.external_id)
+            else:
+                project.roster_log.append(record)
+        elif isinstance(record, EventSeen) and project.ready and \
+                record.user_id not in project.dirty:
+            by_user = project.stats.setdefault(record.name, {})
+            known = by_user.get(record.user_id)
+            by_user[record.user_id] = EventStats(1, record.timestamp, record.timestamp) \
+                if known is None else known.plus(record.timestamp)
+        else:  # UserTouched, or an event of a user whose statistics are being read
+            project.make_dirty(record.user_id, position)
+
+    # Marks: "has everything committed before now been applied?"
+
+    async def _catch_up(self) -> bool:
+        try:
+            seq = await self._feed.mark()
+        except StorageError:
+            return False
+        if self._marked >= seq:  # delivered before the write's reply was read
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, waiter))
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), CATCH_UP_SECONDS)
+        except TimeoutError:
+            self._waiters = [(s, w) for s, w in self._waiters if w is not waiter]
+            return False
+
+    def _release(self, seq: int) -> None:
+        self._marked = max(self._marked, seq)
+        keep = []
+        for wanted, waiter in self._waiters:
+            if wanted <= seq:
+                if not waiter.done():
+                    waiter.set_result(True)
+            else:
+                keep.append((wanted, waiter))
+        self._waiters = keep
+
+    def _drop(self, reason: str) -> None:
+        for task in self._loads.values():
+            task.cancel()
+        self._loads.clear()
+        self._projects.clear()
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(False)
+        self._waiters = []
+        log.debug("audience index emptied: %s", reason)
+
+    # Loading and cleaning.
+
+    def _start_load(self, project_id: str) -> None:
+        if project_id not in self._projects:
+            project = _Project()
+            # Registered first: from here on every change of the project is captured.
+            self._projects[project_id] = project
+            self._loads[project_id] = asyncio.create_task(self._load(project_id, project))
+
+    async def _load(self, project_id: str, project: _Project) -> None:
+        started = time.monotonic()
+        try:
+            users = await self._queries.user_document_ids(project_id)
+            stats = await self._queries.every_event_stats(project_id)
+            caught_up = await self._catch_up()
+        except StorageError as exc:
+            log.warning("could not load the audience index of %s: %s", project_id, exc)
+            caught_up = False
+        finally:
+            self._loads.pop(project_id, None)
+        if self._projects.get(project_id) is not project:
+            return
+        if not caught_up:
+            del self._projects[project_id]
+            return
+        project.stats = stats
+        for document_id, external_id in users.items():
+            project.add_user(document_id, external_id)
+        for change in project.roster_log:
+            if isinstance(change, UserCreated):
+                project.add_user(change.document_id, change.external_id)
+            else:
+                project.remove_user(change.document_id, self._position)
+        project.roster_log = []
+        for user in project.dirty:
+            for by_user in stats.values():
+                by_user.pop(user, None)
+        project.ready = True
+        log.info("audience index of %s loaded: %d users, %d events' statistics, %.1f s",
+                 project_id, len(project.members), len(stats), time.monotonic() - started)
+
+    async def _clean(self, project_id: str,
+                     project: _Project) -> dict[str, dict[str, EventStats]] | None:
+        """Read the dirty users' statistics; install those no change overtook. Returns
+        what this evaluation uses for the users still dirty."""
+        users = set(project.dirty)
+        start = self._position
+        try:
+            fetched = await self._queries.stats_of_users(project_id, users)
+        except StorageError:
+            return None
+        if not await self._catch_up() or self._projects.get(project_id) is not project:
+            return None
+        for user in users:
+            if project.touched.get(user, 0) <= start and user in project.dirty:
+                for name, stats in fetched[user].items():
+                    project.stats.setdefault(name, {})[user] = stats
+                project.dirty.discard(user)
+                project.touched.pop(user, None)
+        return {user: fetched[user] for user in users if user in project.dirty}
