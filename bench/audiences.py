@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -39,15 +40,18 @@ from pymongo import UpdateOne, WriteConcern
 
 from bench.loadgen import percentile
 from server.app import ServerConfig, create_server
+from server.audience_index import AudienceIndex
 from server.auth import ALL_SCOPES, issue_key
 from server.pipeline import PipelineConfig, WritePipeline
 from storage import Store, connect
+from storage.changes import ChangeFeed
 from storage.embedded import EmbeddedDatabase
 from storage.events import EventRepository, InsertOutcome
 from storage.indexes import EVENTS, ensure_indexes
 from trackd.v1 import audiences_pb2, audiences_pb2_grpc
 
 PROJECT = "bench"
+FOLLOWED = "with every index and the audience index following the feed"
 DAYS = 90
 # Event names and their weights: a few everyday events, a long tail of rarer ones.
 EVENT_WEIGHTS: dict[str, float] = {
@@ -207,13 +211,34 @@ def latency_row(label: str, micros: list[int], extra: str = "") -> dict[str, Any
     return row
 
 
-async def evaluate(uri: str, database: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+def rss_mib() -> float:
+    """This process's resident memory (Linux), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def evaluate(uri: str, database: str, args: argparse.Namespace,
+                   path: str) -> list[dict[str, Any]]:
+    """Evaluations through a real server reading ``path``: "index" or "events"."""
     store = await connect(uri, database)
-    server = await create_server(store, ServerConfig(port=0))
+    server = await create_server(store, ServerConfig(port=0, audience_index=path == "index"))
     key = (await issue_key(store.keys, PROJECT, ALL_SCOPES)).secret
     metadata = [("authorization", f"Bearer {key}")]
     rows = []
     try:
+        if server.audience_index is not None:
+            gc.collect()
+            before = rss_mib()
+            started = time.perf_counter()
+            assert await server.audience_index.prepare(PROJECT), "the index did not load"
+            elapsed = time.perf_counter() - started
+            gc.collect()
+            grown = rss_mib() - before
+            say(f"  index loaded in {elapsed:.1f} s, +{grown:.0f} MiB resident")
+            rows.append({"measurement": "index load (once per project and process)",
+                         "seconds": elapsed, "rss_mib": grown})
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = audiences_pb2_grpc.AudienceServiceStub(channel)
             for label, audience in (("seed audience (2 rules)", seed_audience()),
@@ -225,7 +250,7 @@ async def evaluate(uri: str, database: str, args: argparse.Namespace) -> list[di
                     return stub.EvaluateAudience(r, metadata=metadata)
 
                 micros, response = await timed(args.runs, call)
-                rows.append(latency_row(f"evaluate: {label}", micros,
+                rows.append(latency_row(f"evaluate ({path}): {label}", micros,
                                         f"({response.total_count:,} users match)"))
             users = [f"user-{i:06d}" for i in random.Random(3).sample(range(args.users),
                                                                       args.runs)]
@@ -234,7 +259,7 @@ async def evaluate(uri: str, database: str, args: argparse.Namespace) -> list[di
                 audiences_pb2.MatchUserRequest(external_id=next(calls),
                                                audience=five_rule_audience()),
                 metadata=metadata))
-            rows.append(latency_row("match one user: five rules", micros))
+            rows.append(latency_row(f"match one user ({path}): five rules", micros))
     finally:
         await server.stop(5)
         await store.close()
@@ -270,6 +295,10 @@ async def ingest(uri: str, database: str, args: argparse.Namespace, variant: str
         if variant == "without the audience index":
             await store.db[EVENTS].drop_index(AUDIENCE_INDEX)
         events: EventRepository = store.events
+        index = None
+        if variant == FOLLOWED:
+            index = AudienceIndex(ChangeFeed(store.db), store.audiences)
+            assert await index.prepare(PROJECT)
         if variant == "with per-user statistics":
             await store.db["user_event_stats"].create_index(
                 [("project_id", 1), ("name", 1), ("user_id", 1)], unique=True)
@@ -291,6 +320,13 @@ async def ingest(uri: str, database: str, args: argparse.Namespace, variant: str
         rate = args.ingest_events / elapsed
         say(f"  ingest {variant}: {rate:,.0f} events/s")
         row: dict[str, Any] = {"measurement": f"ingest {variant}", "events_per_s": rate}
+        if index is not None:
+            view = await index.view(PROJECT)
+            assert view is not None
+            counted = sum(s.count for name in EVENT_WEIGHTS for s in view.stats(name).values())
+            row["index_counted"] = counted
+            say(f"  the index counted {counted:,} of the {args.ingest_events:,} events")
+            await index.close()
         if variant == "with per-user statistics":
             stats = store.db["user_event_stats"]
 
@@ -331,21 +367,32 @@ async def run(uri: str, args: argparse.Namespace) -> dict[str, Any]:
     store = await connect(uri, database)
     try:
         await load(store, gen, args.users, args.events)
-        say("evaluating (gRPC EvaluateAudience / MatchUser)")
-        results["evaluation"] = await evaluate(uri, database, args)
+        say("evaluating (gRPC EvaluateAudience / MatchUser), from the events, then the index")
+        results["evaluation"] = [*await evaluate(uri, database, args, "events"),
+                                 *await evaluate(uri, database, args, "index")]
     finally:
         await store.client.drop_database(database)
         await store.close()
     say(f"ingest, {args.ingest_events:,} events in 500-event batches, 4 writers")
-    variants = ["with every trackd index", "without the audience index",
+    variants = ["with every trackd index", "without the audience index", FOLLOWED,
                 "with per-user statistics"]
     rows = {v: await ingest(uri, f"{database}_i{n}", args, v, gen)
             for n, v in enumerate(variants)}
     base = rows["without the audience index"]["events_per_s"]
     results["ingest"] = list(rows.values())
+    p50 = {row["measurement"]: row["p50_ms"] for row in results["evaluation"]
+           if "p50_ms" in row}
+    speedups = {f"{label}: events p50 / index p50":
+                p50[f"evaluate (events): {label}"] / p50[f"evaluate (index): {label}"]
+                for label in ("seed audience (2 rules)", "five rules, two groups")}
     results["ratios"] = {
+        **speedups,
         "ingest with audience index / without": rows["with every trackd index"]["events_per_s"]
         / base,
+        "ingest with the audience index following the feed / without audience index":
+            rows[FOLLOWED]["events_per_s"] / base,
+        "ingest with the audience index following the feed / with every index, no feed":
+            rows[FOLLOWED]["events_per_s"] / rows["with every trackd index"]["events_per_s"],
         "ingest with per-user statistics / without audience index":
             rows["with per-user statistics"]["events_per_s"] / base,
     }
@@ -357,6 +404,10 @@ def print_table(results: dict[str, Any]) -> None:
           f"{results['runs']} runs each\n")
     print(f"{'measurement':<52} {'p50 ms':>9} {'p99 ms':>9}  note")
     for row in results["evaluation"]:
+        if "seconds" in row:
+            print(f"{row['measurement']:<52} {row['seconds']:>8.1f}s  "
+                  f"+{row['rss_mib']:.0f} MiB resident")
+            continue
         print(f"{row['measurement']:<52} {row['p50_ms']:>9.1f} {row['p99_ms']:>9.1f}  "
               f"{row['note']}")
     print(f"\n{'ingest':<52} {'events/s':>9}")
