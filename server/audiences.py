@@ -6,7 +6,8 @@ yield the users who satisfy them, and every later query is narrowed to the users
 in the running; has-not-done rules then subtract; property rules are checked on the
 surviving users' profiles. A group without a positive event rule starts from every user
 of the project. Only users with a profile can match: events buffered for a user who was
-never upserted count from the moment the user is.
+never upserted count from the moment the user is. Statistics and the users come from the
+audience index (server/audience_index.py) when it serves the project, else from queries.
 """
 
 from __future__ import annotations

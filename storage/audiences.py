@@ -1,9 +1,11 @@
 """The queries behind audience evaluation: per-user event statistics and profiles.
 
-Statistics are computed from the raw events at query time, by an aggregation the
-``project_name_user_timestamp`` index serves (see bench/audiences.py for why raw events
-and not a maintained statistics collection): nothing derived can drift from the events,
-a deleted user's history is gone with its events, and ingest writes nothing extra.
+Statistics are computed from the raw events, by aggregations the
+``project_name_user_timestamp`` and ``project_user_timestamp`` indexes serve: for a
+whole project when the server's audience index loads it (server/audience_index.py), for
+a few users whose indexed statistics are in doubt, and for every evaluation when there is
+no index (or a rule has a since/before window). Ingest writes nothing extra for them
+(see bench/audiences.py for the statistics collection this was measured against).
 """
 
 from __future__ import annotations
