@@ -122,6 +122,7 @@ class AudienceIndex:
         self._position = 0
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
         self._marked = 0  # the highest of our marks the feed has delivered
+        self._next_mark: asyncio.Task[bool] | None = None
         self._follower: asyncio.Task[None] | None = None
         self._opening: asyncio.Task[bool] | None = None
         self._unsupported = False
@@ -162,7 +163,8 @@ class AudienceIndex:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [t for t in (self._follower, self._opening, *self._loads.values()) if t]
+        tasks = [t for t in (self._follower, self._opening, self._next_mark,
+                             *self._loads.values()) if t]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -245,6 +247,15 @@ class AudienceIndex:
     # Marks: "has everything committed before now been applied?"
 
     async def _catch_up(self) -> bool:
+        """Whether every change committed before this call has been applied (waits for
+        it). Callers arriving before the next mark is written share it: one write per
+        burst of evaluations, not one each."""
+        if self._next_mark is None:
+            self._next_mark = asyncio.create_task(self._mark_and_wait())
+        return await asyncio.shield(self._next_mark)
+
+    async def _mark_and_wait(self) -> bool:
+        self._next_mark = None  # callers from here on need a later mark than this one
         try:
             seq = await self._feed.mark()
         except StorageError:
@@ -254,7 +265,7 @@ class AudienceIndex:
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, waiter))
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter), CATCH_UP_SECONDS)
+            return await asyncio.wait_for(waiter, CATCH_UP_SECONDS)
         except TimeoutError:
             self._waiters = [(s, w) for s, w in self._waiters if w is not waiter]
             return False
