@@ -71,10 +71,10 @@ class _Project:
         self.roster_log: list[UserCreated | UserRemoved] = []  # while loading
 
     def make_dirty(self, user: str, position: int) -> None:
-        if user not in self.dirty:
-            self.dirty.add(user)
-            for by_user in self.stats.values():
-                by_user.pop(user, None)
+        # Their statistics stay as they were until read afresh: a view made before this
+        # change still sees them (the change came after its evaluation began), and every
+        # later view overrides all dirty users with what it reads.
+        self.dirty.add(user)
         self.touched[user] = position
 
     def add_user(self, document_id: Any, external_id: str) -> None:
@@ -123,6 +123,7 @@ class AudienceIndex:
         self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
         self._marked = 0  # the highest of our marks the feed has delivered
         self._next_mark: asyncio.Task[bool] | None = None
+        self._marking: set[asyncio.Task[bool]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._opening: asyncio.Task[bool] | None = None
         self._unsupported = False
@@ -163,7 +164,7 @@ class AudienceIndex:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [t for t in (self._follower, self._opening, self._next_mark,
+        tasks = [t for t in (self._follower, self._opening, *self._marking,
                              *self._loads.values()) if t]
         for task in tasks:
             task.cancel()
@@ -252,6 +253,8 @@ class AudienceIndex:
         burst of evaluations, not one each."""
         if self._next_mark is None:
             self._next_mark = asyncio.create_task(self._mark_and_wait())
+            self._marking.add(self._next_mark)
+            self._next_mark.add_done_callback(self._marking.discard)
         return await asyncio.shield(self._next_mark)
 
     async def _mark_and_wait(self) -> bool:
@@ -303,19 +306,23 @@ class AudienceIndex:
 
     async def _load(self, project_id: str, project: _Project) -> None:
         started = time.monotonic()
+        caught_up = False
         try:
             users = await self._queries.user_document_ids(project_id)
             stats = await self._queries.every_event_stats(project_id)
             caught_up = await self._catch_up()
         except StorageError as exc:
             log.warning("could not load the audience index of %s: %s", project_id, exc)
-            caught_up = False
+        except Exception:
+            # Not the database's fault (a document of an unexpected shape): the project is
+            # evaluated from the events, and the load is tried again on a later evaluation.
+            log.exception("could not load the audience index of %s", project_id)
         finally:
-            self._loads.pop(project_id, None)
+            if self._loads.get(project_id) is asyncio.current_task():
+                del self._loads[project_id]
+            if not caught_up and self._projects.get(project_id) is project:
+                del self._projects[project_id]  # nothing kept while it does not serve
         if self._projects.get(project_id) is not project:
-            return
-        if not caught_up:
-            del self._projects[project_id]
             return
         project.stats = stats
         for document_id, external_id in users.items():
@@ -330,7 +337,7 @@ class AudienceIndex:
             for by_user in stats.values():
                 by_user.pop(user, None)
         project.ready = True
-        log.info("audience index of %s loaded: %d users, %d events' statistics, %.1f s",
+        log.info("audience index of %s loaded: %d users, %d event names, %.1f s",
                  project_id, len(project.members), len(stats), time.monotonic() - started)
 
     async def _clean(self, project_id: str,
@@ -347,6 +354,8 @@ class AudienceIndex:
             return None
         for user in users:
             if project.touched.get(user, 0) <= start and user in project.dirty:
+                for by_user in project.stats.values():
+                    by_user.pop(user, None)
                 for name, stats in fetched[user].items():
                     project.stats.setdefault(name, {})[user] = stats
                 project.dirty.discard(user)

@@ -127,11 +127,14 @@ class AudienceQueries:
             cursor = self._events.find({"project_id": project_id}, projection,
                                        batch_size=10_000)
             async for doc in cursor:
-                user = doc.get("user_id")
-                if not user:
+                user, name, when = doc.get("user_id"), doc.get("name"), doc.get("timestamp")
+                # Anonymous events count for nobody; documents trackd did not write (no
+                # name, a timestamp that is not a date) for no rule.
+                if not isinstance(user, str) or not user or not isinstance(name, str) or \
+                        not isinstance(when, datetime):
                     continue
-                moment = doc["timestamp"].timestamp()
-                by_user = stats.setdefault(doc["name"], {})
+                moment = when.timestamp()
+                by_user = stats.setdefault(name, {})
                 known = by_user.get(user)
                 by_user[user] = EventStats(1, moment, moment) if known is None \
                     else known.plus(moment)

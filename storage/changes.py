@@ -90,27 +90,37 @@ def epoch_seconds(moment: datetime) -> float:
     return moment.timestamp()
 
 
+def _seen(doc: dict[str, Any] | None) -> EventSeen | None:
+    """The occurrence an event document stands for; None when it counts for nobody: an
+    anonymous event, or a document trackd did not write (no name, a timestamp that is not
+    a date), which the project's load skips too."""
+    if doc is None:
+        return None
+    user, name, when = doc.get("user_id"), doc.get("name"), doc.get("timestamp")
+    if not isinstance(user, str) or not user or not isinstance(name, str) or \
+            not isinstance(when, datetime):
+        return None
+    return EventSeen(doc["project_id"], user, name, epoch_seconds(when))
+
+
 def _event_change(change: dict[str, Any]) -> list[Change]:
     op = change["operationType"]
     after = change.get("fullDocument")
     before = change.get("fullDocumentBeforeChange")
     if op == "insert":
-        if after is None or not after.get("user_id"):
-            return []  # anonymous: counts for nobody until linked
-        return [EventSeen(after["project_id"], after["user_id"], after["name"],
-                          epoch_seconds(after["timestamp"]))]
+        seen = _seen(after)
+        return [seen] if seen is not None else []
     if op in ("update", "replace"):
-        touched: list[Change] = []
         if before is None:
             return [Lost(f"an event was {op}d and its earlier version is unknown")]
-        if before.get("user_id"):
-            touched.append(UserTouched(before["project_id"], before["user_id"]))
+        if not before.get("user_id"):
+            # An anonymous event linked to a user: one more occurrence of theirs. (A
+            # version already gone, deleted since, arrives again as that deletion.)
+            seen = _seen(after)
+            return [seen] if seen is not None else []
+        touched: list[Change] = [UserTouched(before["project_id"], before["user_id"])]
         if after is not None and after.get("user_id"):
-            if not touched:  # an anonymous event linked to a user: one more occurrence
-                return [EventSeen(after["project_id"], after["user_id"], after["name"],
-                                  epoch_seconds(after["timestamp"]))]
             touched.append(UserTouched(after["project_id"], after["user_id"]))
-        # A version already gone (deleted since) arrives again as that deletion.
         return touched
     if op == "delete":
         if before is None:
@@ -133,8 +143,13 @@ def _user_change(change: dict[str, Any]) -> list[Change]:
 
 
 def _mark_change(change: dict[str, Any]) -> list[Change]:
-    doc = change.get("fullDocument") or \
-        change.get("updateDescription", {}).get("updatedFields", {})
+    # Never the looked-up fullDocument of an update: it is the mark as it is when the
+    # change is read, possibly a later seq than this change wrote (which would release
+    # a reader before the changes committed between the two).
+    if change["operationType"] == "insert":
+        doc = change.get("fullDocument") or {}
+    else:
+        doc = change.get("updateDescription", {}).get("updatedFields", {})
     if "seq" not in doc:
         return []
     return [Marked(str(change["documentKey"]["_id"]), int(doc["seq"]))]
@@ -142,16 +157,21 @@ def _mark_change(change: dict[str, Any]) -> list[Change]:
 
 def decode(change: dict[str, Any]) -> list[Change]:
     """The records one change stream document stands for."""
-    op = change["operationType"]
+    op = change.get("operationType")
     if op in ("drop", "rename", "dropDatabase", "invalidate"):
         return [Lost(f"the database saw {op}")]
     collection = change.get("ns", {}).get("coll")
-    if collection == EVENTS:
-        return _event_change(change)
-    if collection == USERS:
-        return _user_change(change)
-    if collection == MARKS:
-        return _mark_change(change)
+    try:
+        if collection == EVENTS:
+            return _event_change(change)
+        if collection == USERS:
+            return _user_change(change)
+        if collection == MARKS:
+            return _mark_change(change)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        # A document trackd did not write (a field missing or of another type): what it
+        # changes cannot be known, so nothing derived can be trusted.
+        return [Lost(f"a change to {collection} could not be read ({exc!r})")]
     return []
 
 
@@ -167,6 +187,9 @@ class ChangeFeed:
 
     async def open(self) -> None:
         """Start watching from now. Raises :class:`FeedUnsupported` on a standalone."""
+        if self._stream is not None:
+            await self._stream.close()
+            self._stream = None
         try:
             await _enable_pre_images(self._db)
             self._stream = await self._db.watch(

@@ -16,6 +16,7 @@ import pytest
 from server.app import ServerConfig, TrackdServer, create_server
 from server.pipeline import PipelineConfig
 from storage import Store
+from storage.changes import MARKS, Marked, decode
 from tests.server.helpers import auth, batch, event
 from tests.server.test_audiences_grpc import (
     ALL_SCOPES,
@@ -210,3 +211,63 @@ def _anonymous_views(anonymous_id: str, count: int) -> tracking_pb2.BatchTrackRe
     return batch([event("viewed", user="", anonymous_id=anonymous_id,
                         timestamp=ts(NOW - HOUR * 2 + timedelta(minutes=i)))
                   for i in range(count)])
+
+
+async def test_a_view_keeps_what_it_saw_while_a_user_changes(
+    instances: dict[str, Instance], key: str, store: Store
+) -> None:
+    """An evaluation sees the index as of its start: a user changed meanwhile (here one of
+    their events deleted) keeps the statistics it began with, not none at all."""
+    indexed, other = instances["indexed"], instances["events"]
+    index = indexed.server.audience_index
+    assert index is not None
+    await seed(other, key, ["ann"], views=3)
+    assert await index.prepare("acme")
+    view = await index.view("acme")
+    assert view is not None
+
+    await store.db["events"].delete_one({"project_id": "acme", "user_id": "ann"})
+    project = index._projects["acme"]  # white box: wait for the feed to apply the deletion
+    for _ in range(200):
+        if "ann" in project.dirty:
+            break
+        await asyncio.sleep(0.01)
+    assert "ann" in project.dirty
+    assert view.stats("viewed")["ann"].count == 3
+    later = await index.view("acme")
+    assert later is not None
+    assert later.stats("viewed")["ann"].count == 2
+
+
+async def test_documents_trackd_did_not_write_count_for_no_rule(
+    instances: dict[str, Instance], key: str, store: Store
+) -> None:
+    indexed, other = instances["indexed"], instances["events"]
+    index = indexed.server.audience_index
+    assert index is not None
+    await seed(other, key, ["ann", "bob"], views=3)
+    strays: list[dict[str, Any]] = [
+        {"project_id": "acme", "event_id": "stray-1", "user_id": "ann", "name": "viewed",
+         "timestamp": "today"},
+        {"project_id": "acme", "event_id": "stray-2", "user_id": "bob", "timestamp": NOW},
+    ]
+    await store.db["events"].insert_one(strays[0])
+    assert await index.prepare("acme")  # the load skips it
+    await store.db["events"].insert_one(strays[1])  # so does the feed
+    assert await indexed_view_ready(indexed)
+    assert await members(indexed.audiences, key, AUDIENCES["viewed more than twice"]) == \
+        ["ann", "bob"]
+    assert await indexed_view_ready(indexed)  # still served: nothing was lost
+
+
+def test_a_mark_is_the_seq_its_own_change_wrote() -> None:
+    """An update's looked-up document may already hold a later mark; only the change's
+    own fields say which mark it was."""
+    change = {"operationType": "update", "ns": {"db": "t", "coll": MARKS},
+              "documentKey": {"_id": "owner-1"},
+              "fullDocument": {"_id": "owner-1", "seq": 3},
+              "updateDescription": {"updatedFields": {"seq": 2}}}
+    assert decode(change) == [Marked("owner-1", 2)]
+    inserted = {"operationType": "insert", "ns": {"db": "t", "coll": MARKS},
+                "documentKey": {"_id": "owner-1"}, "fullDocument": {"_id": "owner-1", "seq": 1}}
+    assert decode(inserted) == [Marked("owner-1", 1)]
