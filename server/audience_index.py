@@ -206,6 +206,8 @@ class AudienceIndex:
                     self._apply(record)
         except StorageError as exc:
             log.warning("audience index lost its change feed: %s", exc)
+        except Exception:
+            log.exception("audience index stopped following the change feed")
         finally:
             self._reopen_at = time.monotonic() + REOPEN_SECONDS
             self._drop("the change feed stopped")

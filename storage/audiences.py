@@ -47,6 +47,17 @@ def _stats(doc: dict[str, Any]) -> EventStats:
     return EventStats(doc["count"], doc["first"].timestamp(), doc["last"].timestamp())
 
 
+def occurrence(doc: dict[str, Any]) -> tuple[str, str, float] | None:
+    """(user, event name, epoch seconds) of an event document; None when it counts for
+    nobody: an anonymous event, or a document trackd did not write (no name, a timestamp
+    that is not a date)."""
+    user, name, when = doc.get("user_id"), doc.get("name"), doc.get("timestamp")
+    if not isinstance(user, str) or not user or not isinstance(name, str) or \
+            not isinstance(when, datetime):
+        return None
+    return user, name, when.timestamp()
+
+
 _GROUP = {"count": {"$sum": 1}, "first": {"$min": "$timestamp"},
           "last": {"$max": "$timestamp"}}
 
@@ -127,13 +138,10 @@ class AudienceQueries:
             cursor = self._events.find({"project_id": project_id}, projection,
                                        batch_size=10_000)
             async for doc in cursor:
-                user, name, when = doc.get("user_id"), doc.get("name"), doc.get("timestamp")
-                # Anonymous events count for nobody; documents trackd did not write (no
-                # name, a timestamp that is not a date) for no rule.
-                if not isinstance(user, str) or not user or not isinstance(name, str) or \
-                        not isinstance(when, datetime):
+                seen = occurrence(doc)
+                if seen is None:
                     continue
-                moment = when.timestamp()
+                user, name, moment = seen
                 by_user = stats.setdefault(name, {})
                 known = by_user.get(user)
                 by_user[user] = EventStats(1, moment, moment) if known is None \

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -29,6 +28,7 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
+from storage.audiences import occurrence
 from storage.errors import StorageError
 from storage.indexes import EVENTS, USERS
 from storage.users import wrap_error
@@ -86,21 +86,13 @@ class Lost:
 Change = EventSeen | UserTouched | UserCreated | UserRemoved | Marked | Lost
 
 
-def epoch_seconds(moment: datetime) -> float:
-    return moment.timestamp()
-
-
 def _seen(doc: dict[str, Any] | None) -> EventSeen | None:
-    """The occurrence an event document stands for; None when it counts for nobody: an
-    anonymous event, or a document trackd did not write (no name, a timestamp that is not
-    a date), which the project's load skips too."""
+    """The occurrence an event document stands for (None: it counts for nobody, and the
+    project's load skips it too)."""
     if doc is None:
         return None
-    user, name, when = doc.get("user_id"), doc.get("name"), doc.get("timestamp")
-    if not isinstance(user, str) or not user or not isinstance(name, str) or \
-            not isinstance(when, datetime):
-        return None
-    return EventSeen(doc["project_id"], user, name, epoch_seconds(when))
+    seen = occurrence(doc)
+    return None if seen is None else EventSeen(doc["project_id"], *seen)
 
 
 def _event_change(change: dict[str, Any]) -> list[Change]:
