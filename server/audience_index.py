@@ -335,10 +335,7 @@ class AudienceIndex:
             else:
                 project.remove_user(change.document_id, self._position)
         project.roster_log = []
-        for user in project.dirty:
-            for by_user in stats.values():
-                by_user.pop(user, None)
-        project.ready = True
+        project.ready = True  # dirty users' statistics from the read: overridden by views
         log.info("audience index of %s loaded: %d users, %d event names, %.1f s",
                  project_id, len(project.members), len(stats), time.monotonic() - started)
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MARKS = "change_marks"
 # Server codes meaning "no change streams here" (a standalone server): the feed cannot
 # exist, so callers stop asking for it.
-_NOT_SUPPORTED = {40573, 40324, 136}
+_NOT_SUPPORTED = {40573, 40324}
 _WATCHED = [EVENTS, USERS, MARKS]
 
 
