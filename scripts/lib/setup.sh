@@ -1,0 +1,36 @@
+# Shared by scripts/serve, scripts/test and .ci/run: install what trackd needs, and skip
+# each install when what is installed already matches the file that pins it (a stamp
+# holding that file's hash), so a second start costs no pip or npm run.
+# Sourced with the working directory at the repository root.
+
+_stamp_matches() {  # _stamp_matches STAMP_FILE CONTENT
+  [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]
+}
+
+# ensure_python EXTRA: ./.venv with trackd installed (editable) with the given extra.
+ensure_python() {
+  local extra=$1 python=${PYTHON:-python3} want
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
+  want="$extra $(sha256sum pyproject.toml | cut -d' ' -f1)"
+  # A stamp for the dev extra covers the embedded one too (dev includes it).
+  if _stamp_matches .venv/.trackd-installed "$want" \
+     || { [ "$extra" = embedded ] \
+          && _stamp_matches .venv/.trackd-installed "dev ${want#* }"; }; then
+    return 0
+  fi
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extra]"
+  printf '%s' "$want" > .venv/.trackd-installed
+}
+
+# ensure_node: ./node_modules exactly as package-lock.json pins it (buf, the Databuddy SDK).
+ensure_node() {
+  local want
+  want=$(sha256sum package-lock.json | cut -d' ' -f1)
+  _stamp_matches node_modules/.trackd-installed "$want" && return 0
+  if ! command -v npm >/dev/null; then
+    echo "setup: npm (Node.js >= 18) is needed for the node tools in package.json" >&2
+    return 1
+  fi
+  npm ci --no-audit --no-fund --loglevel=error
+  printf '%s' "$want" > node_modules/.trackd-installed
+}
