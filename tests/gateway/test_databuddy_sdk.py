@@ -32,7 +32,8 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
 async def run_sdk(api_url: str, key: str, website_id: str) -> dict[str, Any]:
     assert NODE is not None
     if not SDK.exists():
-        pytest.fail("@databuddy/sdk is missing from node_modules: run scripts/test (it installs the pinned node tools), or `npm ci`")
+        pytest.fail("@databuddy/sdk is missing from node_modules: scripts/test installs "
+                    "the pinned node tools (or run `npm ci`)")
     process = await asyncio.create_subprocess_exec(
         NODE, str(SCRIPT), api_url, key, website_id, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
