@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -25,9 +25,13 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from storage.errors import StorageError, StorageUnavailable
+
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "trackd"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,20 @@ class Unavailable(ServiceError):
         retry = error_details_pb2.RetryInfo(
             retry_delay=duration_pb2.Duration(seconds=self.retry_after_seconds))
         return [retry, *super().details()]
+
+
+async def storage_call(operation: Awaitable[T]) -> T:
+    """Await a storage operation, turning storage's failures into service errors.
+
+    The one place the server maps storage's exceptions: unreachable or unconfirmed is
+    UNAVAILABLE (retry later), anything else INTERNAL; neither carries the driver's text.
+    """
+    try:
+        return await operation
+    except StorageUnavailable as exc:
+        raise Unavailable("the database is unavailable; retry later") from exc
+    except StorageError as exc:
+        raise ServiceError("the database failed the operation") from exc
 
 
 def to_status(error: ServiceError) -> grpc.Status:

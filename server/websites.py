@@ -28,8 +28,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from server.auth import SCOPE_TRACK_EVENTS, Authenticator, Principal
-from server.errors import InvalidArgument, NotFound, PermissionDenied
-from server.services.users import storage_call
+from server.errors import InvalidArgument, NotFound, PermissionDenied, storage_call
 from server.validation import CONTEXT_LIMITS
 from storage.websites import WebsiteRecord, WebsiteRepository
 

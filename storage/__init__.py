@@ -2,12 +2,15 @@
 
 What lives here: the connection (:mod:`storage.client`), the collections' indexes
 (:mod:`storage.indexes`), one repository per collection (:mod:`storage.events`,
-:mod:`storage.keys`, :mod:`storage.idempotency`), the embedded local database launcher
-(:mod:`storage.embedded`), the change feed derived views follow (:mod:`storage.changes`)
-and the exceptions callers see (:mod:`storage.errors`).
+:mod:`storage.keys`, :mod:`storage.idempotency`, :mod:`storage.users`,
+:mod:`storage.websites`), the audience queries over events and profiles
+(:mod:`storage.audiences`), the embedded local database launcher (:mod:`storage.embedded`),
+the change feed derived views follow (:mod:`storage.changes`) and the exceptions callers
+see, with the one translation of driver errors into them (:mod:`storage.errors`).
 
-May import: the standard library, pymongo and bson. Callers above it see plain Python
-values (dicts, datetimes, strings) and :mod:`storage.errors`, never driver types.
+May import: the standard library, pymongo, bson and orjson; no other trackd package
+(checked by ``lint-imports``). Callers above it see plain Python values (dicts,
+datetimes, strings) and :mod:`storage.errors`, never driver types.
 """
 
 from storage.client import Store, connect

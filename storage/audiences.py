@@ -18,8 +18,9 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from storage.errors import translate
 from storage.indexes import EVENTS, USERS
-from storage.users import UserRepository, wrap_error
+from storage.users import UserRepository
 
 # Past this many ids a query reads by its index prefix and filters here instead of using
 # `$in`: SecantusDB's `$in` grows with the square of the list (measured: 500 ids 0.29 s,
@@ -101,7 +102,7 @@ class AudienceQueries:
             return {doc["_id"]: _stats(doc) async for doc in cursor
                     if doc["_id"] is not None and (users is None or doc["_id"] in users)}
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
 
     async def profiles(
         self, project_id: str, fields: Iterable[str], users: Collection[str] | None = None
@@ -127,7 +128,7 @@ class AudienceQueries:
                     found[doc["external_id"]] = doc
             return found
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
 
     async def every_event_stats(self, project_id: str) -> dict[str, dict[str, EventStats]]:
         """event name -> user -> statistics over the project's whole history: one read of
@@ -147,7 +148,7 @@ class AudienceQueries:
                 by_user[user] = EventStats(1, moment, moment) if known is None \
                     else known.plus(moment)
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
         return stats
 
     async def stats_of_users(
@@ -166,7 +167,7 @@ class AudienceQueries:
                 async for doc in await self._events.aggregate(pipeline):
                     found[doc["_id"]["user"]][doc["_id"]["name"]] = _stats(doc)
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
         return found
 
     async def user_document_ids(self, project_id: str) -> dict[Any, str]:
@@ -175,4 +176,4 @@ class AudienceQueries:
             return {doc["_id"]: doc["external_id"] async for doc in self._users.find(
                 {"project_id": project_id}, {"external_id": 1}, batch_size=10_000)}
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc

@@ -29,9 +29,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
 from storage.audiences import occurrence
-from storage.errors import StorageError
+from storage.errors import StorageError, translate
 from storage.indexes import EVENTS, USERS
-from storage.users import wrap_error
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +193,9 @@ class ChangeFeed:
         except OperationFailure as exc:
             if exc.code in _NOT_SUPPORTED:
                 raise FeedUnsupported(str(exc)) from exc
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
 
     async def changes(self) -> AsyncIterator[list[Change]]:
         """Each change's records, in commit order, until the stream fails (raises)."""
@@ -205,7 +204,7 @@ class ChangeFeed:
             async for change in self._stream:
                 yield decode(change)
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
 
     async def mark(self) -> int:
         """Write a mark; its :class:`Marked` arrives after every change committed before."""
@@ -216,7 +215,7 @@ class ChangeFeed:
             await self._marks.update_one({"_id": self.owner}, {"$max": {"seq": seq}},
                                          upsert=True)
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
         return seq
 
     async def close(self) -> None:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from storage.audiences import AudienceQueries
+from storage.errors import translate
 from storage.events import EventRepository
 from storage.idempotency import IdempotencyRepository
 from storage.indexes import ensure_indexes
@@ -36,7 +38,11 @@ class Store:
         await self.client.close()
 
     async def ping(self) -> None:
-        await self.db.command("ping")
+        """Raises StorageUnavailable when the database does not answer in time."""
+        try:
+            await self.db.command("ping")
+        except PyMongoError as exc:
+            raise translate(exc) from exc
 
 
 async def connect(
@@ -71,6 +77,10 @@ async def connect(
         websites=WebsiteRepository(db),
     )
     if create_indexes:  # the start-up schema work: indexes, and the roster of users
-        await ensure_indexes(db)
-        await store.users.ensure_roster()
+        try:
+            await ensure_indexes(db)
+            await store.users.ensure_roster()
+        except PyMongoError as exc:
+            await client.close()
+            raise translate(exc) from exc
     return store

@@ -8,9 +8,9 @@ from typing import Any
 from bson import encode
 from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
-from storage.errors import StorageError, StorageUnavailable
+from storage.errors import StorageUnavailable, translate
 from storage.indexes import EVENTS
 
 DUPLICATE_KEY = 11000
@@ -60,10 +60,6 @@ class EventRepository:
                     outcome.duplicate.add(error["index"])
                 else:
                     outcome.failed[error["index"]] = str(error.get("errmsg", "write failed"))
-        except ConnectionFailure as exc:
-            raise StorageUnavailable(str(exc)) from exc
         except PyMongoError as exc:
-            if exc.has_error_label("RetryableWriteError"):
-                raise StorageUnavailable(str(exc)) from exc
-            raise StorageError(str(exc)) from exc
+            raise translate(exc) from exc
         return outcome

@@ -17,9 +17,9 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from storage.errors import StorageUnavailable
+from storage.errors import StorageUnavailable, translate
 from storage.indexes import IDEMPOTENCY, IDEMPOTENCY_TTL_SECONDS
 
 PENDING = "pending"
@@ -84,8 +84,8 @@ class IdempotencyRepository:
                 )
                 if taken.modified_count == 1:
                     return Reservation(doc["_id"])
-        except ConnectionFailure as exc:
-            raise StorageUnavailable(str(exc)) from exc
+        except PyMongoError as exc:
+            raise translate(exc) from exc
         raise StorageUnavailable("idempotency key is contended; retry")
 
     async def complete(self, reservation: Reservation, response: bytes) -> None:
@@ -94,11 +94,11 @@ class IdempotencyRepository:
                 {"_id": reservation.record_id},
                 {"$set": {"state": COMPLETED, "response": response}},
             )
-        except ConnectionFailure as exc:
-            raise StorageUnavailable(str(exc)) from exc
+        except PyMongoError as exc:
+            raise translate(exc) from exc
 
     async def release(self, reservation: Reservation) -> None:
         """Forget a reservation whose request failed, so a retry can run it again."""
         # If the database is gone, the lease runs out on its own.
-        with contextlib.suppress(ConnectionFailure):
+        with contextlib.suppress(PyMongoError):
             await self._records.delete_one({"_id": reservation.record_id, "state": PENDING})

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import PyMongoError
 
-from storage.errors import StorageUnavailable
+from storage.errors import translate
 from storage.indexes import API_KEYS
 
 
@@ -59,27 +59,39 @@ class ApiKeyRepository:
         }
         if websites:
             doc["websites"] = websites
-        await self._keys.insert_one(doc)
+        try:
+            await self._keys.insert_one(doc)
+        except PyMongoError as exc:
+            raise translate(exc) from exc
         return _record(doc)
 
     async def find_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         try:
             doc = await self._keys.find_one({"key_hash": key_hash})
-        except ConnectionFailure as exc:
-            raise StorageUnavailable(str(exc)) from exc
+        except PyMongoError as exc:
+            raise translate(exc) from exc
         return None if doc is None else _record(doc)
 
     async def revoke(self, key_id: str) -> bool:
         """Mark a key revoked; False when no such (unrevoked) key exists."""
-        result = await self._keys.update_one(
-            {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": datetime.now(UTC)}}
-        )
+        try:
+            result = await self._keys.update_one(
+                {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": datetime.now(UTC)}}
+            )
+        except PyMongoError as exc:
+            raise translate(exc) from exc
         return result.modified_count == 1
 
     async def list(self, project_id: str | None = None) -> list[ApiKeyRecord]:
         query = {} if project_id is None else {"project_id": project_id}
-        return [_record(doc) async for doc in self._keys.find(query).sort("created_at", 1)]
+        try:
+            return [_record(doc) async for doc in self._keys.find(query).sort("created_at", 1)]
+        except PyMongoError as exc:
+            raise translate(exc) from exc
 
     async def project_has_active_key(self, project_id: str) -> bool:
-        doc = await self._keys.find_one({"project_id": project_id, "revoked_at": None})
+        try:
+            doc = await self._keys.find_one({"project_id": project_id, "revoked_at": None})
+        except PyMongoError as exc:
+            raise translate(exc) from exc
         return doc is not None

@@ -25,9 +25,9 @@ import orjson
 from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
-from storage.errors import StorageError, StorageUnavailable
+from storage.errors import StorageError, StorageUnavailable, translate
 from storage.indexes import EVENTS, ROSTER, USERS
 
 ROSTER_BUCKETS = 64
@@ -64,13 +64,6 @@ class UserChange:
         if add:
             update["$addToSet"] = add
         return update
-
-
-def wrap_error(exc: PyMongoError) -> StorageError:
-    """The storage exception for a driver error."""
-    if isinstance(exc, ConnectionFailure) or exc.has_error_label("RetryableWriteError"):
-        return StorageUnavailable(str(exc))
-    return StorageError(str(exc))
 
 
 def encode_cursor(timestamp: datetime, object_id: ObjectId) -> str:
@@ -126,7 +119,7 @@ class UserRepository:
                 await self._link(project_id, external_id, change.add_anonymous_ids)
             await self._enrol(project_id, [external_id])
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
         return doc, result.upserted_id is not None
 
     async def bulk_upsert(
@@ -169,7 +162,7 @@ class UserRepository:
                                            in zip(records, outcomes, strict=True)
                                            if not isinstance(outcome, str)])
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
         return outcomes
 
     async def _enrol(self, project_id: str, external_ids: list[str]) -> None:
@@ -193,7 +186,7 @@ class UserRepository:
             return {external_id async for doc in self._roster.find({"project_id": project_id})
                     for external_id in doc.get("ids", ())}
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
 
     async def rebuild_roster(self) -> None:
         """Write the roster from the profiles (a database from before the roster).
@@ -242,7 +235,7 @@ class UserRepository:
             doc: dict[str, Any] | None = await self._users.find_one(query)
             return doc
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
 
     async def existing(self, project_id: str, external_ids: list[str]) -> set[str]:
         """Which of ``external_ids`` are users of the project."""
@@ -252,7 +245,7 @@ class UserRepository:
                 {"external_id": 1, "_id": 0})
             return {doc["external_id"] async for doc in cursor}
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
 
     async def owners_of_anonymous_ids(
         self, project_id: str, anonymous_ids: list[str]
@@ -270,7 +263,7 @@ class UserRepository:
                         owners[anonymous_id] = doc["external_id"]
             return owners
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
 
     async def delete(self, project_id: str, external_id: str) -> int | None:
         """Delete the user and all their events; None when there is no such user."""
@@ -288,7 +281,7 @@ class UserRepository:
                 {"project_id": project_id, "user_id": external_id})
             await self._users.delete_one(query)
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
         return deleted.deleted_count
 
     async def events(
@@ -304,7 +297,7 @@ class UserRepository:
             cursor = self._events.find(query).sort([("timestamp", 1), ("_id", 1)]).limit(limit + 1)
             docs = [doc async for doc in cursor]
         except PyMongoError as exc:
-            raise wrap_error(exc) from exc
+            raise translate(exc) from exc
         if len(docs) <= limit:
             return docs, ""
         last = docs[limit - 1]

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
-from storage.errors import StorageError, StorageUnavailable
+from storage.errors import translate
 from storage.indexes import WEBSITES
 
 
@@ -41,12 +41,6 @@ def _record(doc: dict[str, Any]) -> WebsiteRecord:
     )
 
 
-def _wrap(exc: PyMongoError) -> StorageError:
-    if isinstance(exc, ConnectionFailure):
-        return StorageUnavailable(str(exc))
-    return StorageError(str(exc))
-
-
 class WebsiteRepository:
     def __init__(self, db: AsyncDatabase[Any]) -> None:
         self._websites = db[WEBSITES]
@@ -65,7 +59,7 @@ class WebsiteRepository:
         try:
             await self._websites.insert_one(doc)
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise translate(exc) from exc
         return _record(doc)
 
     async def get_many(self, website_ids: Sequence[str]) -> dict[str, WebsiteRecord]:
@@ -76,7 +70,7 @@ class WebsiteRepository:
             cursor = self._websites.find({"_id": {"$in": list(website_ids)}})
             return {doc["_id"]: _record(doc) async for doc in cursor}
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise translate(exc) from exc
 
     async def get(self, website_id: str) -> WebsiteRecord | None:
         return (await self.get_many([website_id])).get(website_id)
@@ -87,4 +81,4 @@ class WebsiteRepository:
             return [_record(doc)
                     async for doc in self._websites.find(query).sort("created_at", 1)]
         except PyMongoError as exc:
-            raise _wrap(exc) from exc
+            raise translate(exc) from exc

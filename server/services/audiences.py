@@ -10,8 +10,7 @@ import grpc
 from server.audience_index import AudienceIndex
 from server.audiences import Evaluator, parse_audience
 from server.auth import SCOPE_USERS_READ, Authenticator
-from server.errors import InvalidArgument
-from server.services.users import storage_call
+from server.errors import InvalidArgument, storage_call
 from storage.audiences import AudienceQueries
 from trackd.v1 import audiences_pb2, audiences_pb2_grpc
 

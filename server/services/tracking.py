@@ -10,10 +10,17 @@ from typing import Any
 import grpc
 
 from server.auth import SCOPE_TRACK_EVENTS, Authenticator
-from server.errors import FieldViolation, InvalidArgument, NotFound, ServiceError, Unavailable
+from server.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unavailable,
+    storage_call,
+)
 from server.idempotency import IdempotencyGuard
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
-from server.services.users import USER_NOT_FOUND, storage_call
+from server.services.users import USER_NOT_FOUND
 from server.validation import (
     CONTEXT_LIMITS,
     MAX_BATCH_EVENTS,

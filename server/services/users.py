@@ -10,11 +10,10 @@ import grpc
 from google.protobuf.message import Message
 
 from server.auth import SCOPE_USERS_READ, SCOPE_USERS_WRITE, Authenticator
-from server.errors import FieldViolation, InvalidArgument, NotFound, ServiceError, Unavailable
+from server.errors import FieldViolation, InvalidArgument, NotFound, storage_call
 from server.idempotency import IdempotencyGuard
 from server.messages import event_message, user_message
 from server.validation import MAX_BATCH_USERS, user_change, validate_idempotency_key
-from storage import StorageError, StorageUnavailable
 from storage.users import UserChange, UserRepository, decode_cursor
 from trackd.v1 import users_pb2, users_pb2_grpc
 
@@ -24,16 +23,6 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 USER_NOT_FOUND = "USER_NOT_FOUND"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-
-
-async def storage_call(operation: Awaitable[T]) -> T:
-    """Await a storage operation, turning storage failures into service errors."""
-    try:
-        return await operation
-    except StorageUnavailable as exc:
-        raise Unavailable("the database is unavailable; retry later") from exc
-    except StorageError as exc:
-        raise ServiceError("the database failed the operation") from exc
 
 
 def _user_not_found(external_id: str = "", email: str = "") -> NotFound:
