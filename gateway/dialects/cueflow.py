@@ -1,4 +1,4 @@
-"""Cueflow: contacts and events (contracts.md sections 4 and 6).
+"""Cueflow: contacts and events (README, "Cueflow").
 
 Routes (``Authorization: Bearer <key>``; 100 requests per minute per key by default):
 

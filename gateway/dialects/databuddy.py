@@ -1,4 +1,4 @@
-"""Databuddy: ``POST /track``, ``POST /identify`` and their CORS preflights (contracts.md §3).
+"""Databuddy: ``POST /track``, ``POST /identify`` and their CORS preflights (README, "Databuddy").
 
 ``/track`` takes one event object or a JSON array of them (all or nothing) and answers
 200 ``{"status":"success","type":"custom_event","count":N}``, N being the events newly

@@ -3,7 +3,7 @@
 The one route reads the body once (aiohttp keeps it: the chosen dialect's handler reads
 the same bytes again without I/O) and picks the dialect by the body's shape, before any
 authentication error is rendered, so a client always gets its own vendor's envelope
-(contracts.md sections 4 and 6):
+(README, "Cueflow"):
 
 - ``externalId`` / ``eventKey`` -> Cueflow (:func:`gateway.dialects.cueflow.track_event`);
 - ``external_user_id`` / ``name`` -> VibeFollow
