@@ -33,7 +33,7 @@ class AudienceServiceStub:
     user's event history (every event stored for the user's external id, whichever API
     brought it in); property rules look at the user's profile fields and traits. Both
     RPCs need the `users:read` scope. An invalid rule fails with INVALID_ARGUMENT whose
-    field path names it (`audience.groups[1].rules[0].op`).
+    field path names it (`audience.groups[1].rules[0].event.operator`).
     """
 
     def __init__(self, channel):
@@ -62,7 +62,7 @@ class AudienceServiceServicer:
     user's event history (every event stored for the user's external id, whichever API
     brought it in); property rules look at the user's profile fields and traits. Both
     RPCs need the `users:read` scope. An invalid rule fails with INVALID_ARGUMENT whose
-    field path names it (`audience.groups[1].rules[0].op`).
+    field path names it (`audience.groups[1].rules[0].event.operator`).
     """
 
     def EvaluateAudience(self, request, context):
@@ -110,7 +110,7 @@ class AudienceService:
     user's event history (every event stored for the user's external id, whichever API
     brought it in); property rules look at the user's profile fields and traits. Both
     RPCs need the `users:read` scope. An invalid rule fails with INVALID_ARGUMENT whose
-    field path names it (`audience.groups[1].rules[0].op`).
+    field path names it (`audience.groups[1].rules[0].event.operator`).
     """
 
     @staticmethod

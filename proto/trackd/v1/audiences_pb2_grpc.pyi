@@ -34,7 +34,7 @@ class AudienceServiceStub:
     user's event history (every event stored for the user's external id, whichever API
     brought it in); property rules look at the user's profile fields and traits. Both
     RPCs need the `users:read` scope. An invalid rule fails with INVALID_ARGUMENT whose
-    field path names it (`audience.groups[1].rules[0].op`).
+    field path names it (`audience.groups[1].rules[0].event.operator`).
     """
 
     @_typing.overload
@@ -59,7 +59,7 @@ class AudienceServiceAsyncStub(AudienceServiceStub):
     user's event history (every event stored for the user's external id, whichever API
     brought it in); property rules look at the user's profile fields and traits. Both
     RPCs need the `users:read` scope. An invalid rule fails with INVALID_ARGUMENT whose
-    field path names it (`audience.groups[1].rules[0].op`).
+    field path names it (`audience.groups[1].rules[0].event.operator`).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -80,7 +80,7 @@ class AudienceServiceServicer(metaclass=_abc_1.ABCMeta):
     user's event history (every event stored for the user's external id, whichever API
     brought it in); property rules look at the user's profile fields and traits. Both
     RPCs need the `users:read` scope. An invalid rule fails with INVALID_ARGUMENT whose
-    field path names it (`audience.groups[1].rules[0].op`).
+    field path names it (`audience.groups[1].rules[0].event.operator`).
     """
 
     @_abc_1.abstractmethod
