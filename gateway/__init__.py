@@ -1,4 +1,8 @@
-"""The REST gateway: speaks four vendors' JSON APIs and turns each request into one RPC.
+"""The REST gateway: speaks four vendors' JSON APIs and turns each request into RPCs.
+
+Most routes make one RPC; Flywheel's ``identify: true`` makes three (validate the event,
+upsert the profile, store the event) and Databuddy's website-id requests check the origin
+first (``WebsiteService.CheckOrigin``).
 
 What lives here: the app factory (:mod:`gateway.app`), the one gRPC-code -> HTTP-status
 table and error model (:mod:`gateway.grpc_errors`), request body handling and JSON ->
