@@ -171,7 +171,7 @@ async def load(store: Store, gen: Generator, users: int, events: int, chunk: int
     for i in range(0, users, chunk):
         await fast["users"].insert_many([gen.user(j) for j in range(i, min(users, i + chunk))],
                                         ordered=False)
-    await store.users.rebuild_roster()  # written straight in, so enrol them as upserts do
+    await store.roster.rebuild()  # written straight in, so enrol them as upserts do
     say(f"  {users:,} users in {time.monotonic() - started:.0f} s")
     queue: asyncio.Queue[int | None] = asyncio.Queue()
     for i in range(0, events, chunk):

@@ -100,7 +100,7 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         TrackingService(auth, pipeline, idempotency, store.users, websites), server)
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
-        UserService(auth, store.users, idempotency), server)
+        UserService(auth, store.users, store.history, idempotency), server)
     audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences) \
         if config.audience_index else None
     audiences_pb2_grpc.add_AudienceServiceServicer_to_server(

@@ -20,7 +20,7 @@ from pymongo.errors import PyMongoError
 
 from storage.errors import translate
 from storage.indexes import EVENTS, USERS
-from storage.users import UserRepository
+from storage.roster import Roster
 
 # Past this many ids a query reads by its index prefix and filters here instead of using
 # `$in`: SecantusDB's `$in` grows with the square of the list (measured: 500 ids 0.29 s,
@@ -64,14 +64,14 @@ _GROUP = {"count": {"$sum": 1}, "first": {"$min": "$timestamp"},
 
 
 class AudienceQueries:
-    def __init__(self, db: AsyncDatabase[Any], users: UserRepository) -> None:
+    def __init__(self, db: AsyncDatabase[Any], roster: Roster) -> None:
         self._events = db[EVENTS]
         self._users = db[USERS]
-        self._user_repository = users
+        self._roster = roster
 
     async def user_ids(self, project_id: str) -> set[str]:
         """Every user of the project, from the roster (a few documents, not a scan)."""
-        return await self._user_repository.roster(project_id)
+        return await self._roster.ids(project_id)
 
     async def event_stats(
         self,

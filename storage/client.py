@@ -11,9 +11,11 @@ from pymongo.errors import PyMongoError
 from storage.audiences import AudienceQueries
 from storage.errors import translate
 from storage.events import EventRepository
+from storage.history import EventHistory
 from storage.idempotency import IdempotencyRepository
 from storage.indexes import ensure_indexes
 from storage.keys import ApiKeyRepository
+from storage.roster import Roster
 from storage.users import UserRepository
 from storage.websites import WebsiteRepository
 
@@ -31,6 +33,8 @@ class Store:
     keys: ApiKeyRepository
     idempotency: IdempotencyRepository
     users: UserRepository
+    roster: Roster
+    history: EventHistory
     audiences: AudienceQueries
     websites: WebsiteRepository
 
@@ -65,7 +69,9 @@ async def connect(
         appname="trackd",
     )
     db = client.get_database(database, write_concern=DURABLE)
-    users = UserRepository(db)
+    roster = Roster(db)
+    history = EventHistory(db)
+    users = UserRepository(db, roster, history)
     store = Store(
         client=client,
         db=db,
@@ -73,13 +79,15 @@ async def connect(
         keys=ApiKeyRepository(db),
         idempotency=IdempotencyRepository(db),
         users=users,
-        audiences=AudienceQueries(db, users),
+        roster=roster,
+        history=history,
+        audiences=AudienceQueries(db, roster),
         websites=WebsiteRepository(db),
     )
     if create_indexes:  # the start-up schema work: indexes, and the roster of users
         try:
             await ensure_indexes(db)
-            await store.users.ensure_roster()
+            await store.roster.ensure()
         except PyMongoError as exc:
             await client.close()
             raise translate(exc) from exc

@@ -1,40 +1,25 @@
 """The users collection: one profile per (project, external id), and user deletion.
 
-Beside the profiles, a roster lists each project's external ids in ``ROSTER_BUCKETS``
-documents (by a hash of the id), so "which users exist" costs a few document reads
-instead of a scan of every profile (audiences need it for every evaluation). An upsert
-(re-)enrols its user, and a deletion withdraws the user before anything else goes, so the
-roster never names a user whose deletion has begun, and any enrolment lost to a crash
-is restored by the user's next upsert.
-
-Events point at users by external id (``events.user_id``), so an event stored before
-its user existed joins the user's history the moment the user is upserted; linking an
-anonymous id re-keys that id's past anonymous events to the user.
+An upsert keeps the two things derived from profiles in step: it enrols the user in the
+project's roster (:mod:`storage.roster`) and links its anonymous ids' past events to it
+(:mod:`storage.history`). A deletion withdraws the user from the roster first, then
+deletes their events, then the profile, so an interrupted deletion can be retried.
 """
 
 from __future__ import annotations
 
-import base64
-import zlib
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import orjson
-from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from storage.errors import StorageError, StorageUnavailable, translate
-from storage.indexes import EVENTS, ROSTER, USERS
-
-ROSTER_BUCKETS = 64
-
-
-def roster_bucket(external_id: str) -> int:
-    return zlib.crc32(external_id.encode()) % ROSTER_BUCKETS
+from storage.history import EventHistory
+from storage.indexes import USERS
+from storage.roster import Roster
 
 
 @dataclass
@@ -66,25 +51,11 @@ class UserChange:
         return update
 
 
-def encode_cursor(timestamp: datetime, object_id: ObjectId) -> str:
-    raw = orjson.dumps([int(timestamp.timestamp() * 1000), str(object_id)])
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def decode_cursor(token: str) -> tuple[datetime, ObjectId]:
-    """Raises ValueError for a token this module did not make."""
-    try:
-        millis, oid = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromtimestamp(millis / 1000, UTC), ObjectId(oid)
-    except Exception as exc:
-        raise ValueError("invalid page token") from exc
-
-
 class UserRepository:
-    def __init__(self, db: AsyncDatabase[Any]) -> None:
+    def __init__(self, db: AsyncDatabase[Any], roster: Roster, history: EventHistory) -> None:
         self._users = db[USERS]
-        self._events = db[EVENTS]
-        self._roster = db[ROSTER]
+        self._roster = roster
+        self._history = history
 
     async def upsert(
         self, project_id: str, external_id: str, change: UserChange, now: datetime,
@@ -116,8 +87,8 @@ class UserRepository:
                     and "phone" not in change.unset_fields:
                 doc = await self._promote(query, "phone", doc["phones"][0]) or doc
             if change.add_anonymous_ids:
-                await self._link(project_id, external_id, change.add_anonymous_ids)
-            await self._enrol(project_id, [external_id])
+                await self._history.link(project_id, external_id, change.add_anonymous_ids)
+            await self._roster.enrol(project_id, [external_id])
         except PyMongoError as exc:
             raise translate(exc) from exc
         return doc, result.upserted_id is not None
@@ -157,66 +128,13 @@ class UserRepository:
                 await self._users.bulk_write(promotions, ordered=False)
             for external_id, change in records:
                 if change.add_anonymous_ids:
-                    await self._link(project_id, external_id, change.add_anonymous_ids)
-            await self._enrol(project_id, [external_id for (external_id, _), outcome
+                    await self._history.link(project_id, external_id, change.add_anonymous_ids)
+            await self._roster.enrol(project_id, [external_id for (external_id, _), outcome
                                            in zip(records, outcomes, strict=True)
                                            if not isinstance(outcome, str)])
         except PyMongoError as exc:
             raise translate(exc) from exc
         return outcomes
-
-    async def _enrol(self, project_id: str, external_ids: list[str]) -> None:
-        buckets: dict[int, list[str]] = defaultdict(list)
-        for external_id in external_ids:
-            buckets[roster_bucket(external_id)].append(external_id)
-        if not buckets:
-            return
-        ops = [UpdateOne({"project_id": project_id, "bucket": bucket},
-                         {"$addToSet": {"ids": {"$each": ids}}}, upsert=True)
-               for bucket, ids in buckets.items()]
-        try:
-            await self._roster.bulk_write(ops, ordered=False)
-        except BulkWriteError:
-            # A concurrent first enrolment created the same bucket; now it exists.
-            await self._roster.bulk_write(ops, ordered=False)
-
-    async def roster(self, project_id: str) -> set[str]:
-        """Every external id of the project's users."""
-        try:
-            return {external_id async for doc in self._roster.find({"project_id": project_id})
-                    for external_id in doc.get("ids", ())}
-        except PyMongoError as exc:
-            raise translate(exc) from exc
-
-    async def rebuild_roster(self) -> None:
-        """Write the roster from the profiles (a database from before the roster).
-
-        Each bucket is written whole, once: `$addToSet` of thousands of ids checks each
-        against the whole array (minutes for 100k users on the embedded database). Meant
-        for start-up, before serving: an enrolment racing it is restored by that user's
-        next upsert.
-        """
-        buckets: dict[tuple[str, int], set[str]] = defaultdict(set)
-        async for doc in self._users.find({}, {"project_id": 1, "external_id": 1, "_id": 0}):
-            external_id = doc["external_id"]
-            buckets[(doc["project_id"], roster_bucket(external_id))].add(external_id)
-        if buckets:
-            await self._roster.bulk_write([
-                UpdateOne({"project_id": project_id, "bucket": bucket},
-                          {"$set": {"ids": sorted(ids)}}, upsert=True)
-                for (project_id, bucket), ids in buckets.items()], ordered=False)
-
-    async def ensure_roster(self) -> None:
-        """At start-up: build the roster once if users exist and it does not."""
-        if await self._roster.find_one({}, {"_id": 1}) is None and \
-                await self._users.find_one({}, {"_id": 1}) is not None:
-            await self.rebuild_roster()
-
-    async def _link(self, project_id: str, external_id: str, anonymous_ids: list[str]) -> None:
-        """Past anonymous events of these ids now belong to the user."""
-        await self._events.update_many(
-            {"project_id": project_id, "user_id": None, "anonymous_id": {"$in": anonymous_ids}},
-            {"$set": {"user_id": external_id}})
 
     async def _promote(self, query: dict[str, Any], name: str, value: str) -> Any:
         """Make the first address seen the primary one, unless one was set meanwhile."""
@@ -274,31 +192,9 @@ class UserRepository:
             # Out of the roster first (no audience can name the user from here on), then
             # the events, then the profile: if this is interrupted, the profile is still
             # there for the retry, and a later upsert enrols the user again.
-            await self._roster.update_one(
-                {"project_id": project_id, "bucket": roster_bucket(external_id)},
-                {"$pull": {"ids": external_id}})
-            deleted = await self._events.delete_many(
-                {"project_id": project_id, "user_id": external_id})
+            await self._roster.withdraw(project_id, external_id)
+            deleted = await self._history.forget(project_id, external_id)
             await self._users.delete_one(query)
         except PyMongoError as exc:
             raise translate(exc) from exc
-        return deleted.deleted_count
-
-    async def events(
-        self, project_id: str, external_id: str, limit: int,
-        after: tuple[datetime, ObjectId] | None,
-    ) -> tuple[list[dict[str, Any]], str]:
-        """A page of the user's events, oldest first, and the next page's token."""
-        query: dict[str, Any] = {"project_id": project_id, "user_id": external_id}
-        if after is not None:
-            ts, oid = after
-            query["$or"] = [{"timestamp": {"$gt": ts}}, {"timestamp": ts, "_id": {"$gt": oid}}]
-        try:
-            cursor = self._events.find(query).sort([("timestamp", 1), ("_id", 1)]).limit(limit + 1)
-            docs = [doc async for doc in cursor]
-        except PyMongoError as exc:
-            raise translate(exc) from exc
-        if len(docs) <= limit:
-            return docs, ""
-        last = docs[limit - 1]
-        return docs[:limit], encode_cursor(last["timestamp"], last["_id"])
+        return deleted

@@ -14,7 +14,8 @@ from server.errors import FieldViolation, InvalidArgument, NotFound, storage_cal
 from server.idempotency import IdempotencyGuard
 from server.messages import event_message, user_message
 from server.validation import MAX_BATCH_USERS, user_change, validate_idempotency_key
-from storage.users import UserChange, UserRepository, decode_cursor
+from storage.history import EventHistory, decode_cursor
+from storage.users import UserChange, UserRepository
 from trackd.v1 import users_pb2, users_pb2_grpc
 
 T = TypeVar("T")
@@ -37,10 +38,12 @@ def _one_identifier(external_id: str, email: str) -> None:
 
 class UserService(users_pb2_grpc.UserServiceServicer):
     def __init__(
-        self, auth: Authenticator, users: UserRepository, idempotency: IdempotencyGuard
+        self, auth: Authenticator, users: UserRepository, history: EventHistory,
+        idempotency: IdempotencyGuard,
     ) -> None:
         self._auth = auth
         self._users = users
+        self._history = history
         self._idempotency = idempotency
 
     async def _idempotent(
@@ -176,7 +179,7 @@ class UserService(users_pb2_grpc.UserServiceServicer):
             except ValueError as exc:
                 raise InvalidArgument.one("page_token", "is not a token from a previous page") \
                     from exc
-        docs, token = await storage_call(self._users.events(
+        docs, token = await storage_call(self._history.page(
             principal.project_id, request.external_id, request.page_size or DEFAULT_PAGE_SIZE,
             after))
         return users_pb2.ListUserEventsResponse(

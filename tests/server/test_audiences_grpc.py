@@ -830,12 +830,12 @@ async def test_users_from_before_the_roster_are_enrolled_at_start_up(
     await store.db["user_roster"].drop()
     assert await members(audiences, key, one(ev(HAS_NOT_DONE, "login"))) == []
 
-    await store.users.ensure_roster()
+    await store.roster.ensure()
 
     assert await members(audiences, key, one(ev(HAS_NOT_DONE, "login"))) == [
         "enrolled", "legacy"]
-    await store.users.ensure_roster()  # a second start-up changes nothing
-    assert await store.users.roster("acme") == {"enrolled", "legacy"}
+    await store.roster.ensure()  # a second start-up changes nothing
+    assert await store.roster.ids("acme") == {"enrolled", "legacy"}
 
 
 # --- tenants and keys -----------------------------------------------------------------------
