@@ -42,7 +42,7 @@ from pymongo import UpdateOne, WriteConcern
 
 from bench.loadgen import percentile
 from server.app import ServerConfig, create_server
-from server.audience_index import AudienceIndex
+from server.audiences import AudienceIndex
 from server.auth import ALL_SCOPES, issue_key
 from server.pipeline import PipelineConfig, WritePipeline
 from storage import Store, connect

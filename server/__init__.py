@@ -3,8 +3,8 @@
 What lives here: the server factory (:mod:`server.app`), one servicer per proto service
 (:mod:`server.services`), authentication and scopes (:mod:`server.auth`), request
 validation and limits (:mod:`server.validation`), idempotency (:mod:`server.idempotency`),
-the group-commit write pipeline (:mod:`server.pipeline`), audiences (:mod:`server.audiences`,
-evaluated from the in-memory :mod:`server.audience_index` when it serves the project) and
+the group-commit write pipeline (:mod:`server.pipeline`), audiences (:mod:`server.audiences`:
+rules, parsing, evaluation and the in-memory index kept by the change feed) and
 the one mapping from domain exceptions to ``grpc.Status`` (:mod:`server.errors`).
 
 May import: the generated ``trackd.v1`` code, :mod:`storage`, grpc and google.rpc.

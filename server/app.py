@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.audience_index import AudienceIndex
+from server.audiences import AudienceIndex
 from server.auth import Authenticator
 from server.errors import ErrorInterceptor
 from server.idempotency import IdempotencyGuard
@@ -51,7 +51,7 @@ class ServerConfig:
     port: int = 50051
     auth_cache_seconds: float = 5.0
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    # Audiences from an in-memory index kept by the change feed (server/audience_index.py);
+    # Audiences from an in-memory index kept by the change feed (server/audiences/index.py);
     # off, every evaluation reads the events.
     audience_index: bool = True
 

@@ -4,8 +4,9 @@ What lives here: the connection (:mod:`storage.client`), the collections' indexe
 (:mod:`storage.indexes`), one repository per collection (:mod:`storage.events`,
 :mod:`storage.keys`, :mod:`storage.idempotency`, :mod:`storage.users` for profiles,
 :mod:`storage.websites`), the roster of each project's users (:mod:`storage.roster`),
-a user's event history and its page tokens (:mod:`storage.history`), the audience queries over events and profiles
-(:mod:`storage.audiences`), the embedded local database launcher (:mod:`storage.embedded`),
+a user's event history and its page tokens (:mod:`storage.history`), the audience
+queries over events and profiles (:mod:`storage.audiences`), the embedded local database
+launcher (:mod:`storage.embedded`),
 the change feed derived views follow (:mod:`storage.changes`) and the exceptions callers
 see, with the one translation of driver errors into them (:mod:`storage.errors`).
 

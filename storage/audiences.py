@@ -2,7 +2,7 @@
 
 Statistics are computed from the raw events, by aggregations the
 ``project_name_user_timestamp`` and ``project_user_timestamp`` indexes serve: for a
-whole project when the server's audience index loads it (server/audience_index.py), for
+whole project when the server's audience index loads it (server/audiences/index.py), for
 a few users whose indexed statistics are in doubt, and for every evaluation when there is
 no index (or a rule has a since/before window). Ingest writes nothing extra for them
 (see bench/audiences.py for the statistics collection this was measured against).

@@ -7,8 +7,7 @@ import bisect
 
 import grpc
 
-from server.audience_index import AudienceIndex
-from server.audiences import Evaluator, parse_audience
+from server.audiences import AudienceIndex, Evaluator, parse_audience
 from server.auth import SCOPE_USERS_READ, Authenticator
 from server.errors import InvalidArgument, storage_call
 from storage.audiences import AudienceQueries

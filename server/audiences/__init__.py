@@ -1,0 +1,18 @@
+"""Audiences: targeting a project's users by what they did and who they are.
+
+What lives here: what rules mean (:mod:`server.audiences.rules`), their parsing from
+proto with every invalid rule named by path (:mod:`server.audiences.parsing`), the
+evaluation over a project's users (:mod:`server.audiences.evaluation`) and the in-memory
+audience index that evaluation reads when it serves the project, kept exact by the
+database's change feed (:mod:`server.audiences.index`). The servicer is
+:mod:`server.services.audiences`.
+
+May import: :mod:`server.errors`, :mod:`server.validation`, :mod:`storage` and the
+generated ``trackd.v1`` code.
+"""
+
+from server.audiences.evaluation import Evaluator
+from server.audiences.index import AudienceIndex, IndexView
+from server.audiences.parsing import parse_audience
+
+__all__ = ["AudienceIndex", "Evaluator", "IndexView", "parse_audience"]

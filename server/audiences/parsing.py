@@ -1,0 +1,167 @@
+"""Audiences parsed from proto into conditions, with every invalid rule named by its path.
+
+The limits (groups per audience, rules per group) live here; an invalid rule fails with
+INVALID_ARGUMENT whose field path names it (``audience.groups[1].rules[0].event.operator``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from server.audiences.rules import (
+    NEEDS_VALUE,
+    NUMERIC,
+    WITHIN,
+    Condition,
+    EventCondition,
+    EventOp,
+    Group,
+    PropertyCondition,
+    PropertyOp,
+    is_number,
+    property_names,
+)
+from server.errors import FieldViolation, InvalidArgument
+from server.validation import MAX_NAME_CHARS
+from trackd.v1 import audiences_pb2
+
+MAX_GROUPS = 20
+MAX_RULES_PER_GROUP = 20
+# The ranges of google.protobuf.Timestamp (years 1 to 9999) and Duration (10,000 years);
+# beyond them the conversions to datetime and timedelta fail.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+_MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def _plain(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() else number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    if kind == "struct_value":
+        return {key: _plain(item) for key, item in value.struct_value.fields.items()}
+    return None
+
+
+
+def _duration(value: Any, path: str, violations: list[FieldViolation]) -> timedelta | None:
+    """A Duration as a timedelta; None, with a violation, when out of Duration's range."""
+    if abs(value.seconds) > _MAX_DURATION_SECONDS or abs(value.nanos) >= 10**9:
+        violations.append(FieldViolation(path, "is out of range"))
+        return None
+    within: timedelta = value.ToTimedelta()
+    return within
+
+
+def _timestamp(value: Any, path: str, violations: list[FieldViolation]) -> datetime | None:
+    """A Timestamp as a datetime; None, with a violation, when out of Timestamp's range."""
+    if not (_MIN_SECONDS <= value.seconds <= _MAX_SECONDS) or not 0 <= value.nanos < 10**9:
+        violations.append(FieldViolation(path, "is out of range"))
+        return None
+    moment: datetime = value.ToDatetime(tzinfo=UTC)
+    return moment
+
+
+def parse_audience(audience: audiences_pb2.Audience, path: str) -> tuple[Group, ...]:
+    """The audience's conditions; INVALID_ARGUMENT naming every invalid rule's path."""
+    violations: list[FieldViolation] = []
+    if len(audience.groups) > MAX_GROUPS:
+        violations.append(FieldViolation(f"{path}.groups",
+                                         f"must hold at most {MAX_GROUPS} groups"))
+    groups = []
+    for g, group in enumerate(audience.groups):
+        group_path = f"{path}.groups[{g}]"
+        if not group.rules:
+            violations.append(FieldViolation(f"{group_path}.rules", "must hold at least one rule"))
+        elif len(group.rules) > MAX_RULES_PER_GROUP:
+            violations.append(FieldViolation(
+                f"{group_path}.rules", f"must hold at most {MAX_RULES_PER_GROUP} rules"))
+        conditions: list[Condition] = []
+        for r, rule in enumerate(group.rules):
+            rule_path = f"{group_path}.rules[{r}]"
+            kind = rule.WhichOneof("kind")
+            if kind == "event":
+                condition: Condition | None = _event_condition(
+                    rule.event, f"{rule_path}.event", violations)
+            elif kind == "property":
+                condition = _property_condition(rule.property, f"{rule_path}.property",
+                                                violations)
+            else:
+                violations.append(FieldViolation(rule_path, "must be an event or a property rule"))
+                condition = None
+            if condition is not None:
+                conditions.append(condition)
+        groups.append(tuple(conditions))
+    if violations:
+        raise InvalidArgument(violations)
+    return tuple(groups)
+
+
+def _event_condition(rule: audiences_pb2.EventRule, path: str,
+                     violations: list[FieldViolation]) -> EventCondition | None:
+    start = len(violations)
+    if rule.operator not in EventOp.values() or \
+            rule.operator == audiences_pb2.EVENT_RULE_OPERATOR_UNSPECIFIED:
+        violations.append(FieldViolation(f"{path}.operator", "is required"))
+    if not rule.event_name:
+        violations.append(FieldViolation(f"{path}.event_name", "is required"))
+    elif len(rule.event_name) > MAX_NAME_CHARS:
+        violations.append(FieldViolation(
+            f"{path}.event_name", f"must be at most {MAX_NAME_CHARS} characters"))
+    if rule.operator == audiences_pb2.EVENT_RULE_OPERATOR_COUNT_GREATER_THAN and rule.count < 0:
+        violations.append(FieldViolation(f"{path}.count", "must be 0 or more"))
+    has_within = rule.HasField("within")
+    within = _duration(rule.within, f"{path}.within", violations) if has_within else None
+    if rule.operator in WITHIN and (not has_within or within is not None) and \
+            (within is None or within <= timedelta(0)):
+        violations.append(FieldViolation(f"{path}.within", "must be a positive duration"))
+    since = _timestamp(rule.since, f"{path}.since", violations) \
+        if rule.HasField("since") else None
+    before = _timestamp(rule.before, f"{path}.before", violations) \
+        if rule.HasField("before") else None
+    if since is not None and before is not None and since >= before:
+        violations.append(FieldViolation(f"{path}.before", "must be after since"))
+    if len(violations) > start:
+        return None
+    return EventCondition(rule.operator, rule.event_name, rule.count, within, since, before)
+
+
+def _property_condition(rule: audiences_pb2.PropertyRule, path: str,
+                        violations: list[FieldViolation]) -> PropertyCondition | None:
+    start = len(violations)
+    if rule.operator not in PropertyOp.values() or \
+            rule.operator == audiences_pb2.PROPERTY_RULE_OPERATOR_UNSPECIFIED:
+        violations.append(FieldViolation(f"{path}.operator", "is required"))
+    if not rule.property:
+        violations.append(FieldViolation(f"{path}.property", "is required"))
+    value = _plain(rule.value) if rule.HasField("value") else None
+    if rule.operator in NEEDS_VALUE and value is None:
+        violations.append(FieldViolation(f"{path}.value", "is required"))
+    elif rule.operator in NUMERIC and not is_number(value):
+        violations.append(FieldViolation(f"{path}.value", "must be a number"))
+    elif rule.operator == audiences_pb2.PROPERTY_RULE_OPERATOR_CONTAINS and \
+            isinstance(value, dict):
+        violations.append(FieldViolation(f"{path}.value", "must not be an object"))
+    has_within = rule.HasField("within")
+    within = _duration(rule.within, f"{path}.within", violations) if has_within else None
+    if rule.operator == audiences_pb2.PROPERTY_RULE_OPERATOR_DATE_WITHIN and \
+            (not has_within or within is not None) and \
+            (within is None or within <= timedelta(0)):
+        violations.append(FieldViolation(f"{path}.within", "must be a positive duration"))
+    before = _timestamp(rule.before, f"{path}.before", violations) \
+        if rule.HasField("before") else None
+    if rule.operator == audiences_pb2.PROPERTY_RULE_OPERATOR_DATE_BEFORE and \
+            not rule.HasField("before"):
+        violations.append(FieldViolation(f"{path}.before", "is required"))
+    if len(violations) > start:
+        return None
+    return PropertyCondition(rule.operator, property_names(rule.property), value, within, before)
