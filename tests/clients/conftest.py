@@ -10,12 +10,22 @@ import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 GEN = ROOT / "gen"
 TIMEOUT_SECONDS = 600.0  # a bound for a stuck process (a cold Go build), never asserted on
+# Set by .ci/run: there a missing toolchain is a failure, not a skip.
+REQUIRE_ENV = "TRACKD_REQUIRE_CLIENT_TOOLCHAINS"
+
+
+def toolchain_missing(reason: str) -> NoReturn:
+    """Skip the test, because ``reason`` (a toolchain is absent); fail it in CI."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason}, and {REQUIRE_ENV}=1 requires it")
+    pytest.skip(reason)
 
 
 INVALID = "event.external_user_id: is required when anonymous_id is empty"

@@ -13,14 +13,18 @@ import pytest
 
 from server.app import TrackdServer
 from storage import Store
-from tests.clients.conftest import ROOT, expected_output, run
+from tests.clients.conftest import ROOT, expected_output, run, toolchain_missing
 from tests.conftest import stored_events
 
 NODE = shutil.which("node")
 EXAMPLE = ROOT / "examples" / "typescript"
 BIN = ROOT / "node_modules" / ".bin"
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node (Node.js >= 20) is not installed")
+
+@pytest.fixture(autouse=True)
+def node() -> None:
+    if NODE is None:
+        toolchain_missing("node (Node.js >= 20) is not installed")
 
 async def test_typescript_client_tracks_and_reads_rich_errors(
     stubs: Path, server: TrackdServer, api_key: str, store: Store
