@@ -4,8 +4,8 @@
 //
 //	track [-target 127.0.0.1:50051]   (the API key in TRACKD_API_KEY)
 //
-// Build it offline with Debian's Go packages: see "Use trackd from another language" in
-// the README.
+// Build it offline from Debian's Go packages with examples/go/build (README: "Use trackd
+// from another language").
 package main
 
 import (
