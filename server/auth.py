@@ -19,6 +19,7 @@ import grpc
 from server.errors import PermissionDenied, Unauthenticated, Unavailable
 from storage import StorageUnavailable
 from storage.keys import ApiKeyRecord, ApiKeyRepository
+from trackd.v1 import errors_pb2
 
 KEY_PREFIX = "trk_"
 SCOPE_TRACK_EVENTS = "track:events"
@@ -111,11 +112,13 @@ class Authenticator:
         token = bearer_token(context.invocation_metadata())
         if token is None:
             raise Unauthenticated("missing API key: send 'authorization: Bearer <key>'",
-                                  reason="API_KEY_MISSING")
+                                  reason=errors_pb2.ERROR_REASON_API_KEY_MISSING)
         principal = await self.principal(hash_key(token))
         if principal is None:
-            raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
+            raise Unauthenticated("invalid or revoked API key",
+                                  reason=errors_pb2.ERROR_REASON_API_KEY_INVALID)
         if scope not in principal.scopes:
-            raise PermissionDenied(f"API key missing {scope} scope", reason="SCOPE_MISSING",
+            raise PermissionDenied(f"API key missing {scope} scope",
+                                   reason=errors_pb2.ERROR_REASON_SCOPE_MISSING,
                                    metadata={"scope": scope})
         return principal

@@ -10,6 +10,11 @@
 
 Servicers raise these; :class:`ErrorInterceptor` turns them (and anything unexpected,
 as INTERNAL without internals) into a status with ``google.rpc`` details.
+
+ErrorInfo reasons are API: each is a value of the proto enum ``trackd.v1.ErrorReason``
+(proto/trackd/v1/errors.proto, where each says when it is sent and what a client should do).
+Errors take a reason only as an enum value, and :func:`reason_name` is the one place that
+turns it into the string on the wire, so the server cannot send a reason the enum lacks.
 """
 
 from __future__ import annotations
@@ -26,10 +31,22 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from storage.errors import StorageError, StorageUnavailable
+from trackd.v1 import errors_pb2
 
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "trackd"
+REASON_PREFIX = "ERROR_REASON_"
+
+Reason = errors_pb2.ErrorReason
+
+
+def reason_name(reason: Reason) -> str:
+    """The ErrorInfo reason sent for an enum value: its name without ``ERROR_REASON_``."""
+    if reason == errors_pb2.ERROR_REASON_UNSPECIFIED:
+        raise ValueError("ERROR_REASON_UNSPECIFIED is never sent")
+    # Name() raises ValueError for a number (or anything) that is not a value of the enum.
+    return errors_pb2.ErrorReason.Name(reason).removeprefix(REASON_PREFIX)
 
 T = TypeVar("T")
 
@@ -43,15 +60,17 @@ class FieldViolation:
 
 
 class ServiceError(Exception):
+    """``reason`` is the ErrorInfo reason on the wire ("" sends no ErrorInfo, as INTERNAL)."""
+
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = ""
 
-    def __init__(self, message: str, *, reason: str = "",
+    def __init__(self, message: str, *, reason: Reason | None = None,
                  metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        if reason:
-            self.reason = reason
+        if reason is not None:
+            self.reason = reason_name(reason)
         self.metadata = metadata or {}
 
     def details(self) -> list[Any]:
@@ -63,16 +82,18 @@ class ServiceError(Exception):
 
 class InvalidArgument(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
-    reason = "INVALID_ARGUMENT"
+    reason = reason_name(errors_pb2.ERROR_REASON_INVALID_ARGUMENT)
 
-    def __init__(self, violations: Sequence[FieldViolation], *, reason: str = "") -> None:
+    def __init__(self, violations: Sequence[FieldViolation], *,
+                 reason: Reason | None = None) -> None:
         self.violations = list(violations)
         first = self.violations[0]
         super().__init__(f"{first.field}: {first.description}" if first.field
                          else first.description, reason=reason)
 
     @classmethod
-    def one(cls, field: str, description: str, *, reason: str = "") -> InvalidArgument:
+    def one(cls, field: str, description: str, *,
+            reason: Reason | None = None) -> InvalidArgument:
         return cls([FieldViolation(field, description)], reason=reason)
 
     def details(self) -> list[Any]:
@@ -85,29 +106,30 @@ class InvalidArgument(ServiceError):
 
 class Unauthenticated(ServiceError):
     code = grpc.StatusCode.UNAUTHENTICATED
-    reason = "UNAUTHENTICATED"
+    reason = reason_name(errors_pb2.ERROR_REASON_UNAUTHENTICATED)
 
 
 class PermissionDenied(ServiceError):
     code = grpc.StatusCode.PERMISSION_DENIED
-    reason = "PERMISSION_DENIED"
+    reason = reason_name(errors_pb2.ERROR_REASON_PERMISSION_DENIED)
 
 
 class NotFound(ServiceError):
     code = grpc.StatusCode.NOT_FOUND
-    reason = "NOT_FOUND"
+    reason = reason_name(errors_pb2.ERROR_REASON_NOT_FOUND)
 
 
 class Aborted(ServiceError):
     code = grpc.StatusCode.ABORTED
-    reason = "ABORTED"
+    reason = reason_name(errors_pb2.ERROR_REASON_ABORTED)
 
 
 class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
-    reason = "UNAVAILABLE"
+    reason = reason_name(errors_pb2.ERROR_REASON_UNAVAILABLE)
 
-    def __init__(self, message: str, *, retry_after_seconds: int = 1, reason: str = "") -> None:
+    def __init__(self, message: str, *, retry_after_seconds: int = 1,
+                 reason: Reason | None = None) -> None:
         super().__init__(message, reason=reason)
         self.retry_after_seconds = retry_after_seconds
 
@@ -172,7 +194,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                     raise InvalidArgument.one(
                         "", "the request could not be decoded: it is malformed or nested "
                         "deeper than protobuf allows (properties nest at most 32 levels)",
-                        reason="MALFORMED_REQUEST") from exc
+                        reason=errors_pb2.ERROR_REASON_MALFORMED_REQUEST) from exc
                 return await inner(request, context)
             except grpc.aio.AbortError:
                 raise

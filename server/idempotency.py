@@ -22,13 +22,14 @@ from google.protobuf.message import Message
 from server.errors import Aborted, InvalidArgument, Unavailable
 from storage import StorageUnavailable
 from storage.idempotency import COMPLETED, IdempotencyRecord, IdempotencyRepository
+from trackd.v1 import errors_pb2
 
 log = logging.getLogger(__name__)
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 
-REUSE_REASON = "IDEMPOTENCY_KEY_REUSE"
-IN_USE_REASON = "IDEMPOTENCY_KEY_IN_USE"
+REUSE_REASON = errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSE
+IN_USE_REASON = errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_IN_USE
 
 
 def fingerprint(request: Message) -> str:

@@ -31,14 +31,15 @@ from server.auth import SCOPE_TRACK_EVENTS, Authenticator, Principal
 from server.errors import InvalidArgument, NotFound, PermissionDenied, storage_call
 from server.validation import CONTEXT_LIMITS
 from storage.websites import WebsiteRecord, WebsiteRepository
+from trackd.v1 import errors_pb2
 
 WEBSITE_ID_METADATA = "trackd-website-id"
 ORIGIN_METADATA = "trackd-origin"
 
-WEBSITE_NOT_FOUND = "WEBSITE_NOT_FOUND"
-ORIGIN_NOT_AUTHORIZED = "ORIGIN_NOT_AUTHORIZED"
-WEBSITE_SCOPE_MISMATCH = "WEBSITE_SCOPE_MISMATCH"
-WEBSITE_NOT_ALLOWED = "WEBSITE_NOT_ALLOWED"
+WEBSITE_NOT_FOUND = errors_pb2.ERROR_REASON_WEBSITE_NOT_FOUND
+ORIGIN_NOT_AUTHORIZED = errors_pb2.ERROR_REASON_ORIGIN_NOT_AUTHORIZED
+WEBSITE_SCOPE_MISMATCH = errors_pb2.ERROR_REASON_WEBSITE_SCOPE_MISMATCH
+WEBSITE_NOT_ALLOWED = errors_pb2.ERROR_REASON_WEBSITE_NOT_ALLOWED
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CACHE_MAX_ENTRIES = 10_000

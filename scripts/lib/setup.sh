@@ -22,7 +22,8 @@ ensure_python() {
   printf '%s' "$want" > .venv/.trackd-installed
 }
 
-# ensure_node: ./node_modules exactly as package-lock.json pins it (buf, the Databuddy SDK).
+# ensure_node: ./node_modules exactly as package-lock.json pins it (buf, the TypeScript stub
+# generator and gRPC client, the Databuddy SDK).
 ensure_node() {
   local want
   want=$(sha256sum package-lock.json | cut -d' ' -f1)

@@ -16,12 +16,12 @@ from server.messages import event_message, user_message
 from server.validation import MAX_BATCH_USERS, user_change, validate_idempotency_key
 from storage.history import EventHistory, decode_cursor
 from storage.users import UserChange, UserRepository
-from trackd.v1 import users_pb2, users_pb2_grpc
+from trackd.v1 import errors_pb2, users_pb2, users_pb2_grpc
 
 T = TypeVar("T")
 ResponseT = TypeVar("ResponseT", bound=Message)
 
-USER_NOT_FOUND = "USER_NOT_FOUND"
+USER_NOT_FOUND = errors_pb2.ERROR_REASON_USER_NOT_FOUND
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trackd/v1/websites.proto\x12\ttrackd.v1\"8\n\x12\x43heckOriginRequest\x12\x12\n\nwebsite_id\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\"%\n\x13\x43heckOriginResponse\x12\x0e\n\x06origin\x18\x01 \x01(\t2^\n\x0eWebsiteService\x12L\n\x0b\x43heckOrigin\x12\x1d.trackd.v1.CheckOriginRequest\x1a\x1e.trackd.v1.CheckOriginResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trackd/v1/websites.proto\x12\ttrackd.v1\"8\n\x12\x43heckOriginRequest\x12\x12\n\nwebsite_id\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\"%\n\x13\x43heckOriginResponse\x12\x0e\n\x06origin\x18\x01 \x01(\t2^\n\x0eWebsiteService\x12L\n\x0b\x43heckOrigin\x12\x1d.trackd.v1.CheckOriginRequest\x1a\x1e.trackd.v1.CheckOriginResponseB\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackd.v1.websites_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z trackd/gen/go/trackd/v1;trackdv1'
   _globals['_CHECKORIGINREQUEST']._serialized_start=39
   _globals['_CHECKORIGINREQUEST']._serialized_end=95
   _globals['_CHECKORIGINRESPONSE']._serialized_start=97
