@@ -11,8 +11,9 @@ in the same run.
    event checked, given its time and encoded, as a service's would be.
 
 The ratios are SDK events/s ÷ raw events/s, and the client process's CPU per event
-(SDK process ÷ raw load generator: what the SDK's checks, encoding and threads cost). Options are ``python -m bench``'s (``--duration``,
-``--warmup``, ``--batch``, ``--batch-concurrency``, ``--mongodb-uri``, ...).
+(SDK process ÷ raw load generator: what the SDK's checks, encoding and threads cost).
+Options are ``python -m bench``'s (``--duration``, ``--warmup``, ``--batch``,
+``--batch-concurrency``, ``--mongodb-uri``, ...).
 """
 
 from __future__ import annotations
