@@ -4,8 +4,11 @@ the server, the gateway, storage or the CLI, nor their libraries."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 from server import validation
 from trackd_client import limits
@@ -49,3 +52,33 @@ def test_importing_and_using_the_sdk_loads_nothing_of_the_server() -> None:
     loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
     assert {"grpc", "google", "trackd", "trackd_client"} <= loaded
     assert loaded.isdisjoint(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
+
+
+def test_the_sdk_wheel_holds_the_sdk_and_the_stubs_and_needs_three_libraries(
+        tmp_path: Path) -> None:
+    """``pip install ./client`` is how a service installs the SDK alone; its wheel (built
+    offline, with this environment's setuptools) carries trackd_client and trackd.v1, and
+    depends on grpcio, protobuf and googleapis-common-protos only."""
+    client = Path(__file__).parents[2] / "client"
+    build = tmp_path / "src"
+    # Built from a copy: the build leaves build/ and *.egg-info beside its sources.
+    shutil.copytree(client, build / "client", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(client.parent / "proto", build / "proto",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "-q", "-w", str(tmp_path / "dist"),
+         str(build / "client")], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "dist").glob("trackd_client-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        requires = sorted(line.split(":", 1)[1].strip().split(">=")[0]
+                          for line in archive.read(metadata).decode().splitlines()
+                          if line.startswith("Requires-Dist:"))
+    assert requires == ["googleapis-common-protos", "grpcio", "protobuf"]
+    assert {"trackd_client/__init__.py", "trackd_client/py.typed",
+            "trackd/v1/tracking_pb2.py", "trackd/v1/tracking_pb2_grpc.py",
+            "trackd/v1/users_pb2.py", "trackd/v1/users_pb2_grpc.py"} <= names
+    assert not any(n.startswith(("server/", "gateway/", "storage/", "cli/")) for n in names)
