@@ -119,37 +119,61 @@ class Buffer:
         return len(queue.items) == 1 or len(queue.items) >= queue.limit \
             or queue.size >= self.max_batch_bytes
 
+    def _users_in_flight(self) -> bool:
+        return any(batch.kind == "users" for batch in self.in_flight.values())
+
     def due_at(self) -> float | None:
-        """When the oldest queued item is due to be sent (monotonic), None when empty."""
+        """When the oldest item that may be sent is due (monotonic); None when there is
+        none (the queue is empty, or events wait for user upserts in flight)."""
+        if self._users_in_flight():
+            return None  # nothing is taken until it is done, which wakes the senders
         times = [q.items[0][1] for q in self._queues.values() if q.items]
         return min(times) + self.flush_interval if times else None
 
+    def _due(self, queue: _Queue, now: float, force: bool) -> bool:
+        return bool(queue.items) and (
+            force or len(queue.items) >= queue.limit or queue.size >= self.max_batch_bytes
+            or queue.items[0][1] + self.flush_interval <= now)
+
     def take(self, now: float, force: bool) -> Batch | None:
         """The next batch to send: a full one, one whose oldest item has waited
-        ``flush_interval``, or (``force``: flushing) whatever is queued."""
-        for kind in ("users", "events"):  # a user's traits before its events, when both
-            queue = self._queues[kind]
-            if not queue.items:
-                continue
-            if not (force or len(queue.items) >= queue.limit
-                    or queue.size >= self.max_batch_bytes
-                    or queue.items[0][1] + self.flush_interval <= now):
-                continue
-            messages: list[Message] = []
-            size = 0
-            first = queue.items[0][0]
-            while queue.items and len(messages) < queue.limit:
-                _, _, message, item_size = queue.items[0]
-                if messages and size + item_size > self.max_batch_bytes:
-                    break
-                queue.items.popleft()
-                messages.append(message)
-                size += item_size
-            queue.size -= size
-            batch = Batch(kind, messages, first)
-            self.in_flight[id(batch)] = batch
-            return batch
+        ``flush_interval``, or (``force``: flushing) whatever is queued.
+
+        Nothing overtakes a user upsert: while a batch of them is in flight nothing else
+        is taken, and an events batch due behind queued upserts sends the upserts first
+        and stops at the first event queued after them. So ``identify()`` then
+        ``track()`` reach the server in that order (an anonymous id is linked before the
+        events that use it), and two upserts of one user are applied in order, as they
+        would be from sequential calls. Events batches may overtake each other.
+        """
+        if self._users_in_flight():
+            return None
+        users, events = self._queues["users"], self._queues["events"]
+        events_due = self._due(events, now, force)
+        if self._due(users, now, force) or (
+                events_due and users.items and users.items[0][0] < events.items[0][0]):
+            return self._take("users", users, None)
+        if events_due:
+            return self._take("events", events, users.items[0][0] if users.items else None)
         return None
+
+    def _take(self, kind: Kind, queue: _Queue, before: int | None) -> Batch:
+        """A batch from the head of ``queue``, of items numbered below ``before``."""
+        messages: list[Message] = []
+        size = 0
+        first = queue.items[0][0]
+        while queue.items and len(messages) < queue.limit:
+            seq, _, message, item_size = queue.items[0]
+            if (messages and size + item_size > self.max_batch_bytes) or \
+                    (before is not None and seq > before):
+                break
+            queue.items.popleft()
+            messages.append(message)
+            size += item_size
+        queue.size -= size
+        batch = Batch(kind, messages, first)
+        self.in_flight[id(batch)] = batch
+        return batch
 
     def finish(self, batch: Batch, sent: int, failed: int) -> None:
         del self.in_flight[id(batch)]

@@ -12,12 +12,13 @@ from tests.client.conftest import count_by_event_id
 EVENTS = 1234
 
 # Nothing would be sent before exit: batches of 500 go out only when full, and the flush
-# interval is an hour; the last 234 events are left for the exit-time flush.
+# interval is an hour; the last 234 events are left for the exit-time flush (given a
+# minute: a loaded test machine is slow, and this is not about the timeout).
 SCRIPT = f"""
 import sys
 from trackd_client import Client
 
-client = Client(sys.argv[1], sys.argv[2], flush_interval=3600)
+client = Client(sys.argv[1], sys.argv[2], flush_interval=3600, close_timeout=60)
 for n in range({EVENTS}):
     client.track("script_ran", user_id="usr_1", event_id=f"exit-{{n}}", properties={{"n": n}})
 print(client.stats().sent, flush=True)
