@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -38,43 +39,58 @@ def _check_id(field: str, value: object, *, required: bool = False) -> str:
 
 
 def _check_key(path: str, key: object, *, trait: bool) -> str:
+    if type(key) is str and 0 < len(key) <= limits.MAX_PROPERTY_KEY_CHARS \
+            and key[0] != "$" and "\x00" not in key and not (trait and "." in key):
+        return key  # the common case, checked in one go
     if not isinstance(key, str):
         raise TypeError(f"{path}: keys must be str, not {type(key).__name__} ({key!r})")
     if not key or key.startswith("$") or "\x00" in key or (trait and "." in key):
         what = "'.', '$' or NUL" if trait else "a leading '$' or NUL"
         raise ValueError(f"{path}.{key}: keys must be non-empty and contain no {what}")
-    if len(key) > limits.MAX_PROPERTY_KEY_CHARS:
-        raise ValueError(f"{path}: key {key[:40]!r}... is longer than "
-                         f"{limits.MAX_PROPERTY_KEY_CHARS} characters")
-    return key
+    raise ValueError(f"{path}: key {key[:40]!r}... is longer than "
+                     f"{limits.MAX_PROPERTY_KEY_CHARS} characters")
 
 
-def _plain(path: str, value: object, depth: int) -> object:
-    """``value`` (found at ``path``, ``depth`` levels deep) as plain JSON values (dicts and
-    lists); raises unless it fits a Struct."""
-    if value is None or isinstance(value, (bool, str)):
+def _join(parent: str, key: str | int) -> str:
+    return f"{parent}[{key}]" if isinstance(key, int) else f"{parent}.{key}"
+
+
+def _plain(parent: str, key: str | int, value: object, depth: int) -> object:
+    """``value`` (at ``key`` of ``parent``, ``depth`` levels deep) as plain JSON values
+    (dicts and lists); raises unless it fits a Struct. The path is built only when
+    needed: this runs for every property of every event."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return value
-    if isinstance(value, int):
-        if not -_EXACT_INT <= value <= _EXACT_INT:
-            raise ValueError(f"{path}: integers must be within ±2**53 (they travel as "
-                             f"doubles), got {value}")
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
+        if not -_EXACT_INT <= value <= _EXACT_INT:  # type: ignore[operator]
+            raise ValueError(f"{_join(parent, key)}: integers must be within ±2**53 (they "
+                             f"travel as doubles), got {value}")
         return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{path}: numbers must be finite, got {value}")
+    if kind is float or isinstance(value, float):
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(f"{_join(parent, key)}: numbers must be finite, got {value}")
         return value
-    if isinstance(value, (Mapping, list, tuple)) and depth + 1 > limits.MAX_PROPERTY_DEPTH:
-        raise ValueError(f"{path}: properties may nest at most "
-                         f"{limits.MAX_PROPERTY_DEPTH} levels deep")
-    if isinstance(value, Mapping):
-        return {key: _plain(f"{path}.{key}", item, depth + 1)
-                for key, item in ((_check_key(path, k, trait=False), v)
-                                  for k, v in value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_plain(f"{path}[{index}]", item, depth + 1)
-                for index, item in enumerate(value)]
-    raise TypeError(f"{path}: {type(value).__name__} cannot be sent (use str, int, float, "
-                    "bool, None, a dict or a list)")
+    if isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, (Mapping, list, tuple)):
+        path = _join(parent, key)
+        if depth + 1 > limits.MAX_PROPERTY_DEPTH:
+            raise ValueError(f"{path}: properties may nest at most "
+                             f"{limits.MAX_PROPERTY_DEPTH} levels deep")
+        if isinstance(value, Mapping):
+            return {k: _plain(path, k, v, depth + 1)
+                    for k, v in ((_check_key(path, k, trait=False), v)
+                                 for k, v in value.items())}
+        return [_plain(path, index, item, depth + 1) for index, item in enumerate(value)]
+    raise TypeError(f"{_join(parent, key)}: {type(value).__name__} cannot be sent (use str, "
+                    "int, float, bool, None, a dict or a list)")
+
+
+# Compact JSON takes at most about 6 bytes per byte of a Struct's encoding (a control
+# character escaped as \u001f); below this encoded size the JSON cannot reach the limit,
+# and is not measured.
+_SURELY_SMALL = limits.MAX_PROPERTIES_BYTES // 8
 
 
 def _struct(path: str, values: object, max_keys: int, *, trait: bool) -> struct_pb2.Struct:
@@ -82,27 +98,29 @@ def _struct(path: str, values: object, max_keys: int, *, trait: bool) -> struct_
         raise TypeError(f"{path}: must be a dict, not {type(values).__name__}")
     if len(values) > max_keys:
         raise ValueError(f"{path}: at most {max_keys} keys are allowed, got {len(values)}")
-    plain: dict[str, Any] = {key: _plain(f"{path}.{key}", value, 1)
-             for key, value in ((_check_key(path, k, trait=trait), v)
-                                for k, v in values.items())}
-    size = len(json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > limits.MAX_PROPERTIES_BYTES:
-        raise ValueError(f"{path}: must be at most {limits.MAX_PROPERTIES_BYTES} bytes as "
-                         f"JSON, got {size}")
+    plain: dict[str, Any] = {key: _plain(path, key, value, 1)
+                             for key, value in ((_check_key(path, k, trait=trait), v)
+                                                for k, v in values.items())}
     struct = struct_pb2.Struct()
     struct.update(plain)
+    if struct.ByteSize() > _SURELY_SMALL:
+        size = len(json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limits.MAX_PROPERTIES_BYTES:
+            raise ValueError(f"{path}: must be at most {limits.MAX_PROPERTIES_BYTES} bytes "
+                             f"as JSON, got {size}")
     return struct
 
 
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
     if value is None:
-        value = datetime.now(UTC)
-    elif not isinstance(value, datetime):
+        stamp.FromNanoseconds(time.time_ns())
+        return stamp
+    if not isinstance(value, datetime):
         raise TypeError(f"timestamp: must be a datetime, not {type(value).__name__}")
-    elif value.tzinfo is None or value.utcoffset() is None:
+    if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp: must be timezone-aware (datetime.now(UTC), not "
                          "datetime.now())")
-    stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
 

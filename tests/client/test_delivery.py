@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import random
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -269,3 +270,27 @@ def test_which_codes_are_retried(code: grpc.StatusCode, retryable: bool, stops: 
     batch = Batch("events", [], 1)
     found = failure(batch, code, "", ())
     assert (found.retryable, found.stops) == (retryable, stops)
+
+
+async def test_an_events_time_is_fixed_when_it_is_tracked(
+    target: str, api_key: str, store: Store,
+) -> None:
+    """An event's time is the caller's, or the time of ``track()``: not when it is sent."""
+    given = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    before = datetime.now(UTC).replace(microsecond=0)
+    async with AsyncClient(target, api_key, flush_interval=3600) as client:
+        explicit = await client.track("signed_up", user_id="usr_1", timestamp=given)
+        implicit = await client.track("signed_up", user_id="usr_1")
+        tracked = datetime.now(UTC)
+        # Sent only now, by the flush at close (the flush interval is an hour).
+    docs = {doc["event_id"]: doc async for doc in store.db["events"].find({})}
+
+    def utc(value: Any) -> datetime:
+        assert isinstance(value, datetime)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    assert utc(docs[explicit]["timestamp"]) == given
+    assert before <= utc(docs[implicit]["timestamp"]) <= tracked
+    # The database keeps milliseconds.
+    assert utc(docs[implicit]["received_at"]) >= tracked.replace(
+        microsecond=tracked.microsecond // 1000 * 1000)
