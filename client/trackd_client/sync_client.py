@@ -199,6 +199,8 @@ class Client:
                                                   timeout=self.options.rpc_timeout)
             with self._cond:
                 self._calls.add(call)
+                if self._abort.is_set():
+                    call.cancel()  # close() began after the check above, and missed it
             try:
                 response = call.result()
             except grpc.FutureCancelledError:

@@ -294,3 +294,25 @@ async def test_an_events_time_is_fixed_when_it_is_tracked(
     # The database keeps milliseconds.
     assert utc(docs[implicit]["received_at"]) >= tracked.replace(
         microsecond=tracked.microsecond // 1000 * 1000)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_close_gives_up_on_what_it_cannot_send_in_time_and_says_so(
+    errors: Errors, flavour: str,
+) -> None:
+    """Nothing listens: every attempt is UNAVAILABLE and retried, until close() runs out
+    of time; then the events count as failed and are reported, once."""
+    settings: dict[str, Any] = {"on_error": errors, "backoff": Backoff(base=0.01, cap=0.05)}
+    if flavour == "sync":
+        client = Client("127.0.0.1:1", "trk_unused", **settings)
+        ids = {client.track("signed_up", user_id=f"usr_{n}") for n in range(3)}
+        await asyncio.to_thread(client.close, 0.5)
+        stats = client.stats()
+    else:
+        aclient = AsyncClient("127.0.0.1:1", "trk_unused", **settings)
+        ids = {await aclient.track("signed_up", user_id=f"usr_{n}") for n in range(3)}
+        await aclient.close(0.5)
+        stats = aclient.stats()
+    assert (stats.queued, stats.sent, stats.failed, stats.pending) == (3, 0, 3, 0)
+    assert stats.retried > 0
+    assert [(e.code, set(e.ids)) for e in errors] == [(None, ids)]
