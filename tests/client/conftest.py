@@ -1,6 +1,6 @@
-"""Fixtures for the SDK's tests: the real server in this process (tests/conftest.py),
-servers in trouble (tests/server/conftest.py), and real processes for database faults
-(tests/durability/conftest.py).
+"""Fixtures for the SDK's tests: the real server in this process (tests/conftest.py), a
+server whose events collection is unreachable (tests/server/conftest.py), and real
+processes for database faults (tests/durability/conftest.py).
 
 The sync ``Client`` blocks its caller in ``flush()`` and ``close()``; against a server
 running in the test's own event loop those calls go through ``asyncio.to_thread``.
@@ -17,10 +17,10 @@ from server.auth import ALL_SCOPES
 from storage import Store
 from tests.conftest import KeyFactory
 from tests.durability.conftest import database, key, start_trackd
-from tests.server.conftest import dead_store, events_down, tiny_queue
+from tests.server.conftest import dead_store, events_down
 from trackd_client import DeliveryError
 
-__all__ = ["database", "dead_store", "events_down", "key", "start_trackd", "tiny_queue"]
+__all__ = ["database", "dead_store", "events_down", "key", "start_trackd"]
 
 
 @pytest.fixture
