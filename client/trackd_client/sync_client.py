@@ -1,0 +1,246 @@
+"""``Client``: the threaded SDK. ``track()`` queues and returns; sender threads batch.
+
+``track()`` checks the event, gives it its id and time, and queues it; ``max_in_flight``
+daemon threads take batches from the queue (full ones at once, others after
+``flush_interval``) and send each, with its idempotency key, until it is stored or fails
+for good (see :mod:`trackd_client.retry`). ``flush()`` waits for what was queued before
+it; ``close()`` flushes, then stops the threads and the channel. A client not closed is
+closed at interpreter exit (``atexit``), so a script that tracks and ends loses nothing
+(within ``close_timeout``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+from google.protobuf.message import Message
+
+from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc
+from trackd_client import encode
+from trackd_client.buffer import Batch, Buffer, Kind, Stats
+from trackd_client.delivery import (
+    Failure,
+    accepted,
+    failure,
+    log,
+    not_sent,
+    report,
+    stopped_kinds,
+)
+from trackd_client.errors import ClientClosed, DeliveryError, QueueFull
+from trackd_client.options import Options
+
+
+class Client:
+    """A trackd client for threaded code. Thread-safe; one per process is plenty.
+
+    ``Client("127.0.0.1:50051", key, flush_interval=0.5, when_full="drop")``: every
+    keyword is a field of :class:`trackd_client.Options`; ``credentials`` (a
+    ``grpc.ChannelCredentials``) makes a TLS channel instead of a plaintext one.
+    """
+
+    def __init__(self, target: str, api_key: str, *,
+                 credentials: grpc.ChannelCredentials | None = None,
+                 options: Options | None = None, **settings: Any) -> None:
+        self.options = dataclasses.replace(options or Options(), **settings)
+        o = self.options
+        self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self._channel = (grpc.secure_channel(target, credentials, o.grpc_options())
+                         if credentials is not None
+                         else grpc.insecure_channel(target, o.grpc_options()))
+        tracking = tracking_pb2_grpc.TrackingServiceStub(self._channel)
+        users = users_pb2_grpc.UserServiceStub(self._channel)
+        self._rpcs = {"events": tracking.BatchTrack, "users": users.BatchUpsertUsers}
+        self._buffer = Buffer(o.max_queue_size, o.batch_size, o.flush_interval,
+                              o.max_batch_bytes)
+        self._cond = threading.Condition()
+        self._flushing = 0
+        self._closed = False
+        self._abort = threading.Event()
+        self._stopped: dict[Kind, DeliveryError] = {}  # kinds the key may not send
+        self._calls: set[grpc.Future] = set()
+        self._threads = [threading.Thread(target=self._send_loop, daemon=True,
+                                          name=f"trackd-client-{i}")
+                         for i in range(o.max_in_flight)]
+        for thread in self._threads:
+            thread.start()
+        atexit.register(self.close)
+
+    # -- the caller's side ------------------------------------------------------------
+
+    def track(self, name: str, user_id: str | None = None, anonymous_id: str | None = None,
+              properties: Mapping[str, Any] | None = None, timestamp: datetime | None = None,
+              event_id: str | None = None) -> str:
+        """Queue an event; its id (``event_id``, else a new UUID). Raises ValueError or
+        TypeError (naming the field) for an event the server would refuse, QueueFull
+        when the queue is full (policies "raise", and "block" after its timeout),
+        ClientClosed after ``close()``."""
+        message = encode.event(name, user_id, anonymous_id, properties, timestamp, event_id)
+        self._put("events", message)
+        return message.event_id
+
+    def identify(self, user_id: str, traits: Mapping[str, Any] | None = None,
+                 anonymous_ids: Sequence[str] = ()) -> None:
+        """Queue an upsert of user ``user_id`` (UserService, needs the key's
+        ``users:write`` scope): ``traits`` are merged into the stored ones (a ``None``
+        trait is removed) and ``anonymous_ids`` linked to the user."""
+        self._put("users", encode.user(user_id, traits, anonymous_ids))
+
+    def _put(self, kind: Kind, message: Message) -> None:
+        buffer = self._buffer
+        with self._cond:
+            if self._closed:
+                raise ClientClosed("the trackd client is closed")
+            if kind in self._stopped:
+                buffer.queued += 1  # refused by the server for this key: counted, not sent
+                buffer.failed += 1
+                return
+            if buffer.full():
+                policy = self.options.when_full
+                if policy == "drop":
+                    buffer.dropped += 1
+                    return
+                if policy == "raise" or not self._cond.wait_for(
+                        lambda: not buffer.full() or self._closed,
+                        self.options.block_timeout):
+                    raise QueueFull(f"the trackd client's queue holds "
+                                    f"{buffer.capacity} items")
+                if self._closed:
+                    raise ClientClosed("the trackd client is closed")
+            if buffer.add(kind, message, time.monotonic()):
+                self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued so far now; wait (up to ``timeout`` seconds) until it
+        is stored or has failed. True when it all was done in time."""
+        with self._cond:
+            target = self._buffer.last_seq
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._buffer.done_through(target), timeout)
+            finally:
+                self._flushing -= 1
+
+    def stats(self) -> Stats:
+        with self._cond:
+            return self._buffer.stats()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush (up to ``timeout``, default ``close_timeout``), then stop; what is still
+        unsent then is counted failed and reported. Calling it again does nothing."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        atexit.unregister(self.close)
+        try:
+            self.flush(self.options.close_timeout if timeout is None else timeout)
+        finally:
+            self._abort.set()
+            with self._cond:
+                for call in list(self._calls):
+                    call.cancel()
+                self._cond.notify_all()
+            for thread in self._threads:
+                thread.join()
+            with self._cond:
+                lost = self._buffer.fail_queued()
+            for batch in lost:
+                report(not_sent(batch, "the client was closed before it was sent"),
+                       self.options.on_error)
+            self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- the sender threads -----------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._abort.is_set():
+                        return
+                    now = time.monotonic()
+                    batch = self._buffer.take(now, force=self._flushing > 0 or self._closed)
+                    if batch is not None:
+                        self._cond.notify_all()  # room in the queue for blocked callers
+                        break
+                    if self._closed and not len(self._buffer):
+                        return
+                    due = self._buffer.due_at()
+                    self._cond.wait(None if due is None else max(0.0, due - now))
+            self._deliver(batch)
+
+    def _deliver(self, batch: Batch) -> None:
+        attempt = 0
+        sent, error, fail = 0, None, None
+        while True:
+            if batch.kind in self._stopped:
+                break
+            if self._abort.is_set():
+                error = not_sent(batch, "the client was closed while it was being sent")
+                break
+            call = self._rpcs[batch.kind].future(batch.request(), metadata=self._metadata,
+                                                  timeout=self.options.rpc_timeout)
+            with self._cond:
+                self._calls.add(call)
+                if self._abort.is_set():
+                    call.cancel()  # close() began after the check above, and missed it
+            try:
+                response = call.result()
+            except grpc.FutureCancelledError:
+                continue  # cancelled by close(): the loop reports it
+            except grpc.RpcError as exc:
+                if self._abort.is_set():
+                    continue  # cancelled by close(): the loop reports it
+                fail = failure(batch, exc.code(), exc.details() or "", exc.trailing_metadata())
+                attempt += 1
+                max_attempts = self.options.max_attempts
+                if fail.retryable and (max_attempts is None or attempt < max_attempts):
+                    with self._cond:
+                        self._buffer.retried += 1
+                    delay = self.options.backoff.delay(attempt - 1, fail.retry_delay)
+                    log.debug("trackd_client: %s; retrying in %.2f s", fail.error, delay)
+                    self._abort.wait(delay)
+                    continue
+                error = fail.error
+                break
+            else:
+                sent, error = accepted(batch, response)
+                break
+            finally:
+                with self._cond:
+                    self._calls.discard(call)
+        self._finish(batch, sent, error, fail)
+
+    def _finish(self, batch: Batch, sent: int, error: DeliveryError | None,
+                fail: Failure | None) -> None:
+        first_stop = False
+        with self._cond:
+            self._buffer.finish(batch, sent, len(batch.messages) - sent)
+            if error is not None and fail is not None and fail.stops \
+                    and batch.kind not in self._stopped:
+                first_stop = True
+                kinds = stopped_kinds(batch.kind, error)
+                for kind in kinds:
+                    self._stopped.setdefault(kind, error)
+                self._buffer.fail_queued(kinds)
+            self._cond.notify_all()
+        if error is None or (batch.kind in self._stopped and not first_stop):
+            return  # delivered; or refused like a batch already reported: said once
+        report(error, self.options.on_error, stops=first_stop)
