@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     mongodb_uri: str | None = Field(
         default=None, validation_alias=AliasChoices("MONGODB_URI", "TRACKD_MONGODB_URI"),
         description="MongoDB connection string; unset = run the embedded database")
+    mongodb_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="how long start-up waits for MongoDB to answer "
+        "(server selection) before giving up")
     database: str = Field(default="trackd", description="database name")
     data_dir: Path = Field(default=Path(".trackd"),
                            description="where the embedded database keeps its files")
