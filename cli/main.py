@@ -146,7 +146,7 @@ def cannot_listen(what: str, setting: str, host: str, port: int, reason: str) ->
 
 
 def bind_problem(host: str, port: int) -> str:
-    """Why ``host:port`` cannot be bound (grpc does not say), as the OS puts it."""
+    """Why ``host:port`` cannot be bound, as the OS puts it; "" when it can be."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -158,7 +158,7 @@ def bind_problem(host: str, port: int) -> str:
             sock.bind(address)
         except OSError as exc:
             return str(exc.strerror or exc).lower()
-    return "the port is in use or not available"
+    return ""
 
 
 def run(main: Awaitable[int]) -> int:
@@ -183,11 +183,18 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
                            "TRACKD_MONGODB_TIMEOUT_SECONDS") from exc
     supervisor: asyncio.Task[None] | None = None
     try:
+        # Asked first, so that the usual case (a port taken) gets the OS's reason and
+        # grpc does not log a bind error of its own.
+        for what, setting, port in (("gRPC", "grpc_port", settings.grpc_port),
+                                    ("the REST gateway", "http_port", settings.http_port)):
+            if port and (problem := bind_problem(settings.host, port)):
+                raise cannot_listen(what, setting, settings.host, port, problem)
         try:
             server = await create_server(store, settings.server_config())
         except PortInUse as exc:
             raise cannot_listen("gRPC", "grpc_port", exc.host, exc.port,
-                                bind_problem(exc.host, exc.port)) from exc
+                                bind_problem(exc.host, exc.port)
+                                or "the port is in use or not available") from exc
         if embedded is not None and embedded.owner:
             # Restarted when it dies, for as long as trackd serves; requests fail fast
             # from the moment it is found dead.
@@ -204,7 +211,8 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
             await server.stop(0)
             raise cannot_listen("the REST gateway", "http_port", settings.host,
                                 settings.http_port,
-                                str(exc.strerror or exc).lower()) from exc
+                                bind_problem(settings.host, settings.http_port)
+                                or "the port is in use or not available") from exc
         # Only once both ports are ours: a start that fails mints no key.
         if not await store.keys.project_has_active_key(DEV_PROJECT):
             issued = await issue_key(store.keys, DEV_PROJECT)

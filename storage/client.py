@@ -100,19 +100,16 @@ async def connect(
 
 async def _wait_reachable(client: AsyncMongoClient[dict[str, object]], seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    last = ""
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             await asyncio.wait_for(client.admin.command("ping"), remaining)
             return
         except TimeoutError:
             break
-        except PyMongoError as exc:
-            last = type(exc).__name__
+        except PyMongoError:  # server selection gave up before our deadline: ask again
             await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
     raise StorageUnavailable(
-        f"MongoDB at {uri_hosts_of(client)} did not answer within {seconds:g} s"
-        + (f" ({last})" if last else ""))
+        f"MongoDB at {uri_hosts_of(client)} did not answer within {seconds:g} s")
 
 
 def uri_hosts_of(client: AsyncMongoClient[dict[str, object]]) -> str:
