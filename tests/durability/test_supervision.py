@@ -136,8 +136,10 @@ async def test_embedded_database_sigkill_under_serve_comes_back_by_itself(
 
     after = trackd.embedded_state()
     assert after["port"] == before["port"]  # the same port, so every client just reconnects
-    with MongoClient(trackd.embedded_uri, serverSelectionTimeoutMS=30_000) as client:
-        stored = [doc["event_id"] for doc in client["trackd"]["events"].find(
+    client: MongoClient[dict[str, Any]] = MongoClient(trackd.embedded_uri,
+                                                      serverSelectionTimeoutMS=30_000)
+    with client:
+        stored = [str(doc["event_id"]) for doc in client["trackd"]["events"].find(
             {"project_id": PROJECT}, {"_id": 0, "event_id": 1})]
     assert_acked_stored_once(load.acked_ids(), stored)
 

@@ -124,7 +124,8 @@ async def test_full_write_queue_is_not_ready(store: Store) -> None:
 
             async def status(name: str) -> str:
                 answer = await stub.Check(health_pb2.HealthCheckRequest(service=name))
-                return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+                name_of: str = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+                return name_of
 
             assert await status(WRITE_QUEUE_CHECK) == "NOT_SERVING"
             assert await status(DATABASE_CHECK) == "SERVING"
