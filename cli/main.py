@@ -75,7 +75,8 @@ def invalid_setting(exc: ValidationError) -> str:
 
 def settings_help() -> str:
     """Every setting, for ``trackd serve --help`` (README's settings table says more)."""
-    lines = ["settings (a flag, else its environment variable, else the default):"]
+    lines = ["settings (a flag, else its environment variable, else the default; README.md's "
+             "Settings table has them too):"]
     for name, field in Settings.model_fields.items():
         default = "unset" if field.default is None else field.default
         lines.append(f"  {setting_names(name)}\n      {field.description} "
@@ -170,17 +171,22 @@ def run(main: Awaitable[int]) -> int:
         return runner.run(main)  # type: ignore[arg-type]
 
 
-async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None = None,
-                lock: ServeLock | None = None) -> int:
+async def open_store(settings: Settings, uri: str) -> Store:
+    """The store, once the database answers (bounded); one line when it cannot be had."""
     try:
-        store = await connect(uri, settings.database,
-                              reachable_within=settings.mongodb_timeout_seconds)
+        return await connect(uri, settings.database,
+                             reachable_within=settings.mongodb_timeout_seconds)
     except InvalidUri as exc:
         raise UsageError(f"MONGODB_URI (--mongodb-uri) is not a MongoDB connection string "
                          f"PyMongo accepts: {exc}") from exc
     except StorageUnavailable as exc:
         raise StartupError(f"{exc}: check MONGODB_URI (--mongodb-uri), or wait longer with "
                            "TRACKD_MONGODB_TIMEOUT_SECONDS") from exc
+
+
+async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None = None,
+                lock: ServeLock | None = None) -> int:
+    store = await open_store(settings, uri)
     supervisor: asyncio.Task[None] | None = None
     try:
         # Asked first, so that the usual case (a port taken) gets the OS's reason and
@@ -249,7 +255,7 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
 
 async def with_store(settings: Settings, uri: str,
                      action: Callable[[Store], Awaitable[int]]) -> int:
-    store = await connect(uri, settings.database)
+    store = await open_store(settings, uri)
     try:
         return await action(store)
     finally:
