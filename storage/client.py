@@ -52,14 +52,17 @@ async def connect(
     uri: str,
     database: str = "trackd",
     *,
-    server_selection_timeout_ms: int = 2000,
+    server_selection_timeout_ms: int = 1000,
+    connect_timeout_ms: int = 2000,
     create_indexes: bool = True,
     reachable_within: float | None = None,
 ) -> Store:
     """Connect to ``uri`` and return the repositories of ``database``.
 
-    The short server-selection timeout bounds how long a write waits while the database
-    is down, so callers get a retryable error quickly instead of hanging. With
+    The short server-selection timeout bounds how long a write waits when the database
+    has just gone (a write already under way when it died; once the health monitor
+    knows, calls fail at once), so callers get a retryable error quickly instead of
+    hanging. With
     ``reachable_within``, first wait at most that many seconds for the database to answer
     a ping (start-up), else raise :class:`StorageUnavailable` naming its hosts. A string
     PyMongo refuses raises :class:`InvalidUri`.
@@ -69,7 +72,7 @@ async def connect(
             uri,
             tz_aware=True,
             serverSelectionTimeoutMS=server_selection_timeout_ms,
-            connectTimeoutMS=server_selection_timeout_ms,
+            connectTimeoutMS=connect_timeout_ms,
             appname="trackd",
         )
     except (ConfigurationError, ValueError, TypeError) as exc:  # InvalidURI is one
