@@ -58,6 +58,9 @@ def test_serve_help_lists_every_setting(tmp_path: Path) -> None:
      "unable to parse string as an integer (got 'eighty')"),
     ({"TRACKD_MAX_QUEUED_EVENTS": "0"}, [],
      "trackd: invalid TRACKD_MAX_QUEUED_EVENTS: Input should be greater than 0 (got '0')"),
+    ({"TRACKD_LOG_LEVEL": "loud"}, [],
+     "trackd: invalid TRACKD_LOG_LEVEL (--log-level): Value error, must be one of DEBUG, "
+     "INFO, WARNING, ERROR, CRITICAL (got 'loud')"),
     ({"TRACKD_RATE_LIMIT_CUEFLOW": "lots"}, [],
      "trackd: invalid TRACKD_RATE_LIMIT_CUEFLOW: Value error, rate limit 'lots' is not of "
      "the form REQUESTS/SECONDS (got 'lots')"),
