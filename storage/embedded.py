@@ -286,8 +286,10 @@ class EmbeddedDatabase:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+        lines = [line for line in self._log_tail().splitlines() if line.strip()]
         raise EmbeddedUnavailable(
-            f"the embedded database did not start; its log ends:\n{self._log_tail()}")
+            f"the embedded database did not start (its log, {self.data_dir / LOG_FILE}, "
+            f"ends: {lines[-1].strip() if lines else 'nothing'})")
 
     async def _restart(self) -> subprocess.Popen[bytes]:
         """Start the database again on the same port and data; raises if it won't come up."""
