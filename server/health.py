@@ -98,6 +98,7 @@ class HealthMonitor:
 
     async def check(self) -> None:
         """One ping; then every status as it now stands."""
+        await self._publish()  # a mark_down is told at once, not after the ping's timeout
         try:
             await asyncio.wait_for(self._ping(), self.timeout)
             up = True
