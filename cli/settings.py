@@ -17,6 +17,8 @@ from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
 from server.app import ServerConfig
 from server.pipeline import PipelineConfig
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRACKD_", extra="ignore",
@@ -25,6 +27,9 @@ class Settings(BaseSettings):
     mongodb_uri: str | None = Field(
         default=None, validation_alias=AliasChoices("MONGODB_URI", "TRACKD_MONGODB_URI"),
         description="MongoDB connection string; unset = run the embedded database")
+    mongodb_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="how long start-up waits for MongoDB to answer "
+        "(server selection) before giving up")
     database: str = Field(default="trackd", description="database name")
     data_dir: Path = Field(default=Path(".trackd"),
                            description="where the embedded database keeps its files")
@@ -61,6 +66,13 @@ class Settings(BaseSettings):
         default=None, description="Databuddy requests per key (vendor default 600/60)")
     rate_limit_cueflow: str | None = Field(
         default=None, description="Cueflow requests per key (vendor default 100/60)")
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
                      "rate_limit_cueflow")

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 from aiohttp import web
+from grpc_health.v1 import health_pb2_grpc
 
+from gateway import health
 from gateway.dialects import (
     cueflow,
     cueflow_audiences,
@@ -49,6 +51,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     cueflow_audiences.add_routes(app)
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
+    health.add_routes(app)
     return app
 
 
@@ -65,5 +68,6 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
     app[USERS] = users_pb2_grpc.UserServiceStub(channel)
     app[WEBSITES] = websites_pb2_grpc.WebsiteServiceStub(channel)
     app[AUDIENCES] = audiences_pb2_grpc.AudienceServiceStub(channel)
+    app[health.HEALTH] = health_pb2_grpc.HealthStub(channel)
     yield
     await channel.close()

@@ -6,12 +6,13 @@ import logging
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.audiences import AudienceIndex
 from server.auth import Authenticator
 from server.errors import ErrorInterceptor
+from server.health import AvailabilityGate, HealthMonitor
 from server.idempotency import IdempotencyGuard
 from server.pipeline import PipelineConfig, WritePipeline
 from server.services.audiences import AudienceService
@@ -54,6 +55,17 @@ class ServerConfig:
     # Audiences from an in-memory index kept by the change feed (server/audiences/index.py);
     # off, every evaluation reads the events.
     audience_index: bool = True
+    # How often the health monitor pings the database, and how long a ping may take.
+    health_interval_seconds: float = 1.0
+    health_timeout_seconds: float = 1.0
+
+
+class PortInUse(Exception):
+    """A listening port could not be bound (taken, or not allowed)."""
+
+    def __init__(self, what: str, host: str, port: int) -> None:
+        super().__init__(f"{what} port {port} on {host} is in use or not available")
+        self.what, self.host, self.port = what, host, port
 
 
 class TrackdServer:
@@ -61,15 +73,17 @@ class TrackdServer:
 
     def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
                  health_servicer: health.aio.HealthServicer,
-                 audience_index: AudienceIndex | None) -> None:
+                 audience_index: AudienceIndex | None, monitor: HealthMonitor) -> None:
         self.server = server
         self.port = port
         self.pipeline = pipeline
         self.audience_index = audience_index
+        self.monitor = monitor
         self._health = health_servicer
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting calls, let in-flight calls finish, then drain the pipeline."""
+        await self.monitor.close()
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.pipeline.close()
@@ -85,8 +99,13 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     config = config or ServerConfig()
     pipeline = WritePipeline(store.events, config.pipeline)
     pipeline.start()
+    health_servicer = health.aio.HealthServicer()
+    monitor = HealthMonitor(
+        health_servicer, store.ping, pipeline, SERVICE_NAMES,
+        tracking_service=SERVICE_NAMES[0], interval=config.health_interval_seconds,
+        timeout=config.health_timeout_seconds)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        interceptors=[ErrorInterceptor(), AvailabilityGate(monitor)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -105,13 +124,18 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         if config.audience_index else None
     audiences_pb2_grpc.add_AudienceServiceServicer_to_server(
         AudienceService(auth, store.audiences, audience_index), server)
-    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in (*SERVICE_NAMES, ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await monitor.start()
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    try:
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    except RuntimeError as exc:  # grpc says only "Failed to bind to address ..."
+        await monitor.close()
+        await pipeline.close()
+        if audience_index is not None:
+            await audience_index.close()
+        raise PortInUse("gRPC", config.host, config.port) from exc
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
-    return TrackdServer(server, port, pipeline, health_servicer, audience_index)
+    return TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor)

@@ -93,6 +93,11 @@ class WritePipeline:
         self._check_soon = False  # a _check is scheduled for this loop iteration
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def queued_events(self) -> int:
+        """Events waiting or being written (what ``max_queued_events`` bounds)."""
+        return self._queued_events
+
     def start(self) -> None:
         """Bind to the running event loop (writes bind to it by themselves too)."""
         if self._loop is None:
