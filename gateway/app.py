@@ -15,6 +15,7 @@ from gateway.dialects import (
     shared_paths,
     vibefollow,
 )
+from gateway.openapi import routes as openapi_routes
 from gateway.ratelimit import RateLimiter
 from gateway.settings import (
     AUDIENCES,
@@ -49,6 +50,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     cueflow_audiences.add_routes(app)
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
+    openapi_routes.add_routes(app)
     return app
 
 
