@@ -50,8 +50,7 @@ def properties_object(max_keys: int, key: Schema, description: str,
         "type": "object", "maxProperties": max_keys, "propertyNames": key,
         "description": description,
     }
-    if values is not None:
-        schema["additionalProperties"] = values
+    schema["additionalProperties"] = True if values is None else values
     return schema
 
 
@@ -402,8 +401,8 @@ def _audience_schemas() -> dict[str, Schema]:
                       description="Weeks, days, hours, minutes, seconds: `7d`, `24h`, `1d12h`.")
     event_rule: Schema = {
         "type": "object", "required": ["event", "op"],
-        "not": {"required": ["property"]},
         "properties": {
+            "property": False,  # a rule names an event or a property, not both
             "event": string(1, limits.MAX_NAME_CHARS),
             "op": {"enum": list(cueflow_audiences.EVENT_OPS)},
             "count": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1,
@@ -415,8 +414,8 @@ def _audience_schemas() -> dict[str, Schema]:
     }
     property_rule: Schema = {
         "type": "object", "required": ["property", "op"],
-        "not": {"required": ["event"]},
         "properties": {
+            "event": False,
             "property": string(1, limits.MAX_PROPERTY_KEY_CHARS,
                                description="A contact field or custom attribute "
                                            "(camelCase and snake_case are the same)."),
