@@ -92,6 +92,7 @@ STATUS_TEXT = {
     403: "The credentials may not do this",
     404: "Not found", 409: "A request with the same Idempotency-Key is in progress; retry",
     413: "Request body over the size limit (after decompression)",
+    415: "The body's `Content-Encoding` is not one the gateway decodes (gzip, deflate)",
     422: "Validation failed (`field` names the offending field)",
     429: "Rate limited: retry after `Retry-After` seconds",
     500: "Internal error", 503: "Overloaded or the database is unavailable: retry after "
@@ -132,7 +133,7 @@ def _errors(envelope: str, statuses: Iterable[int], *, overrides: Mapping[int, S
 
 
 # What every dialect route can answer with, beyond its own statuses.
-COMMON_ERRORS = (400, 401, 403, 409, 413, 429, 500, 503)
+COMMON_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
 
 
 def _flywheel_error(status: int) -> Schema:
