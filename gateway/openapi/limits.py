@@ -2,7 +2,7 @@
 
 The gateway may not import :mod:`server`, so the limits the server enforces for every
 client (``server/validation.py``, ``server/audiences.py``) are restated here for the
-document; ``tests/gateway/test_openapi_limits.py`` compares each one with the server's
+document; ``tests/gateway/test_openapi.py`` compares each one with the server's
 constant, and sends requests at and past a representative few. The gateway's own limits
 are not restated: the document imports them from the dialect modules.
 """
