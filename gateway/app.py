@@ -17,6 +17,7 @@ from gateway.dialects import (
     shared_paths,
     vibefollow,
 )
+from gateway.openapi import routes as openapi_routes
 from gateway.ratelimit import RateLimiter
 from gateway.settings import (
     AUDIENCES,
@@ -52,6 +53,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
     health.add_routes(app)
+    openapi_routes.add_routes(app)
     return app
 
 

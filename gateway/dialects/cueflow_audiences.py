@@ -93,6 +93,8 @@ def _field_name(path: str) -> str:
 
 
 AUDIENCE_API = dataclasses.replace(CUEFLOW, field_name=_field_name)
+# The most contacts one evaluation answers with (the server's page size bound too).
+MAX_LIMIT = 1000
 
 
 @with_config(_STRICT)
@@ -203,8 +205,8 @@ async def evaluate(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/audiences/evaluate."""
     metadata = bearer_metadata(request)
     body = parse_json(EVALUATE, await read_body(request), invalid_status=400)
-    if "limit" in body and not 1 <= body["limit"] <= 1000:
-        raise _invalid("limit", "must be 1 to 1000")
+    if "limit" in body and not 1 <= body["limit"] <= MAX_LIMIT:
+        raise _invalid("limit", f"must be 1 to {MAX_LIMIT}")
     message = audiences_pb2.EvaluateAudienceRequest(
         page_size=body.get("limit", 0), page_token=body.get("cursor") or "")
     message.audience.CopyFrom(_audience(body))

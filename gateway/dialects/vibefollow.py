@@ -87,6 +87,17 @@ VIBEFOLLOW = Dialect(
 )
 
 
+def _idempotency_key(request: web.Request) -> str:
+    """The ``Idempotency-Key`` header; bytes that are not UTF-8 are refused, not sent on
+    (the server checks the rest: length, printable characters)."""
+    key = request.headers.get("Idempotency-Key", "")
+    try:
+        key.encode()
+    except UnicodeEncodeError as exc:  # aiohttp keeps undecodable bytes as surrogates
+        raise _invalid("Idempotency-Key", "must be printable UTF-8 text") from exc
+    return key
+
+
 def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
     _check_canonical(item, path)
     event = tracking_pb2.Event(
@@ -112,7 +123,7 @@ async def track_event(request: web.Request) -> web.StreamResponse:
     metadata = bearer_metadata(request)
     item = parse_json(EVENT, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = tracking_pb2.TrackEventRequest(
-        event=_event(item, ""), idempotency_key=request.headers.get("Idempotency-Key", ""))
+        event=_event(item, ""), idempotency_key=_idempotency_key(request))
     await call(request, request.app[TRACKING].TrackEvent, message, metadata)
     return json_response(ACCEPTED, 202)
 
@@ -124,7 +135,7 @@ async def batch_track(request: web.Request) -> web.StreamResponse:
     batch = parse_json(BATCH, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = tracking_pb2.BatchTrackRequest(
         events=[_event(item, f"events[{i}].") for i, item in enumerate(batch["events"])],
-        idempotency_key=request.headers.get("Idempotency-Key", ""))
+        idempotency_key=_idempotency_key(request))
     await call(request, request.app[TRACKING].BatchTrack, message, metadata)
     return json_response(ACCEPTED, 202)
 
@@ -274,7 +285,7 @@ async def upsert_user(request: web.Request) -> web.StreamResponse:
     metadata = bearer_metadata(request)
     item = parse_json(USER, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = users_pb2.UpsertUserRequest(
-        user=_user(item), idempotency_key=request.headers.get("Idempotency-Key", ""))
+        user=_user(item), idempotency_key=_idempotency_key(request))
     await call(request, request.app[USERS].UpsertUser, message, metadata)
     return json_response(ACCEPTED, 202)
 
@@ -299,7 +310,7 @@ async def bulk_upsert_users(request: web.Request) -> web.StreamResponse:
     response = await call(request, request.app[USERS].BatchUpsertUsers,
                           users_pb2.BatchUpsertUsersRequest(
                               users=users,
-                              idempotency_key=request.headers.get("Idempotency-Key", "")),
+                              idempotency_key=_idempotency_key(request)),
                           metadata)
     for error in response.errors:
         if error.index in errors:
