@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cli.logs import configure as configure_logging
 from cli.settings import Settings, load
 from gateway.app import create_app
 from server.app import create_server
@@ -183,7 +184,11 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="listen address (env TRACKD_HOST, default 127.0.0.1)")
     serve_cmd.add_argument("--grpc-port", type=int, help="env TRACKD_GRPC_PORT, default 50051")
     serve_cmd.add_argument("--http-port", type=int, help="env TRACKD_HTTP_PORT, default 8080")
-    serve_cmd.add_argument("--log-level", help="env TRACKD_LOG_LEVEL, default INFO")
+    serve_cmd.add_argument("--log-level", help="env TRACKD_LOG_LEVEL, default INFO; "
+                           "other libraries stay at WARNING unless named: DEBUG,pymongo=DEBUG")
+    serve_cmd.add_argument("--log-format", choices=("auto", "json", "text"),
+                           help="env TRACKD_LOG_FORMAT, default auto: text on a terminal, "
+                           "else one JSON object per line")
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True)
@@ -221,14 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {
         name: getattr(args, name, None)
         for name in ("mongodb_uri", "data_dir", "database", "host", "grpc_port", "http_port",
-                     "log_level")
+                     "log_level", "log_format")
     }
     try:
         settings = load(overrides)
         # Admin commands print their result; only warnings belong beside it.
-        level = settings.log_level.upper() if args.command == "serve" else "WARNING"
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level = settings.log_level if args.command == "serve" else "WARNING"
+        configure_logging(level, settings.log_format)
         with database_uri(settings) as uri:
             if args.command == "serve":
                 return run(serve(settings, uri))

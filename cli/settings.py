@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cli.logs import LogFormat, parse_level
 from gateway.ratelimit import RateLimit
 from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
 from server.app import ServerConfig
@@ -52,7 +53,11 @@ class Settings(BaseSettings):
         "database's change stream (false: read the events each time)")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_level: str = Field(
+        default="INFO", description="trackd's loggers: DEBUG, INFO, WARNING or ERROR; other "
+        "libraries stay at WARNING unless named, as in DEBUG,pymongo=DEBUG")
+    log_format: LogFormat = Field(
+        default="auto", description="auto (text on a terminal, else JSON lines), json or text")
     rate_limit_vibefollow: str | None = Field(
         default=None, description="VibeFollow requests per key, as N/SECONDS or off")
     rate_limit_flywheel: str | None = Field(
@@ -61,6 +66,12 @@ class Settings(BaseSettings):
         default=None, description="Databuddy requests per key (vendor default 600/60)")
     rate_limit_cueflow: str | None = Field(
         default=None, description="Cueflow requests per key (vendor default 100/60)")
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_log_level(cls, value: str) -> str:
+        parse_level(value)
+        return value
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
                      "rate_limit_cueflow")

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
+from gateway import metrics
+from gateway.access import access_middleware
 from gateway.dialects import (
     cueflow,
     cueflow_audiences,
@@ -39,7 +41,9 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 def create_app(settings: GatewaySettings | None = None) -> web.Application:
     """The gateway, calling the gRPC server at ``settings.grpc_target``."""
     settings = settings or GatewaySettings()
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # The access middleware is outermost: it sees every answer, whoever gave it.
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[access_middleware])
     app[GATEWAY_SETTINGS] = settings
     app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)
@@ -49,6 +53,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     cueflow_audiences.add_routes(app)
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
+    metrics.add_routes(app)
     return app
 
 

@@ -13,6 +13,7 @@ from server.audience_index import AudienceIndex
 from server.auth import Authenticator
 from server.errors import ErrorInterceptor
 from server.idempotency import IdempotencyGuard
+from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
 from server.services.audiences import AudienceService
 from server.services.tracking import TrackingService
@@ -86,7 +87,8 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     pipeline = WritePipeline(store.events, config.pipeline)
     pipeline.start()
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # Outermost first: observability sees the status ErrorInterceptor gives.
+        interceptors=[ObservabilityInterceptor(), ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

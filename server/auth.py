@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import grpc
 
+from server import metrics
 from server.errors import PermissionDenied, Unauthenticated, Unavailable
+from server.observability import note_project
 from storage import StorageUnavailable
 from storage.keys import ApiKeyRecord, ApiKeyRepository
 
@@ -94,6 +96,7 @@ class Authenticator:
         try:
             record = await self._keys.find_by_hash(key_hash)
         except StorageUnavailable as exc:
+            metrics.set_database_up(False)
             raise Unavailable("the database is unavailable; retry later") from exc
         principal = None
         if record is not None and not record.revoked:
@@ -115,6 +118,7 @@ class Authenticator:
         principal = await self.principal(hash_key(token))
         if principal is None:
             raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
+        note_project(principal.project_id)
         if scope not in principal.scopes:
             raise PermissionDenied(f"API key missing {scope} scope", reason="SCOPE_MISSING",
                                    metadata={"scope": scope})

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
+from server import metrics
 from server.auth import SCOPE_USERS_READ, SCOPE_USERS_WRITE, Authenticator
 from server.errors import FieldViolation, InvalidArgument, NotFound, ServiceError, Unavailable
 from server.idempotency import IdempotencyGuard
@@ -31,6 +32,7 @@ async def storage_call(operation: Awaitable[T]) -> T:
     try:
         return await operation
     except StorageUnavailable as exc:
+        metrics.set_database_up(False)
         raise Unavailable("the database is unavailable; retry later") from exc
     except StorageError as exc:
         raise ServiceError("the database failed the operation") from exc
