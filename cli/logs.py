@@ -11,7 +11,8 @@ Another logger can be asked for after a comma: ``DEBUG,pymongo=DEBUG``.
 A JSON line holds ``time`` (UTC, ISO-8601, milliseconds), ``level``, ``logger``,
 ``message``, any structured ``fields`` the record carries (the access log's:
 gateway/access.py, server/observability.py) and ``exception`` (a traceback) when there
-is one. Nothing here adds a request's body or headers: log calls pass fields explicitly.
+is one; a record made while a request or call is handled carries its ``request_id``.
+Nothing here adds a request's body or headers: log calls pass fields explicitly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 import orjson
+
+from gateway.access import current_request_id
+from server.observability import current_call
 
 LogFormat = Literal["auto", "json", "text"]
 
@@ -47,6 +51,18 @@ def _level(name: str) -> int:
     if upper not in _LEVELS:
         raise ValueError(f"{name.strip()!r} is not a log level ({', '.join(_LEVELS)})")
     return logging.getLevelNamesMapping()[upper]
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives every record made while a request or call is handled its ``request_id``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "fields"):
+            call = current_call()
+            request_id = call.request_id if call is not None else current_request_id()
+            if request_id is not None:
+                record.fields = {"request_id": request_id}
+        return True
 
 
 def _time(record: logging.LogRecord) -> str:
@@ -101,6 +117,7 @@ def configure(level_spec: str, log_format: LogFormat, stream: TextIO | None = No
     stream = stream if stream is not None else sys.stderr
     own, overrides = parse_level(level_spec)
     handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if resolve_format(log_format, stream) == "json"
                          else TextFormatter())
     root = logging.getLogger()

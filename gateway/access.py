@@ -20,6 +20,7 @@ no dialect (``/metrics``) are ``none``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 import time
@@ -58,6 +59,15 @@ class AccessInfo:
 
 
 ACCESS = web.RequestKey("trackd_access", AccessInfo)
+# The same, for log records made while the request is handled (cli/logs.py adds its id).
+_CURRENT: contextvars.ContextVar[AccessInfo | None] = contextvars.ContextVar(
+    "trackd_http_request", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the HTTP request being handled in this task, if any."""
+    info = _CURRENT.get()
+    return info.request_id if info is not None else None
 
 
 def sane_request_id(value: str | None) -> str | None:
@@ -108,6 +118,7 @@ async def access_middleware(
     info = AccessInfo(sane_request_id(request.headers.get(REQUEST_ID_HEADER))
                       or uuid.uuid4().hex)
     request[ACCESS] = info
+    token = _CURRENT.set(info)
     status = 500  # an exception other handlers did not turn into a response
     try:
         response = await handler(request)
@@ -123,6 +134,7 @@ async def access_middleware(
         status = CLIENT_CLOSED
         raise
     finally:
+        _CURRENT.reset(token)
         elapsed = time.perf_counter() - started
         route = _route(request)
         method = request.method if request.method in _METHODS else "other"

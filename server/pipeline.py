@@ -26,6 +26,7 @@ writers trickling in, a 4 ms fake insert): the pipeline's own CPU per write went
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
@@ -158,7 +159,9 @@ class WritePipeline:
                     self._timer = loop.call_at(
                         self._pending[0].queued_at + config.linger_seconds, self._lingered)
                 return
-            task = loop.create_task(self._flush(self._take()))
+            # A flush is no one request's: it runs outside the context of the call that
+            # scheduled this check (whose request id its log lines would carry).
+            task = loop.create_task(self._flush(self._take()), context=contextvars.Context())
             self._in_flight.add(task)
             task.add_done_callback(self._flushed)
 

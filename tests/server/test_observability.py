@@ -5,16 +5,19 @@ metadata only when sane, exact metric deltas, and a failed flush's metrics.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
 import grpc
 import pytest
 
+from cli.logs import RequestIdFilter
 from server.app import TrackdServer
+from tests.conftest import KeyFactory
 from tests.scrape import delta, local, value
 from tests.server.helpers import auth, batch, event, track
-from trackd.v1 import tracking_pb2_grpc
+from trackd.v1 import audiences_pb2, audiences_pb2_grpc, tracking_pb2_grpc
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 TRACKING = "trackd.v1.TrackingService"
@@ -114,3 +117,32 @@ async def test_database_up_follows_the_next_successful_write(
     assert value(local(), "trackd_database_up") == 0
     await tracking.TrackEvent(track(event()), metadata=auth(api_key))
     assert value(local(), "trackd_database_up") == 1
+
+
+async def test_log_records_made_for_a_call_carry_its_request_id_and_a_flush_none(
+    events_down: tuple[TrackdServer, tracking_pb2_grpc.TrackingServiceStub],
+    channel: grpc.aio.Channel, make_key: KeyFactory, api_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    caplog.handler.addFilter(RequestIdFilter())  # what cli/logs.py puts on its handler
+    # The first evaluation of a project starts its index load, for that call.
+    reader = await make_key(scopes=("users:read",))
+    audiences = audiences_pb2_grpc.AudienceServiceStub(channel)
+    await audiences.EvaluateAudience(
+        audiences_pb2.EvaluateAudienceRequest(audience=audiences_pb2.Audience()),
+        metadata=(*auth(reader), ("x-request-id", "rid-evaluate")))
+    for _ in range(200):
+        loaded = [r for r in caplog.records if r.getMessage().startswith(
+            "audience index of acme loaded")]
+        if loaded:
+            break
+        await asyncio.sleep(0.05)
+    assert [r.fields for r in loaded] == [{"request_id": "rid-evaluate"}]  # type: ignore[attr-defined]
+    # A flush carries many requests' events: its lines name none of them.
+    _, down = events_down
+    with pytest.raises(grpc.aio.AioRpcError):
+        await down.TrackEvent(track(event()), metadata=(
+            *auth(api_key), ("x-request-id", "rid-flush")))
+    (failed,) = [r for r in caplog.records if r.getMessage().startswith("flush of 1 events")]
+    assert not hasattr(failed, "fields")
