@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from google.protobuf.message import Message
+from prometheus_client import Counter, Histogram
 
 from gateway.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -110,6 +111,10 @@ def _route(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
+# The labelled series by their labels (a bounded set): labels() costs a lock and checks.
+_series: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+
 @web.middleware
 async def access_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
@@ -138,8 +143,14 @@ async def access_middleware(
         elapsed = time.perf_counter() - started
         route = _route(request)
         method = request.method if request.method in _METHODS else "other"
-        HTTP_REQUESTS.labels(info.dialect, route, method, str(status)).inc()
-        HTTP_LATENCY.labels(info.dialect, route, method).observe(elapsed)
+        labels = (info.dialect, route, method, status)
+        series = _series.get(labels)
+        if series is None:
+            series = _series[labels] = (
+                HTTP_REQUESTS.labels(info.dialect, route, method, str(status)),
+                HTTP_LATENCY.labels(info.dialect, route, method))
+        series[0].inc()
+        series[1].observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
             _log(request, info, route, method, status, elapsed)
 

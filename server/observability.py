@@ -123,6 +123,15 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         answered_ok = metrics.GRPC_REQUESTS.labels(service, method, "OK")
         latency = metrics.GRPC_LATENCY.labels(service, method)
 
+        def finish(info: CallInfo, code: grpc.StatusCode, started: float) -> None:
+            elapsed = time.perf_counter() - started
+            (answered_ok if code == grpc.StatusCode.OK
+             else metrics.GRPC_REQUESTS.labels(service, method, code.name)).inc()
+            latency.observe(elapsed)
+            if info.writes_events and info.events and code != grpc.StatusCode.OK:
+                metrics.count_unstored_events(info.source, code, info.events)
+            _log(info, code, elapsed)
+
         async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             request_id, source = _metadata(context)
@@ -131,32 +140,56 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
                 source=source,
                 bytes_in=len(request) if isinstance(request, bytes) else request.ByteSize())
             token = _CALL.set(info)
-            code = grpc.StatusCode.UNKNOWN
+            recorder = _AbortRecorder(context, lambda code: finish(info, code, started))
             try:
-                response = await inner(request, context)
-                code = context.code() or grpc.StatusCode.OK
+                response = await inner(request, recorder)
+                recorder.record(context.code() or grpc.StatusCode.OK)
                 return response
             except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
+                recorder.record(context.code() or grpc.StatusCode.UNKNOWN)
                 raise
             except BaseException:  # CancelledError: the client went away
-                code = context.code() or grpc.StatusCode.CANCELLED
+                recorder.record(context.code() or grpc.StatusCode.CANCELLED)
                 raise
             finally:
                 _CALL.reset(token)
-                elapsed = time.perf_counter() - started
-                (answered_ok if code == grpc.StatusCode.OK
-                 else metrics.GRPC_REQUESTS.labels(service, method, code.name)).inc()
-                latency.observe(elapsed)
-                if info.writes_events and info.events and code != grpc.StatusCode.OK:
-                    metrics.count_unstored_events(info.source, code, info.events)
-                _log(info, code, elapsed)
 
         return grpc.unary_unary_rpc_method_handler(
             observed,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+class _AbortRecorder:
+    """The call's context, recording the call before an abort sends its status.
+
+    grpc.aio sends the status inside ``abort``, before the AbortError reaches the
+    interceptor; recording first means a client that has its answer finds the call in
+    ``/metrics`` and the log already, as it does for a successful call.
+    """
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any],
+                 on_answer: Callable[[grpc.StatusCode], None]) -> None:
+        self._context = context
+        self._on_answer: Callable[[grpc.StatusCode], None] | None = on_answer
+
+    def record(self, code: grpc.StatusCode) -> None:
+        """Record the call's answer, once."""
+        if self._on_answer is not None:
+            on_answer, self._on_answer = self._on_answer, None
+            on_answer(code)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, *args: Any, **kwargs: Any) -> None:
+        self.record(code)
+        await self._context.abort(code, *args, **kwargs)
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        self.record(status.code)
+        await self._context.abort_with_status(status)
 
 
 def _log(info: CallInfo, code: grpc.StatusCode, elapsed: float) -> None:

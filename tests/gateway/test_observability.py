@@ -5,8 +5,12 @@ with prometheus-client's parser; every counter must move by exactly what was sen
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -221,3 +225,32 @@ async def test_request_id_is_echoed_or_made(http: Client, api_key: str) -> None:
                                    headers={"X-Request-Id": "rid-2"})
     assert unauthorized.status == 401
     assert unauthorized.headers["X-Request-Id"] == "rid-2"
+
+
+MULTIPROCESS_WORKER = """
+import asyncio, sys
+from aiohttp.test_utils import make_mocked_request
+from gateway import metrics as gateway_metrics
+from server import metrics as server_metrics
+server_metrics.count_events("flywheel", 2, 1)
+gateway_metrics.HTTP_REQUESTS.labels("flywheel", "/v1/events", "POST", "200").inc()
+if sys.argv[1] == "scrape":
+    response = asyncio.run(gateway_metrics.metrics(make_mocked_request("GET", "/metrics")))
+    sys.stdout.write(response.body.decode())
+"""
+
+
+def test_multiprocess_mode_adds_up_every_worker(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, /metrics of one worker counts every worker's."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for argument in ("count", "count"):
+        subprocess.run([sys.executable, "-c", MULTIPROCESS_WORKER, argument], env=env,
+                       check=True, timeout=60)
+    scraped = subprocess.run([sys.executable, "-c", MULTIPROCESS_WORKER, "scrape"], env=env,
+                             check=True, timeout=60, capture_output=True, text=True).stdout
+    samples = parse(scraped)
+    assert value(samples, "trackd_events_total", outcome="stored", source="flywheel") == 6
+    assert value(samples, "trackd_events_total", outcome="duplicate", source="flywheel") == 3
+    assert value(samples, "trackd_http_requests_total", dialect="flywheel", route="/v1/events",
+                 method="POST", status="200") == 3
+    assert value(samples, "trackd_database_up") == 1
