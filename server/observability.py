@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from prometheus_client import Counter, Histogram
 
 from server import metrics
 
@@ -110,6 +111,11 @@ Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # untyped
     """Request ids, call metrics and one access log line per unary call."""
 
+    def __init__(self) -> None:
+        # By full method name (only methods the server has): service, method, and the
+        # OK and latency series.
+        self._series: dict[str, tuple[str, str, Counter, Histogram]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -119,9 +125,14 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         if handler is None or handler.unary_unary is None:
             return handler  # unknown methods: grpc answers UNIMPLEMENTED, no label made
         inner: Handler = handler.unary_unary
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        answered_ok = metrics.GRPC_REQUESTS.labels(service, method, "OK")
-        latency = metrics.GRPC_LATENCY.labels(service, method)
+        # grpc.aio runs interceptors for every call: the method's series are made once.
+        series = self._series.get(handler_call_details.method)
+        if series is None:
+            service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+            series = self._series[handler_call_details.method] = (
+                service, method, metrics.GRPC_REQUESTS.labels(service, method, "OK"),
+                metrics.GRPC_LATENCY.labels(service, method))
+        service, method, answered_ok, latency = series
 
         def finish(info: CallInfo, code: grpc.StatusCode, started: float) -> None:
             elapsed = time.perf_counter() - started
