@@ -18,8 +18,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from cli.instance import AlreadyServed, ServeLock
+from cli.logs import configure as configure_logging
 from cli.settings import Settings, load
 from gateway.app import create_app
+from server import metrics
 from server.app import PortInUse, create_server
 from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_key
 from server.websites import canonical_origin
@@ -204,8 +206,14 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
         if embedded is not None and embedded.owner:
             # Restarted when it dies, for as long as trackd serves; requests fail fast
             # from the moment it is found dead.
+            monitor = server.monitor
+
+            def database_died() -> None:
+                metrics.count_embedded_restart()
+                monitor.mark_down()
+
             supervisor = asyncio.get_running_loop().create_task(
-                embedded.supervise(on_death=server.monitor.mark_down))
+                embedded.supervise(on_death=database_died))
         runner = web.AppRunner(create_app(settings.gateway_settings(server.port)),
                                access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
         await runner.setup()
@@ -343,7 +351,11 @@ def parser() -> argparse.ArgumentParser:
     # Ports are checked with the other settings (one line naming the flag when invalid).
     serve_cmd.add_argument("--grpc-port", help="env TRACKD_GRPC_PORT, default 50051")
     serve_cmd.add_argument("--http-port", help="env TRACKD_HTTP_PORT, default 8080")
-    serve_cmd.add_argument("--log-level", help="env TRACKD_LOG_LEVEL, default INFO")
+    serve_cmd.add_argument("--log-level", help="env TRACKD_LOG_LEVEL, default INFO; "
+                           "other libraries stay at WARNING unless named: DEBUG,pymongo=DEBUG")
+    serve_cmd.add_argument("--log-format", choices=("auto", "json", "text"),
+                           help="env TRACKD_LOG_FORMAT, default auto: text on a terminal, "
+                           "else one JSON object per line")
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True)
@@ -381,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {
         name: getattr(args, name, None)
         for name in ("mongodb_uri", "data_dir", "database", "host", "grpc_port", "http_port",
-                     "log_level")
+                     "log_level", "log_format")
     }
     try:
         try:
@@ -389,9 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValidationError as exc:
             raise UsageError(invalid_setting(exc)) from exc
         # Admin commands print their result; only warnings belong beside it.
-        level = settings.log_level.upper() if args.command == "serve" else "WARNING"
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level = settings.log_level if args.command == "serve" else "WARNING"
+        configure_logging(level, settings.log_format)
         if args.command == "serve":
             with database_uri(settings, serving=True) as (uri, embedded, lock):
                 return run(serve(settings, uri, embedded, lock))

@@ -12,12 +12,11 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cli.logs import LogFormat, parse_level
 from gateway.ratelimit import RateLimit
 from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
 from server.app import ServerConfig
 from server.pipeline import PipelineConfig
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -57,7 +56,11 @@ class Settings(BaseSettings):
         "database's change stream (false: read the events each time)")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_level: str = Field(
+        default="INFO", description="trackd's loggers: DEBUG, INFO, WARNING or ERROR; other "
+        "libraries stay at WARNING unless named, as in DEBUG,pymongo=DEBUG")
+    log_format: LogFormat = Field(
+        default="auto", description="auto (text on a terminal, else JSON lines), json or text")
     rate_limit_vibefollow: str | None = Field(
         default=None, description="VibeFollow requests per key, as N/SECONDS or off")
     rate_limit_flywheel: str | None = Field(
@@ -70,8 +73,7 @@ class Settings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _valid_log_level(cls, value: str) -> str:
-        if value.upper() not in LOG_LEVELS:
-            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        parse_level(value)
         return value
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",

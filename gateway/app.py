@@ -8,7 +8,8 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
-from gateway import health
+from gateway import health, metrics
+from gateway.access import access_middleware
 from gateway.dialects import (
     cueflow,
     cueflow_audiences,
@@ -42,7 +43,9 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 def create_app(settings: GatewaySettings | None = None) -> web.Application:
     """The gateway, calling the gRPC server at ``settings.grpc_target``."""
     settings = settings or GatewaySettings()
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # The access middleware is outermost: it sees every answer, whoever gave it.
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[access_middleware])
     app[GATEWAY_SETTINGS] = settings
     app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)
@@ -54,6 +57,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     databuddy.add_routes(app)
     health.add_routes(app)
     openapi_routes.add_routes(app)
+    metrics.add_routes(app)
     return app
 
 

@@ -14,6 +14,7 @@ from server.auth import Authenticator
 from server.errors import ErrorInterceptor
 from server.health import AvailabilityGate, HealthMonitor
 from server.idempotency import IdempotencyGuard
+from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
 from server.services.audiences import AudienceService
 from server.services.tracking import TrackingService
@@ -105,7 +106,9 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         tracking_service=SERVICE_NAMES[0], interval=config.health_interval_seconds,
         timeout=config.health_timeout_seconds)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(), AvailabilityGate(monitor)],
+        # Outermost first: observability sees the status ErrorInterceptor gives, and the
+        # gate's fast UNAVAILABLE while the database is down.
+        interceptors=[ObservabilityInterceptor(), ErrorInterceptor(), AvailabilityGate(monitor)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import grpc
 
+from server import metrics
 from server.errors import PermissionDenied, Unauthenticated, Unavailable
+from server.observability import note_project
 from storage import StorageUnavailable
 from storage.keys import ApiKeyRecord, ApiKeyRepository
 from trackd.v1 import errors_pb2
@@ -95,6 +97,7 @@ class Authenticator:
         try:
             record = await self._keys.find_by_hash(key_hash)
         except StorageUnavailable as exc:
+            metrics.set_database_up(False)
             raise Unavailable("the database is unavailable; retry later") from exc
         principal = None
         if record is not None and not record.revoked:
@@ -117,6 +120,7 @@ class Authenticator:
         if principal is None:
             raise Unauthenticated("invalid or revoked API key",
                                   reason=errors_pb2.ERROR_REASON_API_KEY_INVALID)
+        note_project(principal.project_id)
         if scope not in principal.scopes:
             raise PermissionDenied(f"API key missing {scope} scope",
                                    reason=errors_pb2.ERROR_REASON_SCOPE_MISSING,

@@ -30,6 +30,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from server import metrics
 from storage.errors import StorageError, StorageUnavailable
 from trackd.v1 import errors_pb2
 
@@ -148,6 +149,7 @@ async def storage_call(operation: Awaitable[T]) -> T:
     try:
         return await operation
     except StorageUnavailable as exc:
+        metrics.set_database_up(False)
         raise Unavailable("the database is unavailable; retry later") from exc
     except StorageError as exc:
         raise ServiceError("the database failed the operation") from exc

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
+from server import metrics
 from server.errors import Aborted, InvalidArgument, Unavailable
 from storage import StorageUnavailable
 from storage.idempotency import COMPLETED, IdempotencyRecord, IdempotencyRepository
@@ -113,6 +114,7 @@ class IdempotencyGuard:
                     "was already used with a different request",
                     reason=REUSE_REASON)
             if held.state == COMPLETED and held.response is not None:
+                metrics.IDEMPOTENT_REPLAYS.labels(scope).inc()
                 return response_type.FromString(held.response)
             if loop.time() >= deadline:
                 raise Aborted("a request with this idempotency key is still in progress; "

@@ -11,7 +11,9 @@ import orjson
 from aiohttp import web
 from google.protobuf.message import Message
 
+from gateway.access import call_metadata, set_dialect
 from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
+from gateway.metrics import RATE_LIMITED
 from gateway.ratelimit import RateLimit
 from gateway.settings import GATEWAY_SETTINGS, RATE_LIMITER, GatewaySettings
 
@@ -55,18 +57,24 @@ class Dialect:
         """Wrap a route: the dialect's rate limit first, every failure in its envelope."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
+            set_dialect(request, self.name)
             try:
                 self._check_rate_limit(request)
                 return await fn(request)
             except ProblemError as exc:
-                return self.render(exc.problem)
+                return self._failure(exc.problem)
             except grpc.aio.AioRpcError as exc:
-                return self.render(
+                return self._failure(
                     problem_from_rpc_error(exc, self.status_overrides, self.field_name))
 
         wrapped.__name__ = fn.__name__
         wrapped.__doc__ = fn.__doc__
         return wrapped
+
+    def _failure(self, problem: Problem) -> web.Response:
+        if problem.status == 429:  # a rate limit, the gateway's or the server's
+            RATE_LIMITED.labels(self.name).inc()
+        return self.render(problem)
 
     def _check_rate_limit(self, request: web.Request) -> None:
         limit = request.app[GATEWAY_SETTINGS].rate_limits.get(self.name, self.default_rate_limit)
@@ -89,9 +97,11 @@ async def call(
     message: Message,
     metadata: Sequence[tuple[str, str]],
 ) -> ResponseT:
-    """Call one RPC with the gateway's deadline, forwarding the caller's credentials."""
+    """Call one RPC with the gateway's deadline, forwarding the caller's credentials and
+    the request's id and dialect (gateway/access.py)."""
     settings: GatewaySettings = request.app[GATEWAY_SETTINGS]
-    return await method(message, metadata=metadata, timeout=settings.rpc_timeout_seconds)
+    return await method(message, metadata=[*metadata, *call_metadata(request, message)],
+                        timeout=settings.rpc_timeout_seconds)
 
 
 def bearer_metadata(request: web.Request) -> list[tuple[str, str]]:

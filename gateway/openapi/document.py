@@ -482,6 +482,15 @@ def _health_paths() -> dict[str, Schema]:
                                     "properties": {"status": {"const": "ok"}}},
                               rate_limited=False)},
             security=[])},
+        "/metrics": {"get": _operation(
+            "Operations", "getMetrics", "Prometheus metrics",
+            "The Prometheus text exposition format (README, \"Metrics\"): requests by "
+            "dialect, route and status, gRPC calls, events by outcome and source, the write "
+            "pipeline, the database and the audience index. No per-project or per-key label.",
+            {"200": {"description": "The metrics",
+                     "headers": {"X-Request-Id": _header("X-Request-Id")},
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            security=[])},
         "/readyz": {"get": _operation(
             "Operations", "getReadiness", "Readiness",
             "200 only when the gRPC server and the database answer and the write queue is "

@@ -36,6 +36,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from server import metrics
 from storage import StorageError
 from storage.audiences import AudienceQueries, EventStats
 from storage.changes import (
@@ -244,6 +245,7 @@ class AudienceIndex:
             known = by_user.get(record.user_id)
             by_user[record.user_id] = EventStats(1, record.timestamp, record.timestamp) \
                 if known is None else known.plus(record.timestamp)
+            metrics.AUDIENCE_EVENTS.labels("feed").inc()
         else:  # UserTouched, or an event of a user whose statistics are being read
             project.make_dirty(record.user_id, position)
 
@@ -290,6 +292,7 @@ class AudienceIndex:
         for task in self._loads.values():
             task.cancel()
         self._loads.clear()
+        metrics.AUDIENCE_PROJECTS.dec(sum(p.ready for p in self._projects.values()))
         self._projects.clear()
         for _, waiter in self._waiters:
             if not waiter.done():
@@ -336,6 +339,9 @@ class AudienceIndex:
                 project.remove_user(change.document_id, self._position)
         project.roster_log = []
         project.ready = True  # dirty users' statistics from the read: overridden by views
+        metrics.AUDIENCE_PROJECTS.inc()
+        metrics.AUDIENCE_EVENTS.labels("load").inc(
+            sum(each.count for by_user in stats.values() for each in by_user.values()))
         log.info("audience index of %s loaded: %d users, %d event names, %.1f s",
                  project_id, len(project.members), len(stats), time.monotonic() - started)
 
