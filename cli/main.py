@@ -16,6 +16,7 @@ from aiohttp import web
 
 from cli.settings import Settings, load
 from gateway.app import create_app
+from gateway.http_protocol import GatewayRunner
 from server.app import create_server
 from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_key
 from server.websites import canonical_origin
@@ -72,7 +73,7 @@ async def serve(settings: Settings, uri: str) -> int:
             print(f"Created a development API key for project '{DEV_PROJECT}' "
                   f"(shown only this once):\n  {issued.secret}", flush=True)
         server = await create_server(store, settings.server_config())
-        runner = web.AppRunner(create_app(settings.gateway_settings(server.port)),
+        runner = GatewayRunner(create_app(settings.gateway_settings(server.port)),
                                access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
+from gateway.body import HANDLER_ARGS
 from gateway.dialects import (
     cueflow,
     cueflow_audiences,
@@ -15,6 +16,7 @@ from gateway.dialects import (
     shared_paths,
     vibefollow,
 )
+from gateway.errors_middleware import error_envelopes
 from gateway.ratelimit import RateLimiter
 from gateway.settings import (
     AUDIENCES,
@@ -37,9 +39,11 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def create_app(settings: GatewaySettings | None = None) -> web.Application:
-    """The gateway, calling the gRPC server at ``settings.grpc_target``."""
+    """The gateway, calling the gRPC server at ``settings.grpc_target``; serve it with
+    :class:`gateway.http_protocol.GatewayRunner` so the HTTP parser's refusals are JSON."""
     settings = settings or GatewaySettings()
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[error_envelopes], handler_args=HANDLER_ARGS)
     app[GATEWAY_SETTINGS] = settings
     app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 from google.protobuf.message import Message
 
+from gateway.convert import UnencodableValue
 from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
 from gateway.ratelimit import RateLimit
 from gateway.settings import GATEWAY_SETTINGS, RATE_LIMITER, GatewaySettings
@@ -52,7 +53,8 @@ class Dialect:
     default_rate_limit: RateLimit | None = None
 
     def handler(self, fn: Handler) -> Handler:
-        """Wrap a route: the dialect's rate limit first, every failure in its envelope."""
+        """Wrap a route: the dialect's rate limit first, every failure in its envelope
+        (a refused body also closes the connection: see gateway.errors_middleware)."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
@@ -60,6 +62,9 @@ class Dialect:
                 return await fn(request)
             except ProblemError as exc:
                 return self.render(exc.problem)
+            except UnencodableValue as exc:  # a time or value protobuf cannot carry
+                return self.render(Problem(self.invalid_status, str(exc), exc.path,
+                                           "INVALID_ARGUMENT"))
             except grpc.aio.AioRpcError as exc:
                 return self.render(
                     problem_from_rpc_error(exc, self.status_overrides, self.field_name))
