@@ -29,8 +29,10 @@ from gateway.settings import GATEWAY_SETTINGS
 
 T = TypeVar("T")
 
-# Given to web.Application: the body is read raw and decoded by read_body alone.
-HANDLER_ARGS: Mapping[str, Any] = {"auto_decompress": False}
+# Given to web.Application: the body is read raw and decoded by read_body alone; what is
+# left of a refused body is discarded (raw, never inflated) for at most a second, so the
+# client can read the refusal before the connection closes (aiohttp's default: 10 s).
+HANDLER_ARGS: Mapping[str, Any] = {"auto_decompress": False, "lingering_time": 1.0}
 # Content-Encoding -> zlib's wbits; "deflate" is zlib-wrapped (RFC 9110), raw deflate is
 # told apart by its first byte, as browsers and aiohttp do.
 _GZIP_WBITS = 16 + zlib.MAX_WBITS

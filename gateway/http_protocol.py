@@ -67,6 +67,8 @@ def refusal(exc: BaseException | None, status: int) -> tuple[int, str]:
         return 400, "invalid request line or HTTP version"
     if isinstance(exc, InvalidURLError):
         return 400, "invalid request target"
+    if "header value char" in text:
+        return 400, "invalid character in a header value"
     if isinstance(exc, InvalidHeader) or "invalid header" in text:
         return 400, "invalid header"
     for needle, reason in (
@@ -76,7 +78,6 @@ def refusal(exc: BaseException | None, status: int) -> tuple[int, str]:
         ("content-length", "invalid Content-Length"),
         ("host", "missing or invalid Host header"),
         ("duplicate", "a header that may appear once appears twice"),
-        ("header value char", "invalid character in a header value"),
         ("header", "invalid header"),
     ):
         if needle in text:
