@@ -68,6 +68,20 @@ def renderer_for(path: str) -> Render:
     return render_plain
 
 
+def render_http_error(request: web.BaseRequest, exc: web.HTTPException) -> web.Response:
+    """An aiohttp HTTP error (status 400 or more) in the path's envelope; never its text,
+    which can quote the request (``Unknown Expect: ...``)."""
+    message = MESSAGES.get(exc.status) or exc.reason.lower()
+    if exc.status == 405:
+        message = f"method {request.method} not allowed; allowed: " \
+            f"{exc.headers.get('Allow', '')}"
+    response = renderer_for(request.path)(Problem(exc.status, message))
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    log.info("refused %s %s: %d %s", request.method, request.path, exc.status, message)
+    return response
+
+
 @web.middleware
 async def error_envelopes(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's HTTP errors and uncaught exceptions, in the path's envelope."""
@@ -76,14 +90,7 @@ async def error_envelopes(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        message = MESSAGES.get(exc.status) or exc.reason.lower()
-        if exc.status == 405:
-            message = f"method {request.method} not allowed; allowed: " \
-                f"{exc.headers.get('Allow', '')}"
-        response = renderer_for(request.path)(Problem(exc.status, message))
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        log.info("refused %s %s: %d %s", request.method, request.path, exc.status, message)
+        response = render_http_error(request, exc)
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -41,7 +41,7 @@ from aiohttp.http_parser import HttpRequestParser
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
-from gateway.errors_middleware import renderer_for
+from gateway.errors_middleware import render_http_error, renderer_for
 from gateway.grpc_errors import Problem
 
 log = logging.getLogger("trackd.gateway")
@@ -200,10 +200,22 @@ class GatewayServer(web.Server):
 
 
 class GatewayRunner(web.AppRunner):
-    """``web.AppRunner`` serving connections with :class:`GatewayRequestHandler`."""
+    """``web.AppRunner`` serving connections with :class:`GatewayRequestHandler`, and
+    rendering the HTTP errors aiohttp raises before the middlewares run (an unknown
+    ``Expect`` header's 417) in the path's envelope too."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        return GatewayServer(server.request_handler, request_factory=server.request_factory,
+        app_handler = server.request_handler
+
+        async def handle(request: web.BaseRequest) -> web.StreamResponse:
+            try:
+                return await app_handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                return render_http_error(request, exc)
+
+        return GatewayServer(handle, request_factory=server.request_factory,
                              handler_cancellation=server.handler_cancellation,
                              loop=server._loop, **server._kwargs)

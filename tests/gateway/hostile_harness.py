@@ -134,15 +134,23 @@ def nested(depth: int) -> dict[str, Any]:
     return value
 
 
-@pytest.fixture
-async def gateway_port(server: TrackdServer) -> AsyncIterator[int]:
-    app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}"))
-    runner = GatewayRunner(app, access_log=None)
+@contextlib.asynccontextmanager
+async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[int]:
+    """The gateway on a port of its own, served by GatewayRunner; yields the port."""
+    runner = GatewayRunner(create_app(settings), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0)
     await site.start()
-    yield runner.addresses[0][1]
-    await runner.cleanup()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway_port(server: TrackdServer) -> AsyncIterator[int]:
+    async with serve_gateway(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}")) as port:
+        yield port
 
 
 @pytest.fixture
