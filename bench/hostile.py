@@ -9,7 +9,8 @@ embedded database in a temporary directory, then:
    next good request took after it, and the server's CPU seconds over both;
 2. the bench row: good single events (``POST /api/v1/events``) from ``--clients``
    connections for ``--duration`` seconds with clean traffic only, then the same load again
-   while ``--attackers`` connections send bombs and malformed requests back to back; it
+   while ``--attackers`` connections (from a process of their own) send every probe
+   request, the gzip bomb included, back to back; it
    prints the good requests' p50/p99/max latency and throughput in both windows, and
    their ratio. Both windows run in the same run, against the same server.
 
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 import tempfile
 import time
 import uuid
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import percentile
-from bench.procs import REPO, Child, free_port, tree_cpu_seconds, wait_for_ports
+from bench.procs import REPO, Child, child_env, free_port, tree_cpu_seconds, wait_for_ports
 
 RESULTS = REPO / "bench" / "results"
 HOST = "127.0.0.1"
@@ -272,17 +274,35 @@ async def attacker(port: int, raws: list[bytes], until: float, sent: list[int]) 
         index += 1
 
 
+async def attack(port: int, key: str, args: argparse.Namespace) -> int:
+    """The attackers alone, in this (child) process; prints how many requests they sent."""
+    sent: list[int] = []
+    mix = hostile_mix(key)
+    until = time.perf_counter() + args.duration
+    await asyncio.gather(*(attacker(port, mix, until, sent) for _ in range(args.attackers)))
+    print(len(sent), flush=True)
+    return 0
+
+
 async def window(port: int, key: str, args: argparse.Namespace, pid: int,
-                 hostile: list[bytes] | None) -> dict[str, Any]:
+                 hostile: bool) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[int] = []
-    sent: list[int] = []
+    sent = 0
     cpu = tree_cpu_seconds([pid])
     until = time.perf_counter() + args.duration
-    tasks = [good_client(port, key, until, latencies, errors) for _ in range(args.clients)]
-    if hostile:
-        tasks += [attacker(port, hostile, until, sent) for _ in range(args.attackers)]
-    await asyncio.gather(*tasks)
+    attackers = None
+    if hostile:  # their own process, so they do not slow the good clients' generator
+        attackers = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.hostile", "--attack-port", str(port),
+            "--attack-key", key, "--duration", str(args.duration),
+            "--attackers", str(args.attackers), stdout=asyncio.subprocess.PIPE,
+            cwd=REPO, env=child_env())
+    await asyncio.gather(*(good_client(port, key, until, latencies, errors)
+                           for _ in range(args.clients)))
+    if attackers is not None:
+        out, _ = await attackers.communicate()
+        sent = int(out.decode().strip().splitlines()[-1])
     cpu = tree_cpu_seconds([pid]) - cpu
     micros = sorted(int(x * 1e6) for x in latencies)
     return {
@@ -292,7 +312,7 @@ async def window(port: int, key: str, args: argparse.Namespace, pid: int,
         "p99_ms": round(percentile(micros, 99) / 1000, 2) if micros else None,
         "max_ms": round(micros[-1] / 1000, 2) if micros else None,
         "good_errors": len(errors),
-        "hostile_requests": len(sent),
+        "hostile_requests": sent,
         "server_cores": round(cpu / args.duration, 2),
     }
 
@@ -307,12 +327,11 @@ async def run(args: argparse.Namespace, port: int, key: str, pid: int) -> dict[s
     if not args.skip_probe:
         print("probe: each hostile request once, then one good request", flush=True)
         results["probe"] = await probe(port, key, pid)
-    mix = hostile_mix(key)
     print(f"bench: {args.clients} good clients for {args.duration} s, clean then with "
           f"{args.attackers} attackers", flush=True)
-    clean = await window(port, key, args, pid, None)
+    clean = await window(port, key, args, pid, False)
     print(f"  clean:   {clean}", flush=True)
-    hostile = await window(port, key, args, pid, mix)
+    hostile = await window(port, key, args, pid, True)
     print(f"  hostile: {hostile}", flush=True)
     ratio = {name: round(hostile[name] / clean[name], 2)
              for name in ("p50_ms", "p99_ms", "good_per_s") if clean[name] and hostile[name]}
@@ -337,6 +356,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--attackers", type=int, default=2,
                         help="connections sending hostile requests (2)")
     parser.add_argument("--skip-probe", action="store_true", help="only the bench row")
+    # Internal: run as the attackers' process against a running gateway.
+    parser.add_argument("--attack-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--attack-key", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -344,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.main import trackd_command
 
     args = parse_args(argv)
+    if args.attack_port:
+        return asyncio.run(attack(args.attack_port, args.attack_key, args))
     with tempfile.TemporaryDirectory(prefix="trackd-hostile-") as work:
         http_port, grpc_port = free_port(), free_port()
         child = Child("trackd", [*trackd_command(), "serve", "--data-dir", work,
