@@ -135,9 +135,11 @@ def nested(depth: int) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[int]:
-    """The gateway on a port of its own, served by GatewayRunner; yields the port."""
-    runner = GatewayRunner(create_app(settings), access_log=None)
+async def serve_gateway(settings: GatewaySettings,
+                        app: web.Application | None = None) -> AsyncIterator[int]:
+    """The gateway (or ``app``) on a port of its own, served by GatewayRunner; yields the
+    port."""
+    runner = GatewayRunner(app or create_app(settings), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0)
     await site.start()

@@ -138,7 +138,7 @@ ENVELOPES["/api/v1/events"] = lambda body, status: vibefollow(body, status) or \
     cueflow(body, status)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
     | st.text(max_size=20) | st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31"]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=4),

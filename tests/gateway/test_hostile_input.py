@@ -16,7 +16,11 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from server.app import TrackdServer
 from storage import Store
 from tests.gateway.hostile_harness import (
     exchange,
@@ -26,6 +30,7 @@ from tests.gateway.hostile_harness import (
     key,
     nested,
     request,
+    serve_gateway,
     stored_counts,
 )
 
@@ -306,3 +311,23 @@ async def test_request_smuggled_in_a_body_is_not_answered(
     answers = await exchange(gateway_port, carrier + bad, responses=3)
     assert [a.status for a in answers] == [400, 400]  # the carrier's body is not JSON
     assert await stored_counts(store) == {"events": 0, "users": 0}
+
+
+async def test_a_bug_is_a_json_500_and_the_one_traceback(
+        server: TrackdServer, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("a bug")
+
+    app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}"))
+    app.router.add_post("/api/v1/broken", broken)
+    app.router.add_post("/v1/broken", broken)
+    async with serve_gateway(GatewaySettings(), app) as port:
+        vibefollow = (await exchange(port, request("POST", "/api/v1/broken", b"{}")))[0]
+        flywheel = (await exchange(port, request("POST", "/v1/broken", b"{}")))[0]
+    assert (vibefollow.status, vibefollow.json()) == vf_error(500, "internal_error",
+                                                              "internal error")
+    assert (flywheel.status, flywheel.json()) == (
+        500, {"error": "internal error", "code": "INTERNAL_ERROR"})
+    bugs = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in bugs] == ["bug: POST /api/v1/broken raised",
+                                              "bug: POST /v1/broken raised"]
