@@ -179,8 +179,8 @@ class GatewayRequestHandler(RequestHandler):
                      message: str | None = None) -> web.StreamResponse:
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; cannot send another")
-        if self.refused is not None and status != 500:
-            path, status, reason = self.refused
+        if status != 500:
+            path, status, reason = self.refused or ("/", *refusal(exc, status))
             log.warning("refused a malformed request from %s (path %s): %d %s",
                         request.remote, path, status, reason)
         else:
