@@ -10,8 +10,9 @@ down is one level, and it refuses a message more than :data:`MAX_DECODE_DEPTH` l
 below the request. A JSON object inside a Struct costs three (map entry, ``Value``,
 ``Struct``), an array two (``Value``, ``ListValue``); the Struct field itself sits
 ``at`` levels below the request (``TrackEventRequest.event.properties``: 2). Measured
-with protobuf 7 (upb): a TrackEventRequest decodes with properties nested 33 objects
-deep and fails at 34; tests/gateway/test_hostile_input.py holds it for every route.
+with python-protobuf 7.36 (upb) for every request that carries a Struct: properties or
+traits nested 33 objects deep decode, 34 do not (arrays: 48 below one object);
+tests/gateway/test_hostile_input.py holds it route by route.
 """
 
 from __future__ import annotations

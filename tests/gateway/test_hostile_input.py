@@ -17,8 +17,18 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError, Message
 
 from gateway.app import create_app
+from gateway.convert import (
+    DEPTH_EVENT_PROPERTIES,
+    DEPTH_IDENTIFY_TRAITS,
+    DEPTH_RULE_VALUE,
+    DEPTH_USER_TRAITS,
+    UnencodableValue,
+    check_depth,
+)
 from gateway.settings import GatewaySettings
 from server.app import TrackdServer
 from storage import Store
@@ -33,6 +43,7 @@ from tests.gateway.hostile_harness import (
     serve_gateway,
     stored_counts,
 )
+from trackd.v1 import audiences_pb2, tracking_pb2, users_pb2
 
 __all__ = ["gateway_port", "key"]  # fixtures
 
@@ -331,3 +342,54 @@ async def test_a_bug_is_a_json_500_and_the_one_traceback(
     bugs = [r for r in caplog.records if r.exc_info]
     assert [r.getMessage() for r in bugs] == ["bug: POST /api/v1/broken raised",
                                               "bug: POST /v1/broken raised"]
+
+
+def _nested_lists(depth: int) -> dict[str, Any]:
+    value: Any = [1]
+    for _ in range(depth - 1):
+        value = [value]
+    return {"l": value}
+
+
+@pytest.mark.parametrize("shape", ["event", "batch", "identify", "user", "bulk", "rule"])
+def test_depth_check_agrees_with_protobufs_decoder(shape: str) -> None:
+    """For each request shape carrying a Struct, the gateway's check passes exactly the
+    values protobuf's decoder can decode (built here without the check)."""
+    def build(values: dict[str, Any]) -> tuple[Message, struct_pb2.Struct, int]:
+        if shape == "event":
+            event_request = tracking_pb2.TrackEventRequest()
+            return event_request, event_request.event.properties, DEPTH_EVENT_PROPERTIES
+        if shape == "batch":
+            batch = tracking_pb2.BatchTrackRequest()
+            return batch, batch.events.add().properties, DEPTH_EVENT_PROPERTIES
+        if shape == "identify":
+            identify = tracking_pb2.IdentifyRequest()
+            return identify, identify.traits, DEPTH_IDENTIFY_TRAITS
+        if shape == "user":
+            upsert = users_pb2.UpsertUserRequest()
+            return upsert, upsert.user.traits, DEPTH_USER_TRAITS
+        if shape == "bulk":
+            bulk = users_pb2.BatchUpsertUsersRequest()
+            return bulk, bulk.users.add().traits, DEPTH_USER_TRAITS
+        evaluate = audiences_pb2.EvaluateAudienceRequest()
+        return evaluate, struct_pb2.Struct(), DEPTH_RULE_VALUE
+
+    for make in (nested, _nested_lists):
+        for depth in range(25, 55):
+            values = make(depth)
+            message, struct, at = build(values)
+            try:
+                check_depth(values, "p", at)
+                passes = True
+            except UnencodableValue:
+                passes = False
+            struct.update(values)
+            if shape == "rule":
+                rule = message.audience.groups.add().rules.add()  # type: ignore[attr-defined]
+                rule.property.value.CopyFrom(struct.fields["l" if "l" in values else "a"])
+            try:
+                type(message).FromString(message.SerializeToString())
+                decodes = True
+            except DecodeError:
+                decodes = False
+            assert passes == decodes, (shape, make.__name__, depth)
