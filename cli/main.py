@@ -21,6 +21,7 @@ from cli.instance import AlreadyServed, ServeLock
 from cli.logs import configure as configure_logging
 from cli.settings import Settings, load
 from gateway.app import create_app
+from gateway.http_protocol import GatewayRunner
 from server import metrics
 from server.app import PortInUse, create_server
 from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_key
@@ -214,7 +215,7 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
 
             supervisor = asyncio.get_running_loop().create_task(
                 embedded.supervise(on_death=database_died))
-        runner = web.AppRunner(create_app(settings.gateway_settings(server.port)),
+        runner = GatewayRunner(create_app(settings.gateway_settings(server.port)),
                                access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port)

@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from gateway import health, metrics
 from gateway.access import access_middleware
+from gateway.body import HANDLER_ARGS
 from gateway.dialects import (
     cueflow,
     cueflow_audiences,
@@ -18,6 +19,7 @@ from gateway.dialects import (
     shared_paths,
     vibefollow,
 )
+from gateway.errors_middleware import error_envelopes
 from gateway.openapi import routes as openapi_routes
 from gateway.ratelimit import RateLimiter
 from gateway.settings import (
@@ -41,11 +43,14 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def create_app(settings: GatewaySettings | None = None) -> web.Application:
-    """The gateway, calling the gRPC server at ``settings.grpc_target``."""
+    """The gateway, calling the gRPC server at ``settings.grpc_target``; serve it with
+    :class:`gateway.http_protocol.GatewayRunner` so the HTTP parser's refusals are JSON."""
     settings = settings or GatewaySettings()
-    # The access middleware is outermost: it sees every answer, whoever gave it.
+    # The access middleware is outermost: it sees every answer, whoever gave it (the
+    # envelopes middleware renders the ones aiohttp would give as text).
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[access_middleware])
+                          middlewares=[access_middleware, error_envelopes],
+                          handler_args=HANDLER_ARGS)
     app[GATEWAY_SETTINGS] = settings
     app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)

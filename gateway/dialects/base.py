@@ -12,6 +12,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from gateway.access import call_metadata, set_dialect
+from gateway.convert import UnencodableValue
 from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
 from gateway.metrics import RATE_LIMITED
 from gateway.ratelimit import RateLimit
@@ -54,7 +55,8 @@ class Dialect:
     default_rate_limit: RateLimit | None = None
 
     def handler(self, fn: Handler) -> Handler:
-        """Wrap a route: the dialect's rate limit first, every failure in its envelope."""
+        """Wrap a route: the dialect's rate limit first, every failure in its envelope
+        (a refused body also closes the connection: see gateway.errors_middleware)."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             set_dialect(request, self.name)
@@ -63,6 +65,9 @@ class Dialect:
                 return await fn(request)
             except ProblemError as exc:
                 return self._failure(exc.problem)
+            except UnencodableValue as exc:  # a time or value protobuf cannot carry
+                return self._failure(Problem(self.invalid_status, str(exc), exc.path,
+                                             "INVALID_ARGUMENT"))
             except grpc.aio.AioRpcError as exc:
                 return self._failure(
                     problem_from_rpc_error(exc, self.status_overrides, self.field_name))

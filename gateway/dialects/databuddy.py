@@ -55,7 +55,13 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, timestamp, timestamp_from_millis
+from gateway.convert import (
+    DEPTH_IDENTIFY_TRAITS,
+    UnencodableValue,
+    fill_struct,
+    timestamp,
+    timestamp_from_millis,
+)
 from gateway.dialects.base import Dialect, Handler, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.ratelimit import RateLimit
@@ -277,7 +283,10 @@ def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
             when = when.replace(tzinfo=UTC)
         if when > latest:
             raise _invalid()
-        return timestamp(when)
+        try:
+            return timestamp(when, "timestamp")
+        except UnencodableValue as exc:
+            raise _invalid() from exc
     if not math.isfinite(value) or value > latest.timestamp() * 1000 \
             or value < datetime.min.replace(tzinfo=UTC).timestamp() * 1000:
         raise _invalid()
@@ -354,7 +363,7 @@ async def identify(request: web.Request) -> web.StreamResponse:
     traits = body.get("traits")
     if traits is not None:
         try:
-            fill_struct(message.traits, traits, "traits")
+            fill_struct(message.traits, traits, "traits", DEPTH_IDENTIFY_TRAITS)
         except UnencodableValue as exc:
             raise _invalid() from exc
     await call(request, request.app[TRACKING].Identify, message, metadata)

@@ -195,7 +195,10 @@ def _event(item: FlywheelEvent) -> tracking_pb2.Event:
                                event_id=item.get("event_id") or "")
     when = item.get("timestamp")
     if when is not None:
-        event.timestamp.CopyFrom(timestamp(when))
+        try:
+            event.timestamp.CopyFrom(timestamp(when, "timestamp"))
+        except UnencodableValue as exc:
+            raise _invalid(exc.path, exc.description) from exc
     properties = item.get("properties") or {}
     for key, value in properties.items():
         if value is None or isinstance(value, dict | list):
