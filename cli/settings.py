@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.ratelimit import RateLimit
 from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
 from server.app import ServerConfig
 from server.pipeline import PipelineConfig
+from server.ratelimit import RateLimit, limits_from
 
 
 class Settings(BaseSettings):
@@ -61,9 +61,11 @@ class Settings(BaseSettings):
         default=None, description="Databuddy requests per key (vendor default 600/60)")
     rate_limit_cueflow: str | None = Field(
         default=None, description="Cueflow requests per key (vendor default 100/60)")
+    rate_limit_grpc: str | None = Field(
+        default=None, description="direct gRPC callers' requests per key (default off)")
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
-                     "rate_limit_cueflow")
+                     "rate_limit_cueflow", "rate_limit_grpc")
     @classmethod
     def _valid_rate_limit(cls, value: str | None) -> str | None:
         if value is not None:
@@ -76,6 +78,13 @@ class Settings(BaseSettings):
             port=self.grpc_port if port is None else port,
             auth_cache_seconds=self.auth_cache_seconds,
             audience_index=self.audience_index,
+            rate_limits=limits_from([
+                ("vibefollow", self.rate_limit_vibefollow),
+                ("flywheel", self.rate_limit_flywheel),
+                ("databuddy", self.rate_limit_databuddy),
+                ("cueflow", self.rate_limit_cueflow),
+                ("grpc", self.rate_limit_grpc),
+            ]),
             pipeline=PipelineConfig(
                 max_batch_events=self.batch_max_events,
                 max_in_flight=self.max_in_flight_flushes,
@@ -91,14 +100,6 @@ class Settings(BaseSettings):
             grpc_target=f"{local}:{grpc_port}",
             max_body_bytes=self.max_body_bytes,
             rpc_timeout_seconds=self.rpc_timeout_seconds,
-            rate_limits={
-                name: RateLimit.parse(spec) for name, spec in (
-                    ("vibefollow", self.rate_limit_vibefollow),
-                    ("flywheel", self.rate_limit_flywheel),
-                    ("databuddy", self.rate_limit_databuddy),
-                    ("cueflow", self.rate_limit_cueflow),
-                ) if spec is not None
-            },
         )
 
 

@@ -15,11 +15,9 @@ from gateway.dialects import (
     shared_paths,
     vibefollow,
 )
-from gateway.ratelimit import RateLimiter
 from gateway.settings import (
     AUDIENCES,
     GATEWAY_SETTINGS,
-    RATE_LIMITER,
     TRACKING,
     USERS,
     WEBSITES,
@@ -41,7 +39,6 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     settings = settings or GatewaySettings()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[GATEWAY_SETTINGS] = settings
-    app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)
     vibefollow.add_routes(app)
     flywheel.add_routes(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -14,6 +15,7 @@ from server.auth import Authenticator
 from server.errors import ErrorInterceptor
 from server.idempotency import IdempotencyGuard
 from server.pipeline import PipelineConfig, WritePipeline
+from server.ratelimit import RateLimit, RateLimiter
 from server.services.audiences import AudienceService
 from server.services.tracking import TrackingService
 from server.services.users import UserService
@@ -21,6 +23,7 @@ from server.services.websites import WebsiteService
 from server.websites import WebsiteGuard
 from storage import Store
 from storage.changes import ChangeFeed
+from storage.ratelimits import RateCounterRepository
 from trackd.v1 import (
     audiences_pb2,
     audiences_pb2_grpc,
@@ -54,6 +57,9 @@ class ServerConfig:
     # Audiences from an in-memory index kept by the change feed (server/audience_index.py);
     # off, every evaluation reads the events.
     audience_index: bool = True
+    # Requests per key by scope (a dialect's name, or "grpc"), over server/ratelimit.py's
+    # DEFAULT_LIMITS; None switches a scope's limit off.
+    rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
 
 
 class TrackdServer:
@@ -61,11 +67,12 @@ class TrackdServer:
 
     def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
                  health_servicer: health.aio.HealthServicer,
-                 audience_index: AudienceIndex | None) -> None:
+                 audience_index: AudienceIndex | None, limiter: RateLimiter) -> None:
         self.server = server
         self.port = port
         self.pipeline = pipeline
         self.audience_index = audience_index
+        self.limiter = limiter
         self._health = health_servicer
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -73,6 +80,7 @@ class TrackdServer:
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.pipeline.close()
+        await self.limiter.close()
         if self.audience_index is not None:
             await self.audience_index.close()
 
@@ -93,7 +101,9 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
             ("grpc.so_reuseport", 0),
         ],
     )
-    auth = Authenticator(store.keys, config.auth_cache_seconds)
+    limiter = RateLimiter(config.rate_limits, RateCounterRepository(store.db))
+    limiter.start()
+    auth = Authenticator(store.keys, config.auth_cache_seconds, limiter)
     idempotency = IdempotencyGuard(store.idempotency)
     websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
@@ -114,4 +124,4 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     port = server.add_insecure_port(f"{config.host}:{config.port}")
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
-    return TrackdServer(server, port, pipeline, health_servicer, audience_index)
+    return TrackdServer(server, port, pipeline, health_servicer, audience_index, limiter)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from server.errors import PermissionDenied, Unauthenticated, Unavailable
+from server.ratelimit import RateLimiter
 from storage import StorageUnavailable
 from storage.keys import ApiKeyRecord, ApiKeyRepository
 
@@ -81,10 +82,18 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | No
 
 
 class Authenticator:
-    def __init__(self, keys: ApiKeyRepository, cache_seconds: float = 5.0) -> None:
+    def __init__(self, keys: ApiKeyRepository, cache_seconds: float = 5.0,
+                 limiter: RateLimiter | None = None) -> None:
         self._keys = keys
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._limiter = limiter
+
+    def count(self, context: grpc.aio.ServicerContext[object, object], key_id: str,
+              website_id: str = "") -> None:
+        """Count an authenticated call against its rate limit (raises RateLimited)."""
+        if self._limiter is not None:
+            self._limiter.check(context, key_id, website_id)
 
     async def principal(self, key_hash: str) -> Principal | None:
         now = time.monotonic()
@@ -115,6 +124,7 @@ class Authenticator:
         principal = await self.principal(hash_key(token))
         if principal is None:
             raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
+        self.count(context, principal.key_id)
         if scope not in principal.scopes:
             raise PermissionDenied(f"API key missing {scope} scope", reason="SCOPE_MISSING",
                                    metadata={"scope": scope})

@@ -14,6 +14,7 @@ as INTERNAL without internals) into a status with ``google.rpc`` details.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ from grpc_status import rpc_status
 log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "trackd"
+
+# Trailing metadata the call being handled must carry even when it fails (the rate-limit
+# fields): grpc.aio replaces the trailing metadata set before an abort with the status's.
+CALL_METADATA: contextvars.ContextVar[tuple[tuple[str, str], ...]] = \
+    contextvars.ContextVar("trackd_call_metadata", default=())
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,13 @@ class Unavailable(ServiceError):
         return [retry, *super().details()]
 
 
+@dataclass(frozen=True)
+class _Status(grpc.Status):  # type: ignore[misc]  # grpc is untyped
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
 def to_status(error: ServiceError) -> grpc.Status:
     packed = []
     for detail in error.details():
@@ -121,6 +134,9 @@ def to_status(error: ServiceError) -> grpc.Status:
         packed.append(holder)
     status = status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
     result: grpc.Status = rpc_status.to_status(status)
+    extra = CALL_METADATA.get()
+    if extra:
+        return _Status(result.code, result.details, (*result.trailing_metadata, *extra))
     return result
 
 

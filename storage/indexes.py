@@ -13,6 +13,8 @@ IDEMPOTENCY = "idempotency_keys"
 USERS = "users"
 ROSTER = "user_roster"
 WEBSITES = "websites"
+RATE_LIMIT_COUNTS = "rate_limit_counts"
+INSTANCES = "trackd_instances"
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 
@@ -55,6 +57,14 @@ INDEXES: dict[str, list[IndexModel]] = {
                    unique=True, name="project_scope_key_unique"),
         IndexModel([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_TTL_SECONDS,
                    name="created_at_ttl"),
+    ],
+    # Shared rate-limit counts (storage/ratelimits.py), gone once their window has passed.
+    RATE_LIMIT_COUNTS: [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+    ],
+    # Instance heartbeats; a dead instance's lingers a minute.
+    INSTANCES: [
+        IndexModel([("seen_at", ASCENDING)], expireAfterSeconds=60, name="seen_at_ttl"),
     ],
 }
 
