@@ -17,7 +17,7 @@ from aiohttp import web
 from cli.settings import Settings, load
 from gateway.app import create_app
 from server.app import create_server
-from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_key
+from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_development_key, issue_key
 from server.websites import canonical_origin
 from storage import Store, connect
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
@@ -67,8 +67,8 @@ def run(main: Awaitable[int]) -> int:
 async def serve(settings: Settings, uri: str) -> int:
     store = await connect(uri, settings.database)
     try:
-        if not await store.keys.project_has_active_key(DEV_PROJECT):
-            issued = await issue_key(store.keys, DEV_PROJECT)
+        issued = await issue_development_key(store.keys, DEV_PROJECT)  # at most one, atomically
+        if issued is not None:
             print(f"Created a development API key for project '{DEV_PROJECT}' "
                   f"(shown only this once):\n  {issued.secret}", flush=True)
         server = await create_server(store, settings.server_config())

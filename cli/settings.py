@@ -47,6 +47,9 @@ class Settings(BaseSettings):
                                    description="events waiting or being written; beyond: 503")
     auth_cache_seconds: float = Field(default=5.0, ge=0,
                                       description="how long a key lookup is cached")
+    idempotency_lease_seconds: float = Field(
+        default=5.0, ge=1, description="how long a running request holds its idempotency "
+        "key without renewing it (a crashed instance's keys are free this long after)")
     audience_index: bool = Field(
         default=True, description="evaluate audiences from an in-memory index kept by the "
         "database's change stream (false: read the events each time)")
@@ -78,6 +81,7 @@ class Settings(BaseSettings):
             port=self.grpc_port if port is None else port,
             auth_cache_seconds=self.auth_cache_seconds,
             audience_index=self.audience_index,
+            idempotency_lease_seconds=self.idempotency_lease_seconds,
             rate_limits=limits_from([
                 ("vibefollow", self.rate_limit_vibefollow),
                 ("flywheel", self.rate_limit_flywheel),

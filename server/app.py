@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -60,6 +61,9 @@ class ServerConfig:
     # Requests per key by scope (a dialect's name, or "grpc"), over server/ratelimit.py's
     # DEFAULT_LIMITS; None switches a scope's limit off.
     rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
+    # How long an idempotency key's running request holds it unrenewed (a crashed
+    # instance's keys are taken over this long after its last renewal).
+    idempotency_lease_seconds: float = 5.0
 
 
 class TrackdServer:
@@ -67,12 +71,14 @@ class TrackdServer:
 
     def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
                  health_servicer: health.aio.HealthServicer,
-                 audience_index: AudienceIndex | None, limiter: RateLimiter) -> None:
+                 audience_index: AudienceIndex | None, limiter: RateLimiter,
+                 auth: Authenticator) -> None:
         self.server = server
         self.port = port
         self.pipeline = pipeline
         self.audience_index = audience_index
         self.limiter = limiter
+        self.auth = auth
         self._health = health_servicer
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -81,6 +87,7 @@ class TrackdServer:
         await self.server.stop(grace)
         await self.pipeline.close()
         await self.limiter.close()
+        await self.auth.close()
         if self.audience_index is not None:
             await self.audience_index.close()
 
@@ -104,7 +111,9 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     limiter = RateLimiter(config.rate_limits, RateCounterRepository(store.db))
     limiter.start()
     auth = Authenticator(store.keys, config.auth_cache_seconds, limiter)
-    idempotency = IdempotencyGuard(store.idempotency)
+    await auth.follow()
+    idempotency = IdempotencyGuard(
+        store.idempotency, lease=timedelta(seconds=config.idempotency_lease_seconds))
     websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
         TrackingService(auth, pipeline, idempotency, store.users, websites), server)
@@ -124,4 +133,5 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     port = server.add_insecure_port(f"{config.host}:{config.port}")
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
-    return TrackdServer(server, port, pipeline, health_servicer, audience_index, limiter)
+    return TrackdServer(server, port, pipeline, health_servicer, audience_index, limiter,
+                        auth)

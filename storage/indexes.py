@@ -47,6 +47,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     API_KEYS: [
         IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique"),
         IndexModel([("project_id", ASCENDING)], name="project"),
+        # At most one active development key per project, however many instances start
+        # together on an empty database (only those keys have the field; revoking unsets it).
+        IndexModel([("dev_project", ASCENDING)], unique=True, sparse=True,
+                   name="dev_project_unique"),
     ],
     # Websites are found by their _id (a UUID); listing is per project.
     WEBSITES: [
