@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
 from server.app import ServerConfig
+from server.audience_index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.pipeline import PipelineConfig
 from server.ratelimit import RateLimit, limits_from
 
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     audience_index: bool = Field(
         default=True, description="evaluate audiences from an in-memory index kept by the "
         "database's change stream (false: read the events each time)")
+    audience_index_max_bytes: int = Field(
+        default=AUDIENCE_INDEX_MAX_BYTES, gt=0, description="the audience index's memory budget "
+        "(estimated); past it, the least recently evaluated projects are dropped")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
@@ -81,6 +85,7 @@ class Settings(BaseSettings):
             port=self.grpc_port if port is None else port,
             auth_cache_seconds=self.auth_cache_seconds,
             audience_index=self.audience_index,
+            audience_index_max_bytes=self.audience_index_max_bytes,
             idempotency_lease_seconds=self.idempotency_lease_seconds,
             rate_limits=limits_from([
                 ("vibefollow", self.rate_limit_vibefollow),

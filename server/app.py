@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.audience_index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.audience_index import AudienceIndex
 from server.auth import Authenticator
 from server.errors import ErrorInterceptor
@@ -58,6 +59,9 @@ class ServerConfig:
     # Audiences from an in-memory index kept by the change feed (server/audience_index.py);
     # off, every evaluation reads the events.
     audience_index: bool = True
+    # The index's memory budget (estimated bytes); past it, least recently evaluated
+    # projects are dropped.
+    audience_index_max_bytes: int = AUDIENCE_INDEX_MAX_BYTES
     # Requests per key by scope (a dialect's name, or "grpc"), over server/ratelimit.py's
     # DEFAULT_LIMITS; None switches a scope's limit off.
     rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
@@ -120,7 +124,8 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, idempotency), server)
-    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences) \
+    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences,
+                                   config.audience_index_max_bytes) \
         if config.audience_index else None
     audiences_pb2_grpc.add_AudienceServiceServicer_to_server(
         AudienceService(auth, store.audiences, audience_index), server)
