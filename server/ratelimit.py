@@ -137,6 +137,7 @@ class _Bucket:
     share_rate: float
     share_since: float
     last_used: float
+    created: float
     spent: int = 0
     unsynced: int = 0
     synced: bool = False
@@ -217,7 +218,7 @@ class RateLimiter:
         if bucket is None:
             share = limit.requests / self._live
             bucket = _Bucket(limit, float(limit.requests), now, share,
-                             limit.rate / self._live, now, now)
+                             limit.rate / self._live, now, now, now)
             self._buckets[(scope, key)] = bucket
             if len(self._buckets) > self._max_keys:
                 self._buckets.popitem(last=False)
@@ -297,7 +298,6 @@ class RateLimiter:
             first = bucket.read_from_slot - 1 if bucket.synced else \
                 math.floor((wall - limit.seconds) / limit.slot_seconds)
             wanted[(scope, key)] = [slot_id(scope, key, s) for s in range(first, slot + 1)]
-        spent = {id(bucket): bucket.spent for _, bucket in buckets}
         try:
             await counters.publish(self._owner, increments)
         except StorageUnavailable:
@@ -312,10 +312,12 @@ class RateLimiter:
             bucket.refill(now)
             found = {doc_id: docs[doc_id] for doc_id in ids if doc_id in docs}
             if not bucket.synced:
-                # What any bucket holds is at least its size less everything admitted
-                # within a window (this instance's requests included).
+                # What any bucket holds is at most its size less everything admitted
+                # within a window: this instance's requests included, those published and
+                # those admitted since.
                 total = sum(sum(counts.values()) for counts in found.values())
-                bucket.tokens = min(bucket.tokens, float(limit.requests - total))
+                bucket.tokens = min(bucket.tokens,
+                                    float(limit.requests - total - bucket.unsynced))
                 bucket.seen = {doc_id: others(counts, self._owner)
                                for doc_id, counts in found.items()}
                 bucket.synced = True
@@ -326,12 +328,21 @@ class RateLimiter:
                     bucket.seen[doc_id] = theirs
                 bucket.seen = {doc_id: n for doc_id, n in bucket.seen.items() if doc_id in ids}
             bucket.tokens = max(bucket.tokens, -float(limit.requests))
+            # Shared among the instances that used the key lately; while the bucket is
+            # young, among all live ones (another may have used it without publishing yet).
             recent = [found[doc_id] for doc_id in ids[-2:] if doc_id in found]
             n = sharers(recent, self._owner)
-            bucket.share = max(bucket.tokens, 0.0) / n
+            if now - bucket.created < LIVE_SECONDS:
+                n = max(n, self._live)
+            # The others' requests since their last publication are not in the tokens yet:
+            # reckoned as many as this instance admitted since its last sync (the load
+            # balancer spreads the key evenly). The tokens already count every request
+            # admitted here, so the share starts afresh.
+            unpublished = (n - 1) * bucket.spent
+            bucket.share = max(bucket.tokens - unpublished, 0.0) / n
             bucket.share_rate = limit.rate / n
             bucket.share_since = now
-            bucket.spent -= spent.get(id(bucket), 0)
+            bucket.spent = 0
             bucket.read_from_slot = math.floor(wall / limit.slot_seconds)
 
     def _evict(self, now: float) -> None:
