@@ -153,10 +153,13 @@ class _Bucket:
         return self.share + (now - self.share_since) * self.share_rate - self.spent
 
 
-def _fields(scope: str, limit: RateLimit, remaining: int, reset: int) -> tuple[
+def _policy(scope: str, limit: RateLimit) -> tuple[str, str]:
+    return (POLICY_METADATA, f'"{scope}";q={limit.requests};w={limit.seconds:g}')
+
+
+def _fields(policy: tuple[str, str], scope: str, remaining: int, reset: int) -> tuple[
         tuple[str, str], ...]:
-    return ((POLICY_METADATA, f'"{scope}";q={limit.requests};w={limit.seconds:g}'),
-            (STATE_METADATA, f'"{scope}";r={remaining};t={reset}'))
+    return (policy, (STATE_METADATA, f'"{scope}";r={remaining};t={reset}'))
 
 
 def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str:
@@ -171,6 +174,8 @@ class RateLimiter:
                  counters: RateCounterRepository | None = None, *,
                  sync_seconds: float = SYNC_SECONDS, max_keys: int = MAX_KEYS) -> None:
         self._limits = {**DEFAULT_LIMITS, **limits}
+        self._policies = {scope: _policy(scope, limit)
+                          for scope, limit in self._limits.items() if limit is not None}
         self._counters = counters
         self._sync_seconds = sync_seconds
         self._max_keys = max_keys
@@ -231,14 +236,15 @@ class RateLimiter:
             bucket.spent += 1
             bucket.unsynced += 1
             full = math.ceil((limit.requests - bucket.tokens) / limit.rate)
-            fields = _fields(scope, limit, max(0, math.floor(bucket.tokens)), full)
+            fields = _fields(self._policies[scope], scope, max(0, math.floor(bucket.tokens)),
+                             full)
             CALL_METADATA.set(fields)
             return fields
         # Out of tokens: until one is back; else this instance's share is spent, and the
         # next sync shares out what is left again.
         wait = max(1, math.ceil((1.0 - bucket.tokens) / limit.rate)) \
             if bucket.tokens < 1.0 else 1
-        fields = _fields(scope, limit, 0, wait)
+        fields = _fields(self._policies[scope], scope, 0, wait)
         CALL_METADATA.set(fields)
         raise RateLimited(limit, wait)
 
