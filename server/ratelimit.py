@@ -15,12 +15,14 @@ each bucket it has used and admits against it without a database round trip; eve
 ``sync_seconds`` (250 ms) it adds the requests it admitted to the shared counters
 (:mod:`storage.ratelimits`) and takes the other instances' new requests out of its copy.
 Between two syncs an instance spends at most its share of the bucket: what was left at
-the last sync divided among the instances that used the key lately (for a key it has not
-synced yet: among the live instances), and at least one request per sync window. So with
-N instances the global count exceeds the bucket by at most about N requests per sync
-window, plus, while instances first see a key at the same moment, the difference between
-its share of a full bucket and what the others had already spent (README: "Running more
-than one").
+the last sync, less the others' requests it has not seen yet (reckoned as many as its
+own over the last window), divided among the instances that used the key lately (while
+the key is new to it: among the live instances, from the ``trackd_instances``
+heartbeats), and at least one request per sync window. So with n instances the global
+count exceeds the bucket and its refill by about n requests per sync window at most,
+except that an instance that has not seen a key for a window starts with 1/n of a full
+bucket for its first sync window, whatever the others spent; that excess is owed
+afterwards (a bucket goes down to minus its size). README: "Running more than one".
 
 A refused call is ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` and the ``ErrorInfo``
 reason ``RATE_LIMITED``. Every counted call carries the IETF ``ratelimit-policy`` and
