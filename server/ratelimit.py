@@ -303,6 +303,12 @@ class RateLimiter:
                 increments[slot_id(scope, key, slot)] = (bucket.unsynced, expires)
                 taken.append((bucket, bucket.unsynced))
                 bucket.unsynced = 0
+            if bucket.synced and self._live == 1:
+                # Alone: there are no others' counts to take in (the heartbeat says when
+                # another instance starts, within a second, before it has used a key
+                # long), so only the publication costs the database anything.
+                wanted[(scope, key)] = []
+                continue
             first = bucket.read_from_slot - 1 if bucket.synced else \
                 math.floor((wall - limit.seconds) / limit.slot_seconds)
             wanted[(scope, key)] = [slot_id(scope, key, s) for s in range(first, slot + 1)]
