@@ -7,8 +7,8 @@ is counted and every count synchronised through the database each 250 ms exactly
 real limit would be, and only the cost is measured. ``--rounds`` pairs (default 3) of
 REST single events and gRPC TrackEvent windows, interleaved off/on so drift on the
 machine falls on both; the ratio is the median over the rounds of each round's events/s
-with limits on over off (the target: at least 0.95). Options are bench.main's (``--duration``, ``--warmup``,
-``--concurrency``, ``--mongodb-uri``, ...).
+with limits on over off (the target: at least 0.95). Options are bench.main's
+(``--duration``, ``--warmup``, ``--concurrency``, ``--mongodb-uri``, ...).
 """
 
 from __future__ import annotations
