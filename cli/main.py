@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.http_protocol import GatewayRunner
 from server import metrics
 from server.app import PortInUse, create_server
-from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_key
+from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_development_key, issue_key
 from server.websites import canonical_origin
 from storage import InvalidUri, StorageUnavailable, Store, connect
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
@@ -229,8 +229,8 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
                                 bind_problem(settings.host, settings.http_port)
                                 or "the port is in use or not available") from exc
         # Only once both ports are ours: a start that fails mints no key.
-        if not await store.keys.project_has_active_key(DEV_PROJECT):
-            issued = await issue_key(store.keys, DEV_PROJECT)
+        issued = await issue_development_key(store.keys, DEV_PROJECT)  # at most one, atomically
+        if issued is not None:
             print(f"Created a development API key for project '{DEV_PROJECT}' "
                   f"(shown only this once):\n  {issued.secret}", flush=True)
         else:

@@ -21,11 +21,9 @@ from gateway.dialects import (
 )
 from gateway.errors_middleware import error_envelopes
 from gateway.openapi import routes as openapi_routes
-from gateway.ratelimit import RateLimiter
 from gateway.settings import (
     AUDIENCES,
     GATEWAY_SETTINGS,
-    RATE_LIMITER,
     TRACKING,
     USERS,
     WEBSITES,
@@ -52,7 +50,6 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
                           middlewares=[access_middleware, error_envelopes],
                           handler_args=HANDLER_ARGS)
     app[GATEWAY_SETTINGS] = settings
-    app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)
     vibefollow.add_routes(app)
     flywheel.add_routes(app)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.audiences import AudienceIndex
+from server.audiences.index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.auth import Authenticator
 from server.errors import ErrorInterceptor
 from server.health import AvailabilityGate, HealthMonitor
 from server.idempotency import IdempotencyGuard
 from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
+from server.ratelimit import RateLimit, RateLimiter
 from server.services.audiences import AudienceService
 from server.services.tracking import TrackingService
 from server.services.users import UserService
@@ -23,6 +27,7 @@ from server.services.websites import WebsiteService
 from server.websites import WebsiteGuard
 from storage import Store
 from storage.changes import ChangeFeed
+from storage.ratelimits import RateCounterRepository
 from trackd.v1 import (
     audiences_pb2,
     audiences_pb2_grpc,
@@ -60,6 +65,16 @@ class ServerConfig:
     health_interval_seconds: float = 1.0
     health_timeout_seconds: float = 1.0
 
+    # The index's memory budget (estimated bytes); past it, least recently evaluated
+    # projects are dropped.
+    audience_index_max_bytes: int = AUDIENCE_INDEX_MAX_BYTES
+    # Requests per key by scope (a dialect's name, or "grpc"), over server/ratelimit.py's
+    # DEFAULT_LIMITS; None switches a scope's limit off.
+    rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
+    # How long an idempotency key's running request holds it unrenewed (a crashed
+    # instance's keys are taken over this long after its last renewal).
+    idempotency_lease_seconds: float = 5.0
+
 
 class PortInUse(Exception):
     """A listening port could not be bound (taken, or not allowed)."""
@@ -74,12 +89,15 @@ class TrackdServer:
 
     def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
                  health_servicer: health.aio.HealthServicer,
-                 audience_index: AudienceIndex | None, monitor: HealthMonitor) -> None:
+                 audience_index: AudienceIndex | None, monitor: HealthMonitor,
+                 limiter: RateLimiter, auth: Authenticator) -> None:
         self.server = server
         self.port = port
         self.pipeline = pipeline
         self.audience_index = audience_index
         self.monitor = monitor
+        self.limiter = limiter
+        self.auth = auth
         self._health = health_servicer
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -88,6 +106,8 @@ class TrackdServer:
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.pipeline.close()
+        await self.limiter.close()
+        await self.auth.close()
         if self.audience_index is not None:
             await self.audience_index.close()
 
@@ -115,15 +135,20 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
             ("grpc.so_reuseport", 0),
         ],
     )
-    auth = Authenticator(store.keys, config.auth_cache_seconds)
-    idempotency = IdempotencyGuard(store.idempotency)
+    limiter = RateLimiter(config.rate_limits, RateCounterRepository(store.db))
+    limiter.start()
+    auth = Authenticator(store.keys, config.auth_cache_seconds, limiter)
+    await auth.follow()
+    idempotency = IdempotencyGuard(
+        store.idempotency, lease=timedelta(seconds=config.idempotency_lease_seconds))
     websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
         TrackingService(auth, pipeline, idempotency, store.users, websites), server)
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, store.history, idempotency), server)
-    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences) \
+    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences,
+                                   config.audience_index_max_bytes) \
         if config.audience_index else None
     audiences_pb2_grpc.add_AudienceServiceServicer_to_server(
         AudienceService(auth, store.audiences, audience_index), server)
@@ -141,4 +166,5 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         raise PortInUse("gRPC", config.host, config.port) from exc
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
-    return TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor)
+    return TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor,
+                        limiter, auth)

@@ -75,6 +75,10 @@ EMBEDDED_RESTARTS = Counter(
 AUDIENCE_PROJECTS = Gauge(
     "trackd_audience_index_projects", "Projects loaded in the audience index",
     multiprocess_mode="livesum")
+AUDIENCE_BYTES = Gauge(
+    "trackd_audience_index_bytes",
+    "The audience index's estimated memory as of its last load or evaluation (its budget: "
+    "TRACKD_AUDIENCE_INDEX_MAX_BYTES)", multiprocess_mode="livesum")
 AUDIENCE_EVENTS = Counter(
     "trackd_audience_index_events",
     "Events counted into the audience index, by how (load: a project's load; feed: the "

@@ -152,6 +152,7 @@ class WebsiteGuard:
             return Writer(principal, website_id)
         website, _ = await self.check_origin(website_id, _metadata(context, ORIGIN_METADATA))
         note_project(website.project_id)
+        self._auth.count(context, "", website.website_id)
         principal = Principal(website.project_id, "", frozenset({SCOPE_TRACK_EVENTS}),
                               frozenset({website.website_id}))
         return Writer(principal, website.website_id, by_website=True)

@@ -64,7 +64,6 @@ from gateway.convert import (
 )
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.ratelimit import RateLimit
 from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
 
@@ -126,7 +125,6 @@ CUEFLOW = Dialect(
     render=_render,
     status_overrides={},
     field_name=_field_name,
-    default_rate_limit=RateLimit(100, 60),
 )
 
 

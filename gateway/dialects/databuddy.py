@@ -64,7 +64,6 @@ from gateway.convert import (
 )
 from gateway.dialects.base import Dialect, Handler, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.ratelimit import RateLimit
 from gateway.settings import TRACKING, WEBSITES
 from trackd.v1 import tracking_pb2, websites_pb2
 
@@ -79,7 +78,6 @@ MAX_PROPERTY_KEY_CHARS = 128
 MAX_PROPERTIES_BYTES = 32 * 1024
 # A timestamp later than this past the gateway's clock is refused (clock skew allowed).
 MAX_FUTURE = timedelta(hours=24)
-DEFAULT_RATE_LIMIT = RateLimit(600, 60)
 
 # --- messages ---------------------------------------------------------------------------
 
@@ -184,20 +182,9 @@ def _api_key(request: web.Request) -> str:
     return request.headers.get("x-api-key", "").strip()
 
 
-def _credential(request: web.Request) -> str:
-    """What the rate limit counts: the key, else the website and the client's address."""
-    key = _api_key(request)
-    if key:
-        return key
-    website_id = request.query.get("website_id", "")
-    return f"website:{website_id}:{request.remote}" if website_id else ""
-
-
 DATABUDDY = Dialect(
     name="databuddy",
     render=_render,
-    credential=_credential,
-    default_rate_limit=DEFAULT_RATE_LIMIT,
 )
 
 

@@ -134,7 +134,7 @@ def _render(problem: Problem) -> web.Response:
 
 
 def _credential(request: web.Request) -> str:
-    """The rate limiter's key: the ``Authorization`` header is the API key itself."""
+    """The ``Authorization`` header: the API key itself."""
     return request.headers.get("Authorization", "").strip()
 
 
@@ -142,7 +142,6 @@ FLYWHEEL = Dialect(
     name="flywheel",
     render=_render,
     field_name=_field_name,
-    credential=_credential,
 )
 
 

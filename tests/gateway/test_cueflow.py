@@ -14,15 +14,14 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
 from gateway.dialects.shared_paths import NEITHER_SHAPE
-from gateway.ratelimit import RateLimit
-from gateway.settings import GatewaySettings
-from server.app import TrackdServer
+from server.app import ServerConfig, TrackdServer
+from server.ratelimit import RateLimit
 from storage import Store
 from tests.conftest import KeyFactory, stored_events
+from tests.conftest import limited_http as serve_limited
 
 Client = TestClient[Any, Any]
 ALL_SCOPES = ("track:events", "users:read", "users:write")
@@ -206,11 +205,9 @@ async def test_gzip_event_body_is_accepted(http: Client, key: str, store: Store)
 
 
 @pytest.fixture
-async def limited_http(server: TrackdServer) -> AsyncIterator[Client]:
+async def limited_http(store: Store, server_config: ServerConfig) -> AsyncIterator[Client]:
     """A gateway whose Cueflow limit is 3 requests per minute per key."""
-    app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}",
-                                     rate_limits={"cueflow": RateLimit(3, 60)}))
-    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+    async with serve_limited(store, server_config, {"cueflow": RateLimit(3, 60)}) as client:
         yield client
 
 

@@ -18,6 +18,7 @@ Rate limits are off here (they would answer 429 to most of the run).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.settings import GatewaySettings
-from server.app import TrackdServer
+from server.app import ServerConfig, create_server
 from storage import Store
 from tests.gateway.hostile_harness import (
     exchange,
@@ -253,12 +254,17 @@ def envelope_for(path: str) -> Callable[[Any, int], bool]:
 
 
 @pytest.fixture
-async def port(server: TrackdServer) -> AsyncIterator[int]:
-    settings = GatewaySettings(grpc_target=f"127.0.0.1:{server.port}",
-                               rate_limits={"cueflow": None, "databuddy": None,
-                                            "vibefollow": None, "flywheel": None})
-    async with serve_gateway(settings) as port:
-        yield port
+async def port(store: Store, server_config: ServerConfig) -> AsyncIterator[int]:
+    # Rate limits off: the fuzzer's hundreds of requests with one key must reach the rules.
+    unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel"))
+    server = await create_server(store, dataclasses.replace(server_config,
+                                                            rate_limits=unlimited))
+    try:
+        async with serve_gateway(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}")) \
+                as port:
+            yield port
+    finally:
+        await server.stop(grace=5)
 
 
 @settings(max_examples=EXAMPLES, deadline=DEADLINE_MS, derandomize=True, database=None,

@@ -16,18 +16,18 @@ from typing import Any
 import grpc
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import access
-from gateway.app import create_app
 from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
-from gateway.ratelimit import RateLimit
-from gateway.settings import GatewaySettings
 from server import metrics as server_metrics
 from server import observability
-from server.app import TrackdServer
+from server.app import ServerConfig, TrackdServer
+from server.ratelimit import RateLimit
+from storage import Store
 from tests.conftest import KeyFactory
+from tests.conftest import limited_http as limited_gateway
 from tests.scrape import Samples, delta, parse, value
 from tests.server.helpers import auth, event, track
 from trackd.v1 import tracking_pb2_grpc
@@ -160,11 +160,9 @@ async def test_route_label_is_the_template_never_the_raw_path(
 
 
 @pytest.fixture
-async def limited_http(server: TrackdServer) -> AsyncIterator[Client]:
-    """A gateway whose Cueflow limit is 1 request per minute per key."""
-    app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}",
-                                     rate_limits={"cueflow": RateLimit(1, 60)}))
-    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+async def limited_http(store: Store, server_config: ServerConfig) -> AsyncIterator[Client]:
+    """A gateway whose server limits Cueflow to 1 request per minute per key."""
+    async with limited_gateway(store, server_config, {"cueflow": RateLimit(1, 60)}) as client:
         yield client
 
 
