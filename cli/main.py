@@ -19,10 +19,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from cli.instance import AlreadyServed, ServeLock
+from cli.logs import configure as configure_logging
 from cli.settings import Settings, load
 from gateway.app import create_app
+from gateway.http_protocol import GatewayRunner
+from server import metrics
 from server.app import PortInUse, create_server
-from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_key
+from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_development_key, issue_key
 from server.websites import canonical_origin
 from storage import InvalidUri, StorageUnavailable, Store, connect
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
@@ -190,8 +193,8 @@ async def open_store(settings: Settings, uri: str) -> Store:
 
 async def ensure_development_key(store: Store) -> None:
     """A first key for the development project, printed once; none if it has one."""
-    if not await store.keys.project_has_active_key(DEV_PROJECT):
-        issued = await issue_key(store.keys, DEV_PROJECT)
+    issued = await issue_development_key(store.keys, DEV_PROJECT)  # at most one, atomically
+    if issued is not None:
         print(f"Created a development API key for project '{DEV_PROJECT}' "
               f"(shown only this once):\n  {issued.secret}", flush=True)
     else:
@@ -228,12 +231,18 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
         if embedded is not None and embedded.owner:
             # Restarted when it dies, for as long as trackd serves; requests fail fast
             # from the moment it is found dead.
+            monitor = server.monitor
+
+            def database_died() -> None:
+                metrics.count_embedded_restart()
+                monitor.mark_down()
+
             supervisor = asyncio.get_running_loop().create_task(
-                embedded.supervise(on_death=server.monitor.mark_down))
+                embedded.supervise(on_death=database_died))
         gateway = settings.gateway_settings(server.port)
         if worker is not None:
             gateway = dataclasses.replace(gateway, grpc_target=worker.grpc_target)
-        runner = web.AppRunner(create_app(gateway),
+        runner = GatewayRunner(create_app(gateway),
                                access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port,
@@ -367,7 +376,11 @@ def parser() -> argparse.ArgumentParser:
     # Ports are checked with the other settings (one line naming the flag when invalid).
     serve_cmd.add_argument("--grpc-port", help="env TRACKD_GRPC_PORT, default 50051")
     serve_cmd.add_argument("--http-port", help="env TRACKD_HTTP_PORT, default 8080")
-    serve_cmd.add_argument("--log-level", help="env TRACKD_LOG_LEVEL, default INFO")
+    serve_cmd.add_argument("--log-level", help="env TRACKD_LOG_LEVEL, default INFO; "
+                           "other libraries stay at WARNING unless named: DEBUG,pymongo=DEBUG")
+    serve_cmd.add_argument("--log-format", choices=("auto", "json", "text"),
+                           help="env TRACKD_LOG_FORMAT, default auto: text on a terminal, "
+                           "else one JSON object per line")
     serve_cmd.add_argument("--workers", help="processes serving the same ports, a number or "
                            "auto (one per core); env TRACKD_WORKERS, default 1")
 
@@ -407,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {
         name: getattr(args, name, None)
         for name in ("mongodb_uri", "data_dir", "database", "host", "grpc_port", "http_port",
-                     "log_level", "workers")
+                     "log_level", "log_format", "workers")
     }
     try:
         try:
@@ -415,9 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValidationError as exc:
             raise UsageError(invalid_setting(exc)) from exc
         # Admin commands print their result; only warnings belong beside it.
-        level = settings.log_level.upper() if args.command == "serve" else "WARNING"
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        level = settings.log_level if args.command == "serve" else "WARNING"
+        configure_logging(level, settings.log_format)
         if args.command == "serve":
             with database_uri(settings, serving=True) as (uri, embedded, lock):
                 if settings.workers > 1:

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.instance import ServeLock
+from cli.logs import configure as configure_logging
 from cli.main import (
     StartupError,
     UsageError,
@@ -368,8 +369,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     die_with_parent(args.parent)
     try:
         settings = load({})
-        logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(settings.log_level, settings.log_format)
         assert settings.mongodb_uri, "the supervisor names the database"
         return run(serve(settings, settings.mongodb_uri,
                          worker=WorkerRole(args.index, args.socket)))

@@ -8,7 +8,9 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
-from gateway import health
+from gateway import health, metrics
+from gateway.access import access_middleware
+from gateway.body import HANDLER_ARGS
 from gateway.dialects import (
     cueflow,
     cueflow_audiences,
@@ -17,12 +19,11 @@ from gateway.dialects import (
     shared_paths,
     vibefollow,
 )
+from gateway.errors_middleware import error_envelopes
 from gateway.openapi import routes as openapi_routes
-from gateway.ratelimit import RateLimiter
 from gateway.settings import (
     AUDIENCES,
     GATEWAY_SETTINGS,
-    RATE_LIMITER,
     TRACKING,
     USERS,
     WEBSITES,
@@ -40,11 +41,15 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def create_app(settings: GatewaySettings | None = None) -> web.Application:
-    """The gateway, calling the gRPC server at ``settings.grpc_target``."""
+    """The gateway, calling the gRPC server at ``settings.grpc_target``; serve it with
+    :class:`gateway.http_protocol.GatewayRunner` so the HTTP parser's refusals are JSON."""
     settings = settings or GatewaySettings()
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # The access middleware is outermost: it sees every answer, whoever gave it (the
+    # envelopes middleware renders the ones aiohttp would give as text).
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[access_middleware, error_envelopes],
+                          handler_args=HANDLER_ARGS)
     app[GATEWAY_SETTINGS] = settings
-    app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)
     vibefollow.add_routes(app)
     flywheel.add_routes(app)
@@ -54,6 +59,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     databuddy.add_routes(app)
     health.add_routes(app)
     openapi_routes.add_routes(app)
+    metrics.add_routes(app)
     return app
 
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.audiences import AudienceIndex
+from server.audiences.index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.auth import Authenticator
 from server.errors import ErrorInterceptor
 from server.health import AvailabilityGate, HealthMonitor
 from server.idempotency import IdempotencyGuard
+from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
+from server.ratelimit import RateLimit, RateLimiter
 from server.services.audiences import AudienceService
 from server.services.tracking import TrackingService
 from server.services.users import UserService
@@ -22,6 +27,7 @@ from server.services.websites import WebsiteService
 from server.websites import WebsiteGuard
 from storage import Store
 from storage.changes import ChangeFeed
+from storage.ratelimits import RateCounterRepository
 from trackd.v1 import (
     audiences_pb2,
     audiences_pb2_grpc,
@@ -65,6 +71,16 @@ class ServerConfig:
     # so its calls never land on another worker's server behind the shared port.
     local_address: str | None = None
 
+    # The index's memory budget (estimated bytes); past it, least recently evaluated
+    # projects are dropped.
+    audience_index_max_bytes: int = AUDIENCE_INDEX_MAX_BYTES
+    # Requests per key by scope (a dialect's name, or "grpc"), over server/ratelimit.py's
+    # DEFAULT_LIMITS; None switches a scope's limit off.
+    rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
+    # How long an idempotency key's running request holds it unrenewed (a crashed
+    # instance's keys are taken over this long after its last renewal).
+    idempotency_lease_seconds: float = 5.0
+
 
 class PortInUse(Exception):
     """A listening port could not be bound (taken, or not allowed)."""
@@ -79,12 +95,15 @@ class TrackdServer:
 
     def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
                  health_servicer: health.aio.HealthServicer,
-                 audience_index: AudienceIndex | None, monitor: HealthMonitor) -> None:
+                 audience_index: AudienceIndex | None, monitor: HealthMonitor,
+                 limiter: RateLimiter, auth: Authenticator) -> None:
         self.server = server
         self.port = port
         self.pipeline = pipeline
         self.audience_index = audience_index
         self.monitor = monitor
+        self.limiter = limiter
+        self.auth = auth
         self._health = health_servicer
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -93,6 +112,8 @@ class TrackdServer:
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.pipeline.close()
+        await self.limiter.close()
+        await self.auth.close()
         if self.audience_index is not None:
             await self.audience_index.close()
 
@@ -111,22 +132,29 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         tracking_service=SERVICE_NAMES[0], interval=config.health_interval_seconds,
         timeout=config.health_timeout_seconds)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(), AvailabilityGate(monitor)],
+        # Outermost first: observability sees the status ErrorInterceptor gives, and the
+        # gate's fast UNAVAILABLE while the database is down.
+        interceptors=[ObservabilityInterceptor(), ErrorInterceptor(), AvailabilityGate(monitor)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
         ],
     )
-    auth = Authenticator(store.keys, config.auth_cache_seconds)
-    idempotency = IdempotencyGuard(store.idempotency)
+    limiter = RateLimiter(config.rate_limits, RateCounterRepository(store.db))
+    limiter.start()
+    auth = Authenticator(store.keys, config.auth_cache_seconds, limiter)
+    await auth.follow()
+    idempotency = IdempotencyGuard(
+        store.idempotency, lease=timedelta(seconds=config.idempotency_lease_seconds))
     websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
         TrackingService(auth, pipeline, idempotency, store.users, websites), server)
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, store.history, idempotency), server)
-    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences) \
+    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences,
+                                   config.audience_index_max_bytes) \
         if config.audience_index else None
     audiences_pb2_grpc.add_AudienceServiceServicer_to_server(
         AudienceService(auth, store.audiences, audience_index), server)
@@ -146,4 +174,5 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         raise PortInUse("gRPC", config.host, config.port) from exc
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
-    return TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor)
+    return TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor,
+                        limiter, auth)

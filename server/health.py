@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from server import metrics
 from server.errors import Unavailable
 from server.pipeline import WritePipeline
 
@@ -83,6 +84,7 @@ class HealthMonitor:
         if self.database_up:
             log.warning("database down; answering UNAVAILABLE until it answers again")
         self.database_up = False
+        metrics.set_database_up(False)
         self._wake.set()
 
     def wake(self) -> None:
@@ -110,6 +112,7 @@ class HealthMonitor:
         if up and not self.database_up:
             log.warning("database reachable again; serving")
         self.database_up = up
+        metrics.set_database_up(up)
         await self._publish()
 
     async def _publish(self) -> None:

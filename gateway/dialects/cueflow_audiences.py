@@ -45,7 +45,13 @@ from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, problem, timestamp
+from gateway.convert import (
+    DEPTH_RULE_VALUE,
+    UnencodableValue,
+    fill_struct,
+    problem,
+    timestamp,
+)
 from gateway.dialects.base import bearer_metadata, call, json_response
 from gateway.dialects.cueflow import CUEFLOW
 from gateway.grpc_errors import Problem, ProblemError
@@ -162,9 +168,9 @@ def _rule(body: RuleBody, path: str) -> audiences_pb2.Rule:
                 raise _invalid(f"{path}.count", "is out of range")
             event.count = body["count"]
         if "since" in body:
-            event.since.CopyFrom(timestamp(body["since"]))
+            event.since.CopyFrom(timestamp(body["since"], f"{path}.since"))
         if "before" in body:
-            event.before.CopyFrom(timestamp(body["before"]))
+            event.before.CopyFrom(timestamp(body["before"], f"{path}.before"))
         if "within" in body:
             event.within.CopyFrom(parse_duration(body["within"], f"{path}.within"))
         return rule
@@ -178,12 +184,12 @@ def _rule(body: RuleBody, path: str) -> audiences_pb2.Rule:
         if body.get("value") is not None:
             holder = struct_pb2.Struct()
             try:
-                fill_struct(holder, {"value": body["value"]}, path)
+                fill_struct(holder, {"value": body["value"]}, path, DEPTH_RULE_VALUE)
             except UnencodableValue as exc:
                 raise problem(400, exc) from exc
             prop.value.CopyFrom(holder.fields["value"])
         if "before" in body:
-            prop.before.CopyFrom(timestamp(body["before"]))
+            prop.before.CopyFrom(timestamp(body["before"], f"{path}.before"))
         if "within" in body:
             prop.within.CopyFrom(parse_duration(body["within"], f"{path}.within"))
         return rule

@@ -28,7 +28,13 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from gateway.body import describe, field_path, parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, problem, timestamp
+from gateway.convert import (
+    DEPTH_USER_TRAITS,
+    UnencodableValue,
+    fill_struct,
+    problem,
+    timestamp,
+)
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, USERS
@@ -106,7 +112,7 @@ def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
         event_id=item.get("event_id", ""),
     )
     if "timestamp" in item:
-        event.timestamp.CopyFrom(timestamp(item["timestamp"]))
+        event.timestamp.CopyFrom(timestamp(item["timestamp"], f"{path}timestamp"))
     properties = item.get("properties")
     if properties is not None:
         try:
@@ -246,14 +252,18 @@ def _user(item: VibeFollowUser) -> users_pb2.User:
         if field is None:
             free[key] = value
         elif field == "signed_up_at":
-            user.signed_up_at.CopyFrom(timestamp(_signup_date(value, f"traits.{key}")))
+            try:
+                user.signed_up_at.CopyFrom(timestamp(_signup_date(value, f"traits.{key}"),
+                                                      f"traits.{key}"))
+            except UnencodableValue as exc:  # a ProblemError: users/bulk reports it per record
+                raise problem(VIBEFOLLOW.invalid_status, exc) from exc
         elif value is None or isinstance(value, str):
             setattr(user, field, value or "")  # null or "" clears it
         else:
             raise _invalid(f"traits.{key}", "must be a string")
     if free:
         try:
-            fill_struct(user.traits, free, "traits")
+            fill_struct(user.traits, free, "traits", DEPTH_USER_TRAITS)
         except UnencodableValue as exc:
             raise problem(VIBEFOLLOW.invalid_status, exc) from exc
     return user

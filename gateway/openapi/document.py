@@ -18,7 +18,6 @@ from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
 from gateway.dialects.base import Dialect
 from gateway.openapi import limits
 from gateway.openapi.schemas import Schema, component_schemas, ref, string
-from gateway.ratelimit import RateLimit
 from gateway.settings import GatewaySettings
 
 OPENAPI_VERSION = "3.1.0"
@@ -192,11 +191,13 @@ def _body(schema: Schema, examples: Mapping[str, Any] | None = None,
 
 
 def _rate_limit_note(dialect: Dialect, settings: GatewaySettings) -> str:
-    limit: RateLimit | None = settings.rate_limits.get(dialect.name, dialect.default_rate_limit)
+    # The server counts the limits (per key and dialect); the gateway states the defaults.
+    limit = limits.DEFAULT_RATE_LIMITS[dialect.name]
     setting = f"TRACKD_RATE_LIMIT_{dialect.name.upper()}"
     if limit is None:
-        return f"No rate limit (`{setting}` sets one)."
-    return f"Rate limit: {limit} (`{setting}`)."
+        return f"No rate limit by default (`{setting}` sets one)."
+    requests, seconds = limit
+    return f"Rate limit by default: {requests} requests per {seconds:g} s per key (`{setting}`)."
 
 
 def _operation(tag: str, operation_id: str, summary: str, description: str,
@@ -481,6 +482,15 @@ def _health_paths() -> dict[str, Schema]:
             {"200": _response(200, {"type": "object", "required": ["status"],
                                     "properties": {"status": {"const": "ok"}}},
                               rate_limited=False)},
+            security=[])},
+        "/metrics": {"get": _operation(
+            "Operations", "getMetrics", "Prometheus metrics",
+            "The Prometheus text exposition format (README, \"Metrics\"): requests by "
+            "dialect, route and status, gRPC calls, events by outcome and source, the write "
+            "pipeline, the database and the audience index. No per-project or per-key label.",
+            {"200": {"description": "The metrics",
+                     "headers": {"X-Request-Id": _header("X-Request-Id")},
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}},
             security=[])},
         "/readyz": {"get": _operation(
             "Operations", "getReadiness", "Readiness",

@@ -34,3 +34,12 @@ MAX_AUDIENCE_GROUPS = 20
 MAX_RULES_PER_GROUP = 20
 # server/services/audiences.py: the page size when an evaluation names no limit.
 DEFAULT_PAGE_SIZE = 100
+
+# The server's default rate limit per dialect, (requests, seconds) per key; None = off.
+# Each is a setting (TRACKD_RATE_LIMIT_<DIALECT>); the document states the defaults.
+DEFAULT_RATE_LIMITS: dict[str, tuple[int, float] | None] = {
+    "vibefollow": None,
+    "flywheel": None,
+    "databuddy": (600, 60),
+    "cueflow": (100, 60),
+}

@@ -37,9 +37,11 @@ from tests.durability.harness import (
     track,
     until,
 )
+from tests.scrape import Samples, parse, value
 from trackd.v1 import tracking_pb2_grpc
 
 WORKERS = 2
+EVENTS_ROUTE = "/api/v1/events"
 TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"
 WARM_UP_ACKS = 100
 RECOVERED_ACKS = 100
@@ -47,7 +49,7 @@ RECOVERED_ACKS = 100
 
 @pytest.fixture
 async def workers(tmp_path: Path) -> AsyncIterator[Trackd]:
-    trackd = Trackd(tmp_path, "", TRACKD_WORKERS=str(WORKERS))
+    trackd = Trackd(tmp_path, "", TRACKD_WORKERS=str(WORKERS), TRACKD_LOG_FORMAT="text")
     try:
         await trackd.start()
         yield trackd
@@ -257,3 +259,59 @@ async def test_the_shared_ports_are_in_use_for_any_other_serve(workers: Trackd) 
             f"trackd: cannot listen for the REST gateway on 127.0.0.1:{workers.http_port}: "
             "address already in use; choose another port with --http-port or "
             "TRACKD_HTTP_PORT, or another address with --host or TRACKD_HOST"), other.stderr
+
+
+async def scrape_each(trackd: Trackd, times: int) -> list[Samples]:
+    """``/metrics`` ``times`` over, each on a new connection (so from either worker)."""
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        answers = []
+        for _ in range(times):
+            async with session.get(f"{trackd.url}/metrics") as response:
+                assert response.status == 200
+                answers.append(parse(await response.text()))
+        return answers
+
+
+def series(samples: Samples, name: str, **labels: str) -> float:
+    return value(samples, name, **labels)
+
+
+async def test_metrics_through_the_shared_port_are_the_whole_services(
+        workers: Trackd) -> None:
+    key = dev_key(workers)
+    [before] = await scrape_each(workers, 1)
+    sent = 40
+    connector = aiohttp.TCPConnector(force_close=True)  # a new connection, a new draw
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for n in range(sent):
+            async with session.post(f"{workers.url}{EVENTS_ROUTE}",
+                                    headers={"Authorization": f"Bearer {key}"},
+                                    json={"external_user_id": f"m{n}", "name": "m"}) as r:
+                assert r.status == 202
+    spread = per_worker(workers, workers.http_port, TCP_LISTEN)
+    assert len(spread) == WORKERS
+    labels = {"dialect": "vibefollow", "route": EVENTS_ROUTE, "method": "POST",
+              "status": "202"}
+    # Whichever worker answers the scrape, it reports every worker's counts.
+    for after in await scrape_each(workers, 8):
+        assert series(after, "trackd_http_requests_total", **labels) \
+            - series(before, "trackd_http_requests_total", **labels) == sent
+        assert series(after, "trackd_events_total", outcome="stored", source="vibefollow") \
+            - series(before, "trackd_events_total", outcome="stored",
+                     source="vibefollow") == sent
+        # A gauge is the sum over the live workers: nothing queued once all are answered.
+        assert series(after, "trackd_write_queue_events") == 0
+    # A dead worker's counts stay in the sums; its gauges leave with it.
+    victim = worker_pids(workers)[0]
+    os.kill(victim, signal.SIGKILL)
+    await until(lambda: len(worker_pids(workers)) == WORKERS
+                and victim not in worker_pids(workers), "a new worker", detail=workers.output)
+    [new] = set(worker_pids(workers)) - set(spread)
+    await until(lambda: f"(pid {new}) is serving" in workers.stderr, "the new worker",
+                detail=workers.output)
+    for after in await scrape_each(workers, 4):
+        assert series(after, "trackd_events_total", outcome="stored", source="vibefollow") \
+            - series(before, "trackd_events_total", outcome="stored",
+                     source="vibefollow") == sent
+        assert series(after, "trackd_database_up") == 1

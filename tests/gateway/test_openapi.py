@@ -26,7 +26,7 @@ from gateway.dialects import cueflow_audiences, databuddy, flywheel
 from gateway.openapi import limits
 from gateway.openapi.document import build_document
 from gateway.settings import GatewaySettings
-from server import validation
+from server import ratelimit, validation
 from server.audiences import parsing as server_audiences
 from server.services import audiences as audience_service
 from storage import Store
@@ -145,6 +145,9 @@ def test_the_server_limits_the_document_restates_are_the_servers() -> None:
     assert limits.MAX_RULES_PER_GROUP == server_audiences.MAX_RULES_PER_GROUP
     assert limits.DEFAULT_PAGE_SIZE == audience_service.DEFAULT_PAGE_SIZE
     assert cueflow_audiences.MAX_LIMIT == audience_service.MAX_PAGE_SIZE
+    assert {name: limits.DEFAULT_RATE_LIMITS[name] for name in limits.DEFAULT_RATE_LIMITS} == {
+        name: None if limit is None else (limit.requests, limit.seconds)
+        for name, limit in ratelimit.DEFAULT_LIMITS.items() if name != ratelimit.GRPC_SCOPE}
 
 
 def test_the_documented_constraints_are_the_constants() -> None:
