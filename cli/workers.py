@@ -28,7 +28,8 @@ then stops the database.
 Metrics: the workers run prometheus-client's multiprocess mode, in a fresh directory the
 supervisor makes and names in ``PROMETHEUS_MULTIPROC_DIR``, so ``GET /metrics`` answered
 by any worker reports the whole service; when a worker dies the supervisor marks it dead
-(its live gauges drop out; its counters keep counting in the sums).
+(its live gauges drop out; its counters keep counting in the sums). The supervisor counts
+the embedded database's restarts into the same directory.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,7 @@ from cli.main import (
     serve,
 )
 from cli.settings import Settings, load
+from server import metrics
 from storage.embedded import EmbeddedDatabase, describe_exit
 
 log = logging.getLogger("trackd")
@@ -167,6 +169,27 @@ def hold_ports(settings: Settings) -> list[socket.socket]:
             sock.close()
         raise
     return held
+
+
+def restart_counter(metrics_dir: Path) -> Callable[[], None]:
+    """``trackd_embedded_database_restarts`` as the supervisor counts it: into the workers'
+    multiprocess directory, so their ``/metrics`` adds it in.
+
+    This process imported prometheus-client (and made its metrics) before the directory
+    existed, so the counter is made anew with the client's file-backed value class.
+    """
+    from prometheus_client import CollectorRegistry, Counter, values
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    in_memory = values.ValueClass
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    try:
+        counter = Counter(metrics.EMBEDDED_RESTARTS._name,
+                          metrics.EMBEDDED_RESTARTS._documentation,
+                          registry=CollectorRegistry())
+    finally:
+        values.ValueClass = in_memory
+    return counter.inc
 
 
 @dataclass
@@ -290,7 +313,8 @@ async def serve_workers(settings: Settings, uri: str, embedded: EmbeddedDatabase
             await store.close()
         if embedded is not None and embedded.owner:
             # Each worker's own health monitor finds the database down; this restarts it.
-            database_task = loop.create_task(embedded.supervise())
+            database_task = loop.create_task(embedded.supervise(
+                on_death=restart_counter(supervisor.metrics_dir)))
         keepers = [loop.create_task(supervisor.keep(slot)) for slot in supervisor.slots]
         all_serving = loop.create_task(_all_serving(supervisor.slots))
         stopped = loop.create_task(supervisor.stopping.wait())

@@ -315,3 +315,10 @@ async def test_metrics_through_the_shared_port_are_the_whole_services(
             - series(before, "trackd_events_total", outcome="stored",
                      source="vibefollow") == sent
         assert series(after, "trackd_database_up") == 1
+    # The supervisor's own count: a restart of the embedded database it runs.
+    died = workers.embedded_state()["pid"]
+    os.kill(died, signal.SIGKILL)
+    await until(lambda: "embedded database restarted" in workers.stderr, "the database back",
+                detail=workers.output)
+    for after in await scrape_each(workers, 4):
+        assert series(after, "trackd_embedded_database_restarts_total") == 1
