@@ -236,6 +236,22 @@ async def test_rate_limit_is_429_with_retry_after(
     assert resp.status == 202
 
 
+async def test_rate_limit_counts_the_key_however_the_scheme_is_spelled(
+    limited_http: Client, key: str,
+) -> None:
+    """Issue 11, finding 5: once a key is limited, another spelling of its Authorization
+    header (scheme case, extra spaces) is the same key, not a fresh budget."""
+    for _ in range(3):
+        resp = await limited_http.get("/api/v1/contacts/nobody", headers=headers(key))
+        assert resp.status == 404
+    for authorization in (f"Bearer {key}", f"bearer {key}", f"BEARER {key}",
+                          f"Bearer  {key}"):
+        resp = await limited_http.get("/api/v1/contacts/nobody",
+                                      headers={"Authorization": authorization})
+        assert (resp.status, await resp.json()) == (429, {"error": "Rate limit exceeded"})
+        assert resp.headers["RateLimit-Policy"] == '"cueflow";q=3;w=60'
+
+
 async def test_default_rate_limit_is_100_per_minute(
     http: Client, key: str, store: Store
 ) -> None:
