@@ -49,9 +49,10 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 
-from server.errors import CALL_METADATA, ERROR_DOMAIN, ServiceError
+from server.errors import CALL_METADATA, ServiceError, reason_name
 from storage import StorageUnavailable
 from storage.ratelimits import RateCounterRepository, others, sharers, slot_id
+from trackd.v1 import errors_pb2
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,6 @@ CLIENT_ADDRESS_METADATA = "trackd-client-address"
 GRPC_SCOPE = "grpc"
 POLICY_METADATA = "ratelimit-policy"
 STATE_METADATA = "ratelimit"
-RATE_LIMITED = "RATE_LIMITED"
 
 SYNC_SECONDS = 0.25
 # An instance whose heartbeat is older than this no longer shares new keys' budgets.
@@ -115,7 +115,7 @@ DEFAULT_LIMITS: Mapping[str, RateLimit | None] = {
 
 class RateLimited(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason = RATE_LIMITED
+    reason = reason_name(errors_pb2.ERROR_REASON_RATE_LIMITED)
 
     def __init__(self, limit: RateLimit, retry_after_seconds: int) -> None:
         super().__init__(f"rate limit exceeded: {limit} per key; "
@@ -125,7 +125,7 @@ class RateLimited(ServiceError):
     def details(self) -> list[Any]:
         return [error_details_pb2.RetryInfo(
                     retry_delay=duration_pb2.Duration(seconds=self.retry_after_seconds)),
-                error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN)]
+                *super().details()]
 
 
 @dataclass
