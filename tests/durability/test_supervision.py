@@ -123,7 +123,8 @@ async def test_embedded_database_sigkill_under_serve_comes_back_by_itself(
                         "the database restarted", detail=trackd.output)
             recovered_at = time.monotonic()
             await until(lambda: load.count(lambda o: o.acked and o.sent >= recovered_at)
-                        >= RECOVERED_ACKS, "acks after the restart", detail=load.summary)
+                        >= RECOVERED_ACKS, "acks after the restart",
+                        detail=lambda: f"{load.summary()}\n{trackd.output()}")
             await load.stop()
         assert await readiness(session, trackd) == (200, READY)
         assert await health(channel) == all_("SERVING")
