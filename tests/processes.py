@@ -1,7 +1,9 @@
-"""Running a helper program (node, go, a built client) to its end, from the tests.
+"""Running a helper program (node, go, a built client) to its end, from the tests, and
+the free ports a process of the tests' own listens on.
 
 One place for the bound on a stuck process (it is killed, never left behind) and for
-reading the JSON line such a program prints last.
+reading the JSON line such a program prints last. ``trackd serve`` and the database as
+processes are tests/durability/harness.py's.
 """
 
 from __future__ import annotations
@@ -9,11 +11,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on right now (held open together, so they differ), for the
+    tests that run `trackd serve` itself, whose ports are fixed by flags."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 async def run(argv: Sequence[str], *, bound_seconds: float, env: dict[str, str] | None = None,

@@ -29,7 +29,7 @@ import pytest
 from pymongo import MongoClient
 
 from storage.embedded import EmbeddedDatabase
-from tests.conftest import free_ports
+from tests.processes import free_ports
 
 TRACKD = Path(sys.executable).parent / "trackd"
 ACCEPTED = {"data": {"accepted": True}}

@@ -37,7 +37,7 @@ from tests.cli.test_cli import (
     clean_env,
     dev_key,
 )
-from tests.conftest import free_ports
+from tests.processes import free_ports
 from tests.server.helpers import event, track
 from trackd.v1 import tracking_pb2_grpc
 

@@ -16,8 +16,8 @@ import pytest
 
 from cli.settings import Settings
 from storage import Store
-from tests.conftest import free_ports
 from tests.durability.harness import COMMAND_TIMEOUT, TRACKD, Trackd, clean_env
+from tests.processes import free_ports
 
 
 def trackd(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -13,8 +13,7 @@ import threading
 import time
 from collections import Counter
 
-from tests.durability.conftest import StartTrackd
-from tests.durability.harness import Database, stored_events, until
+from tests.durability.harness import Database, StartTrackd, stored_events, until
 from trackd_client import Client, DeliveryError
 
 EVENTS = 10_000
@@ -25,13 +24,13 @@ FLUSH_BOUND = 180.0
 
 
 async def test_ten_thousand_events_through_a_database_kill_are_stored_once(
-    database: Database, key: str, start_trackd: StartTrackd,
+    database: Database, database_key: str, start_trackd: StartTrackd,
 ) -> None:
     trackd = await start_trackd(TRACKD_AUTH_CACHE_SECONDS="1")
     errors: list[DeliveryError] = []
     # A queue larger than the whole load: producers never block while the database is
     # down; small batches, so many are in flight or retried across the fault.
-    client = Client(f"127.0.0.1:{trackd.grpc_port}", key, batch_size=100,
+    client = Client(f"127.0.0.1:{trackd.grpc_port}", database_key, batch_size=100,
                     flush_interval=0.05, max_queue_size=EVENTS, on_error=errors.append)
     ids: list[list[str]] = [[] for _ in range(THREADS)]
     stop = threading.Event()

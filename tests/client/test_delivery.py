@@ -16,7 +16,7 @@ import pytest
 
 from server.app import TrackdServer
 from storage import Store
-from tests.client.conftest import Errors, count_by_event_id, stored_user
+from tests.client.helpers import Errors, count_by_event_id, stored_user
 from trackd_client import AsyncClient, Backoff, Client, QueueFull
 from trackd_client.buffer import Batch, Stats
 from trackd_client.delivery import failure
@@ -70,9 +70,9 @@ async def test_flush_interval_sends_a_partial_batch_without_flush(
 
 
 async def test_async_client_tracks_and_identifies(
-    target: str, full_key: str, store: Store, errors: Errors,
+    target: str, key: str, store: Store, errors: Errors,
 ) -> None:
-    async with AsyncClient(target, full_key, on_error=errors) as client:
+    async with AsyncClient(target, key, on_error=errors) as client:
         await client.identify("usr_42", {"plan": "trial", "seats": 3},
                               anonymous_ids=["anon_9"])
         ids = [await client.track("page_viewed", anonymous_id="anon_9",

@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from storage import Store
-from tests.client.conftest import count_by_event_id
+from tests.client.helpers import count_by_event_id
 
 EVENTS = 1234
 

@@ -13,8 +13,8 @@ import pytest
 
 from server.app import TrackdServer
 from storage import Store
-from tests.clients.conftest import ROOT, expected_output, run, toolchain_missing
-from tests.conftest import stored_events
+from tests.clients.helpers import ROOT, expected_output, run, toolchain_missing
+from tests.helpers import stored_events
 
 NODE = shutil.which("node")
 EXAMPLE = ROOT / "examples" / "typescript"

@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +40,7 @@ from google.rpc import error_details_pb2, status_pb2
 from pymongo import MongoClient
 
 from storage.embedded import answers_ping
-from tests.conftest import free_ports
+from tests.processes import free_ports
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 TRACKD = Path(sys.executable).parent / "trackd"
@@ -334,6 +334,10 @@ class Trackd:
         finally:
             self._out.close()
             self._err.close()
+
+
+# The ``start_trackd`` fixture: ``await start_trackd(TRACKD_SETTING="value", ...)``.
+StartTrackd = Callable[..., Awaitable[Trackd]]
 
 
 # --- clients ---------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from tests.durability.conftest import StartTrackd
 from tests.durability.harness import (
     DISCONNECTED,
     REQUEST_TIMEOUT,
@@ -19,6 +18,7 @@ from tests.durability.harness import (
     Database,
     Load,
     Outcome,
+    StartTrackd,
     assert_acked_stored_once,
     assert_unavailable,
     event,

@@ -24,7 +24,6 @@ from pymongo import MongoClient
 
 from server.app import SERVICE_NAMES
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable
-from tests.conftest import free_ports
 from tests.durability.harness import (
     COMMAND_TIMEOUT,
     PROJECT,
@@ -37,6 +36,7 @@ from tests.durability.harness import (
     process_state,
     until,
 )
+from tests.processes import free_ports
 from tests.scrape import Samples, parse, value
 
 WARM_UP_ACKS = 200

@@ -6,12 +6,12 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.durability.conftest import StartTrackd
 from tests.durability.harness import (
     DISCONNECTED,
     STOPPING_LINE,
     Database,
     Load,
+    StartTrackd,
     assert_acked_stored_once,
     stored_events,
     until,

@@ -25,7 +25,6 @@ from gateway.app import create_app
 from gateway.http_protocol import GatewayRunner
 from gateway.settings import GatewaySettings
 from server.app import TrackdServer
-from server.auth import ALL_SCOPES, issue_key
 from storage import Store
 
 HOST = "127.0.0.1"
@@ -153,12 +152,6 @@ async def serve_gateway(settings: GatewaySettings,
 async def gateway_port(server: TrackdServer) -> AsyncIterator[int]:
     async with serve_gateway(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}")) as port:
         yield port
-
-
-@pytest.fixture
-async def key(store: Store) -> str:
-    """A key of project ``acme`` with every scope."""
-    return (await issue_key(store.keys, "acme", ALL_SCOPES)).secret
 
 
 async def stored_counts(store: Store) -> dict[str, int]:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from tests.conftest import URI_ENV, free_ports
+from tests.helpers import URI_ENV
+from tests.processes import free_ports
 
 TRACKD = Path(sys.executable).parent / "trackd"
 READY_LINE = "trackd is serving"

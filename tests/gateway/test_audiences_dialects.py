@@ -14,9 +14,7 @@ import grpc
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.auth import ALL_SCOPES
 from storage import Store
-from tests.conftest import KeyFactory
 from tests.server.helpers import auth as grpc_auth
 from tests.server.helpers import event, track
 from trackd.v1 import tracking_pb2_grpc, users_pb2, users_pb2_grpc
@@ -25,12 +23,6 @@ pytestmark = pytest.mark.both_audience_paths
 
 Client = TestClient[Any, Any]
 EVALUATE = "/api/v1/audiences/evaluate"
-
-
-@pytest.fixture
-async def key(make_key: KeyFactory) -> str:
-    """A key of project ``acme`` that may track, and read and write users."""
-    return await make_key(scopes=ALL_SCOPES)
 
 
 def bearer(key: str) -> dict[str, str]:

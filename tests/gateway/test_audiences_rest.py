@@ -11,7 +11,7 @@ from google.protobuf import timestamp_pb2
 
 from server.auth import ALL_SCOPES
 from storage import Store
-from tests.conftest import KeyFactory
+from tests.helpers import KeyFactory
 from tests.server.helpers import auth as grpc_auth
 from tests.server.helpers import event as grpc_event
 from tests.server.helpers import track
@@ -28,12 +28,6 @@ SEED_AUDIENCE = {"groups": [{"rules": [
     {"event": "advanced_export_viewed", "op": "has_done"},
     {"event": "advanced_export_used", "op": "has_not_done"},
 ]}]}
-
-
-@pytest.fixture
-async def api_key(make_key: KeyFactory) -> str:
-    """A key of project ``acme`` that may track, and read and write contacts."""
-    return await make_key(scopes=ALL_SCOPES)
 
 
 def auth(key: str) -> dict[str, str]:
@@ -53,45 +47,45 @@ async def event(http: Client, key: str, external_id: str, event_key: str) -> Non
     assert resp.status == 201, await resp.text()
 
 
-async def test_seed_feature_adoption_audience(http: Client, api_key: str, store: Store) -> None:
+async def test_seed_feature_adoption_audience(http: Client, key: str, store: Store) -> None:
     for user in ("viewer", "adopter", "bystander"):
-        await contact(http, api_key, user)
-    await event(http, api_key, "viewer", "advanced_export_viewed")
-    await event(http, api_key, "adopter", "advanced_export_viewed")
-    await event(http, api_key, "adopter", "advanced_export_used")
-    await event(http, api_key, "bystander", "page_viewed")
+        await contact(http, key, user)
+    await event(http, key, "viewer", "advanced_export_viewed")
+    await event(http, key, "adopter", "advanced_export_viewed")
+    await event(http, key, "adopter", "advanced_export_used")
+    await event(http, key, "bystander", "page_viewed")
 
-    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(api_key),
+    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(key),
                            json=SEED_AUDIENCE)
     assert resp.status == 200
     assert await resp.json() == {"data": {"externalIds": ["viewer"], "total": 1,
                                           "nextCursor": None}}
 
     for user, expected in (("viewer", True), ("adopter", False), ("bystander", False)):
-        resp = await http.post(f"/api/v1/contacts/{user}/match", headers=auth(api_key),
+        resp = await http.post(f"/api/v1/contacts/{user}/match", headers=auth(key),
                                json=SEED_AUDIENCE)
         assert resp.status == 200
         assert await resp.json() == {"data": {"externalId": user, "matches": expected}}
 
 
-async def test_invalid_rule_names_its_path(http: Client, api_key: str) -> None:
+async def test_invalid_rule_names_its_path(http: Client, key: str) -> None:
     audience = {"groups": [{"rules": [{"event": "a", "op": "has_done"}]},
                            {"rules": [{"event": "b", "op": "done_sometime"}]}]}
-    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(api_key), json=audience)
+    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(key), json=audience)
     assert resp.status == 400
     assert await resp.json() == {"error": (
         "Invalid request body: groups[1].rules[0].op must be one of has_done, has_not_done, "
         "count_greater_than, first_done_within, last_done_within")}
 
     audience = {"groups": [{"rules": [{"event": "a", "op": "last_done_within"}]}]}
-    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(api_key), json=audience)
+    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(key), json=audience)
     assert resp.status == 400
     assert await resp.json() == {
         "error": "Invalid request body: groups[0].rules[0].within must be a positive duration"}
 
 
-async def test_match_of_unknown_contact_is_404(http: Client, api_key: str) -> None:
-    resp = await http.post("/api/v1/contacts/nobody/match", headers=auth(api_key),
+async def test_match_of_unknown_contact_is_404(http: Client, key: str) -> None:
+    resp = await http.post("/api/v1/contacts/nobody/match", headers=auth(key),
                            json=SEED_AUDIENCE)
     assert resp.status == 404
     assert await resp.json() == {"error": "Contact not found"}
@@ -137,15 +131,15 @@ def iso(moment: datetime) -> str:
 
 
 async def test_event_operators(
-    http: Client, api_key: str, tracking: Tracking
+    http: Client, key: str, tracking: Tracking
 ) -> None:
     now = datetime.now(UTC)
     for user in ("fresh", "returning", "lapsed", "idle"):
-        await contact(http, api_key, user)
-    await history(tracking, api_key, "fresh", ("login", now - timedelta(days=7) + MINUTE))
-    await history(tracking, api_key, "returning", ("login", now - timedelta(days=7) - MINUTE),
+        await contact(http, key, user)
+    await history(tracking, key, "fresh", ("login", now - timedelta(days=7) + MINUTE))
+    await history(tracking, key, "returning", ("login", now - timedelta(days=7) - MINUTE),
                   ("login", now - timedelta(hours=1)))
-    await history(tracking, api_key, "lapsed", ("login", now - timedelta(days=7) - MINUTE))
+    await history(tracking, key, "lapsed", ("login", now - timedelta(days=7) - MINUTE))
 
     cases: list[tuple[dict[str, Any], list[str]]] = [
         ({"op": "has_done"}, ["fresh", "lapsed", "returning"]),
@@ -161,40 +155,40 @@ async def test_event_operators(
         ({"op": "last_done_within", "within": "7200s"}, ["returning"]),
     ]
     for rule, expected in cases:
-        assert await members(http, api_key, rules({"event": "login", **rule})) == expected, rule
+        assert await members(http, key, rules({"event": "login", **rule})) == expected, rule
 
 
-async def test_since_and_before(http: Client, api_key: str, tracking: Tracking) -> None:
+async def test_since_and_before(http: Client, key: str, tracking: Tracking) -> None:
     for user in ("at_since", "at_before", "inside"):
-        await contact(http, api_key, user)
-    await history(tracking, api_key, "at_since", ("upgrade", T0))
-    await history(tracking, api_key, "at_before", ("upgrade", T0 + timedelta(days=1)))
-    await history(tracking, api_key, "inside", ("upgrade", T0 + timedelta(hours=1)),
+        await contact(http, key, user)
+    await history(tracking, key, "at_since", ("upgrade", T0))
+    await history(tracking, key, "at_before", ("upgrade", T0 + timedelta(days=1)))
+    await history(tracking, key, "inside", ("upgrade", T0 + timedelta(hours=1)),
                   ("upgrade", T0 + timedelta(hours=2)))
     window = {"since": "2024-03-01T00:00:00Z", "before": "2024-03-02T00:00:00Z"}
-    assert await members(http, api_key, rules({"event": "upgrade", "op": "has_done",
+    assert await members(http, key, rules({"event": "upgrade", "op": "has_done",
                                                **window})) == ["at_since", "inside"]
-    assert await members(http, api_key, rules({"event": "upgrade", "op": "has_not_done",
+    assert await members(http, key, rules({"event": "upgrade", "op": "has_not_done",
                                                **window})) == ["at_before"]
-    assert await members(http, api_key, rules({"event": "upgrade", "op": "count_greater_than",
+    assert await members(http, key, rules({"event": "upgrade", "op": "count_greater_than",
                                                "count": 1, **window})) == ["inside"]
     # An offset, or no offset at all (UTC), name the same instants.
-    assert await members(http, api_key, rules({
+    assert await members(http, key, rules({
         "event": "upgrade", "op": "has_done", "since": "2024-03-01T01:00:00+01:00",
         "before": "2024-03-01T01:00:00"})) == ["at_since"]
 
 
-async def test_property_operators(http: Client, api_key: str) -> None:
+async def test_property_operators(http: Client, key: str) -> None:
     now = datetime.now(UTC)
-    await contact(http, api_key, "ada", name="Ada Lovelace", plan="pro", role="admin",
+    await contact(http, key, "ada", name="Ada Lovelace", plan="pro", role="admin",
                   signedUpAt=iso(now - timedelta(days=10)),
                   customAttributes={"workspaceId": "ws_1", "seats": 10, "nickname": "",
                                     "renewal": iso(now - timedelta(days=5)), "score": "10"})
-    await contact(http, api_key, "bob", name="Bob", plan="trial",
+    await contact(http, key, "bob", name="Bob", plan="trial",
                   signedUpAt="2020-01-01T00:00:00Z",
                   customAttributes={"workspace_id": "ws_2", "seats": 3, "score": 20,
                                     "renewal": "2021-06-01T00:00:00Z"})
-    await contact(http, api_key, "cy")
+    await contact(http, key, "cy")
     cases: list[tuple[dict[str, Any], list[str]]] = [
         ({"property": "plan", "op": "equals", "value": "pro"}, ["ada"]),
         ({"property": "email", "op": "equals", "value": "cy@example.com"}, ["cy"]),
@@ -220,44 +214,44 @@ async def test_property_operators(http: Client, api_key: str) -> None:
         ({"property": "workspaceId", "op": "is_set"}, ["ada", "bob"]),
     ]
     for rule, expected in cases:
-        assert await members(http, api_key, rules(rule)) == expected, rule
+        assert await members(http, key, rules(rule)) == expected, rule
 
 
-async def test_groups_are_ored_and_no_groups_is_nobody(http: Client, api_key: str) -> None:
-    await contact(http, api_key, "pro", plan="pro")
-    await contact(http, api_key, "trial", plan="trial")
-    await contact(http, api_key, "free")
+async def test_groups_are_ored_and_no_groups_is_nobody(http: Client, key: str) -> None:
+    await contact(http, key, "pro", plan="pro")
+    await contact(http, key, "trial", plan="trial")
+    await contact(http, key, "free")
     audience = {"groups": [
         {"rules": [{"property": "plan", "op": "equals", "value": "pro"}]},
         {"rules": [{"property": "plan", "op": "equals", "value": "trial"},
                    {"event": "anything", "op": "has_not_done"}]},
     ]}
-    assert await members(http, api_key, audience) == ["pro", "trial"]
-    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(api_key),
+    assert await members(http, key, audience) == ["pro", "trial"]
+    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(key),
                            json={"groups": []})
     assert await resp.json() == {"data": {"externalIds": [], "total": 0, "nextCursor": None}}
-    resp = await http.post("/api/v1/contacts/pro/match", headers=auth(api_key),
+    resp = await http.post("/api/v1/contacts/pro/match", headers=auth(key),
                            json={"groups": []})
     assert await resp.json() == {"data": {"externalId": "pro", "matches": False}}
 
 
-async def test_pages_by_limit_and_cursor(http: Client, api_key: str) -> None:
+async def test_pages_by_limit_and_cursor(http: Client, key: str) -> None:
     ids = ["c-5", "c-2", "c-7", "c-1", "c-4", "c-6", "c-3"]
     for external_id in ids:
-        await contact(http, api_key, external_id, plan="pro")
-    await contact(http, api_key, "c-0", plan="free")
+        await contact(http, key, external_id, plan="pro")
+    await contact(http, key, "c-0", plan="free")
     audience = rules({"property": "plan", "op": "equals", "value": "pro"})
     pages = []
     cursor = None
     while True:
-        data = await evaluate(http, api_key, audience, limit=3, cursor=cursor)
+        data = await evaluate(http, key, audience, limit=3, cursor=cursor)
         assert data["total"] == 7
         pages.append(data["externalIds"])
         cursor = data["nextCursor"]
         if cursor is None:
             break
     assert pages == [["c-1", "c-2", "c-3"], ["c-4", "c-5", "c-6"], ["c-7"]]
-    assert await evaluate(http, api_key, audience, limit=1000) == {
+    assert await evaluate(http, key, audience, limit=1000) == {
         "externalIds": sorted(ids), "total": 7, "nextCursor": None}
 
 
@@ -323,17 +317,17 @@ def bad_request(detail: str) -> dict[str, str]:
                  bad_request("cursor is not a token from a previous page"), id="cursor"),
 ])
 async def test_invalid_request_names_the_field(
-    http: Client, api_key: str, body: dict[str, Any], expected: dict[str, str]
+    http: Client, key: str, body: dict[str, Any], expected: dict[str, str]
 ) -> None:
-    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(api_key), json=body)
+    resp = await http.post("/api/v1/audiences/evaluate", headers=auth(key), json=body)
     assert resp.status == 400
     assert await resp.json() == expected
 
 
-async def test_scopes_keys_and_tenants(http: Client, api_key: str,
+async def test_scopes_keys_and_tenants(http: Client, key: str,
                                        make_key: KeyFactory) -> None:
-    await contact(http, api_key, "ada")
-    await event(http, api_key, "ada", "advanced_export_viewed")
+    await contact(http, key, "ada")
+    await event(http, key, "ada", "advanced_export_viewed")
     track_only = await make_key(scopes=("track:events",))
     for path in ("/api/v1/audiences/evaluate", "/api/v1/contacts/ada/match"):
         resp = await http.post(path, headers=auth(track_only), json=SEED_AUDIENCE)
@@ -345,7 +339,7 @@ async def test_scopes_keys_and_tenants(http: Client, api_key: str,
                                               "Authorization header: expected 'Bearer <key>'"}
 
     other = await make_key("project-b", scopes=ALL_SCOPES)
-    assert await members(http, api_key, SEED_AUDIENCE) == ["ada"]
+    assert await members(http, key, SEED_AUDIENCE) == ["ada"]
     assert await members(http, other, SEED_AUDIENCE) == []
     assert await members(http, other, rules({"event": "x", "op": "has_not_done"})) == []
     resp = await http.post("/api/v1/contacts/ada/match", headers=auth(other),

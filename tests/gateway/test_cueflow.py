@@ -8,7 +8,6 @@ what was stored, and that a rejected request stored nothing.
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,11 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.dialects.shared_paths import NEITHER_SHAPE
-from server.app import ServerConfig, TrackdServer
+from server.app import TrackdServer
 from server.ratelimit import RateLimit
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
-from tests.conftest import limited_http as serve_limited
+from tests.helpers import KeyFactory, stored_events, stored_users
 
 Client = TestClient[Any, Any]
 ALL_SCOPES = ("track:events", "users:read", "users:write")
@@ -52,17 +50,6 @@ def iso(moment: datetime) -> str:
 
 def bad_request(detail: str) -> dict[str, str]:
     return {"error": f"Invalid request body: {detail}"}
-
-
-@pytest.fixture
-async def key(make_key: KeyFactory) -> str:
-    """A key of project ``acme`` with the default scopes (events and users)."""
-    return await make_key("acme", ALL_SCOPES)
-
-
-async def users(store: Store, project: str = "acme") -> list[dict[str, Any]]:
-    cursor = store.db["users"].find({"project_id": project}, {"_id": 0}).sort("external_id", 1)
-    return [doc async for doc in cursor]
 
 
 async def snapshot(store: Store) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -152,7 +139,7 @@ async def test_event_for_an_unknown_contact_is_404_and_not_stored(
     assert resp.status == 404
     assert await resp.json() == NOT_FOUND
     assert await stored_events(store) == []
-    assert await users(store) == []
+    assert await stored_users(store) == []
 
 
 async def test_event_errors_use_the_cueflow_envelope(
@@ -205,10 +192,9 @@ async def test_gzip_event_body_is_accepted(http: Client, key: str, store: Store)
 
 
 @pytest.fixture
-async def limited_http(store: Store, server_config: ServerConfig) -> AsyncIterator[Client]:
-    """A gateway whose Cueflow limit is 3 requests per minute per key."""
-    async with serve_limited(store, server_config, {"cueflow": RateLimit(3, 60)}) as client:
-        yield client
+def rate_limits() -> dict[str, RateLimit]:
+    """``limited_http`` allows 3 Cueflow requests per minute per key."""
+    return {"cueflow": RateLimit(3, 60)}
 
 
 async def test_rate_limit_is_429_with_retry_after(
@@ -282,7 +268,7 @@ async def test_create_then_update_contact_201_then_200(
             "customAttributes": {"seats": 5, "beta": True, "ratio": 0.5, "team": "core"}}
     resp = await http.post("/api/v1/contacts", json=body, headers=headers(key))
     assert resp.status == 201
-    (doc,) = await users(store)
+    (doc,) = await stored_users(store)
     profile = {"email": "ada@example.com", "name": "Ada Lovelace",
                "phone": "+44 20 7946 0000", "avatarUrl": "https://example.com/ada.png",
                "role": "admin", "plan": "pro", "signedUpAt": "2024-01-15T08:30:00.000Z",
@@ -301,7 +287,7 @@ async def test_create_then_update_contact_201_then_200(
         "externalId": "user-123", "email": "ada@example.com", "plan": "enterprise",
         "customAttributes": {"seats": 9}})
     assert resp.status == 200
-    (doc,) = await users(store)
+    (doc,) = await stored_users(store)
     assert await resp.json() == contact_body(doc, **{
         **profile, "plan": "enterprise",
         "customAttributes": {"seats": 9, "beta": True, "ratio": 0.5, "team": "core"}})
@@ -312,14 +298,14 @@ async def test_external_id_defaults_to_email(http: Client, key: str, store: Stor
     resp = await http.post("/api/v1/contacts", json={"email": "grace@example.com"},
                            headers=headers(key))
     assert resp.status == 201
-    (doc,) = await users(store)
+    (doc,) = await stored_users(store)
     assert doc["external_id"] == "grace@example.com"
     assert await resp.json() == contact_body(doc, email="grace@example.com")
     # The same email again is the same contact.
     resp = await http.post("/api/v1/contacts", json={"email": "grace@example.com",
                                                      "name": "Grace"}, headers=headers(key))
     assert resp.status == 200
-    (doc,) = await users(store)
+    (doc,) = await stored_users(store)
     assert await resp.json() == contact_body(doc, email="grace@example.com", name="Grace")
     resp = await http.get("/api/v1/contacts/grace@example.com", headers=headers(key))
     assert resp.status == 200
@@ -330,7 +316,7 @@ async def test_get_contact(http: Client, key: str, store: Store) -> None:
     await create_contact(http, key, plan="pro")
     resp = await http.get("/api/v1/contacts/user-123", headers=headers(key))
     assert resp.status == 200
-    (doc,) = await users(store)
+    (doc,) = await stored_users(store)
     assert await resp.json() == contact_body(doc, email="ada@example.com", plan="pro")
     resp = await http.get("/api/v1/contacts/user-999", headers=headers(key))
     assert resp.status == 404
@@ -345,7 +331,7 @@ async def test_patch_changes_only_the_fields_present(
     resp = await http.patch("/api/v1/contacts/user-123", headers=headers(key), json={
         "plan": "pro", "role": None, "phone": "", "customAttributes": {"seats": 6, "beta": None}})
     assert resp.status == 200
-    (doc,) = await users(store)
+    (doc,) = await stored_users(store)
     assert await resp.json() == contact_body(
         doc, email="ada@example.com", name="Ada", plan="pro", customAttributes={"seats": 6})
     assert doc["name"] == "Ada"
@@ -356,7 +342,7 @@ async def test_patch_changes_only_the_fields_present(
     # An empty body changes nothing but the update time.
     resp = await http.patch("/api/v1/contacts/user-123", json={}, headers=headers(key))
     assert resp.status == 200
-    (after,) = await users(store)
+    (after,) = await stored_users(store)
     assert {k: v for k, v in after.items() if k != "updated_at"} == \
         {k: v for k, v in doc.items() if k != "updated_at"}
 
@@ -368,7 +354,7 @@ async def test_patch_of_an_unknown_contact_is_404_and_creates_nothing(
                             headers=headers(key))
     assert resp.status == 404
     assert await resp.json() == NOT_FOUND
-    assert await users(store) == []
+    assert await stored_users(store) == []
 
 
 async def test_delete_by_email_and_by_external_id_removes_contact_and_events(
@@ -391,7 +377,7 @@ async def test_delete_by_email_and_by_external_id_removes_contact_and_events(
     assert await resp.json() == {"data": {"deleted": True, "externalId": "user-123",
                                           "deletedEvents": 3}}
     assert await events.count_documents({"user_id": "user-123"}) == 0
-    assert [d["external_id"] for d in await users(store)] == ["user-456"]
+    assert [d["external_id"] for d in await stored_users(store)] == ["user-456"]
     resp = await http.get("/api/v1/contacts/user-123", headers=headers(key))
     assert resp.status == 404
     assert await resp.json() == NOT_FOUND
@@ -401,7 +387,7 @@ async def test_delete_by_email_and_by_external_id_removes_contact_and_events(
     assert await resp.json() == {"data": {"deleted": True, "externalId": "user-456",
                                           "deletedEvents": 1}}
     assert await events.count_documents({}) == 0
-    assert await users(store) == []
+    assert await stored_users(store) == []
     resp = await http.get("/api/v1/contacts/user-456", headers=headers(key))
     assert resp.status == 404
 
@@ -456,7 +442,7 @@ async def test_body_over_5_mb_is_413_naming_the_limit(
         assert resp.status == 413
         assert await resp.json() == {
             "error": "Payload too large: request body exceeds the limit of 5242880 bytes"}
-    assert await users(store) == []
+    assert await stored_users(store) == []
 
 
 # --- bad input, table-driven ------------------------------------------------------------
@@ -642,7 +628,7 @@ async def test_a_key_of_project_b_cannot_touch_project_a_contacts(
     resp = await http.post("/api/v1/contacts", headers=headers(key_b),
                            json={"externalId": "user-123", "email": "other@example.com"})
     assert resp.status == 201
-    (doc_a,) = await users(store, "project-a")
+    (doc_a,) = await stored_users(store, "project-a")
     assert doc_a == before[0][0]
     resp = await http.get("/api/v1/contacts/user-123", headers=headers(key_a))
     assert await resp.json() == contact_body(doc_a, email="ada@example.com", plan="pro")

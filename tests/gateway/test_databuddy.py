@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,12 +17,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.app import ServerConfig, TrackdServer
+from server.app import TrackdServer
 from server.auth import issue_key
 from server.ratelimit import RateLimit
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
-from tests.conftest import limited_http as serve_limited
+from tests.helpers import KeyFactory, stored_events
 
 Client = TestClient[Any, Any]
 
@@ -458,10 +456,9 @@ async def test_body_over_5_mb_is_413(http: Client, api_key: str, store: Store) -
 
 
 @pytest.fixture
-async def limited_http(store: Store, server_config: ServerConfig) -> AsyncIterator[Client]:
-    """A gateway allowing 2 Databuddy requests per key per minute."""
-    async with serve_limited(store, server_config, {"databuddy": RateLimit(2, 60)}) as client:
-        yield client
+def rate_limits() -> dict[str, RateLimit]:
+    """``limited_http`` allows 2 Databuddy requests per key per minute."""
+    return {"databuddy": RateLimit(2, 60)}
 
 
 async def test_rate_limit_is_429_with_retry_after(

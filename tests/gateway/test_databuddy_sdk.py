@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from storage import Store
-from tests.conftest import stored_events
+from tests.helpers import stored_events
 from tests.processes import ROOT, run_for_json
 
 SCRIPT = Path(__file__).with_name("databuddy_sdk.mjs")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,12 +11,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.app import ServerConfig, TrackdServer
+from server.app import TrackdServer
 from server.auth import ALL_SCOPES
 from server.ratelimit import RateLimit
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
-from tests.conftest import limited_http as serve_limited
+from tests.helpers import KeyFactory, stored_events, stored_users
 
 Client = TestClient[Any, Any]
 
@@ -89,17 +87,6 @@ def body(**fields: Any) -> dict[str, Any]:
 
 def validation(what: str) -> dict[str, str]:
     return {"error": f"Validation failed: {what}", "code": "VALIDATION_ERROR"}
-
-
-@pytest.fixture
-async def key(make_key: KeyFactory) -> str:
-    """A key of project ``acme`` that may track and upsert users (identify)."""
-    return await make_key(scopes=ALL_SCOPES)
-
-
-async def stored_users(store: Store, project: str = "acme") -> list[dict[str, Any]]:
-    cursor = store.db["users"].find({"project_id": project}, {"_id": 0}).sort("external_id", 1)
-    return [doc async for doc in cursor]
 
 
 async def assert_nothing_stored(store: Store) -> None:
@@ -428,10 +415,9 @@ async def test_gzip_bomb_is_413(http: Client, key: str, store: Store) -> None:
 
 
 @pytest.fixture
-async def limited_http(store: Store, server_config: ServerConfig) -> AsyncIterator[Client]:
-    """A gateway whose Flywheel dialect allows one request per key per hour."""
-    async with serve_limited(store, server_config, {"flywheel": RateLimit(1, 3600)}) as client:
-        yield client
+def rate_limits() -> dict[str, RateLimit]:
+    """``limited_http``'s Flywheel dialect allows one request per key per hour."""
+    return {"flywheel": RateLimit(1, 3600)}
 
 
 async def test_rate_limit_is_429_with_retry_after(

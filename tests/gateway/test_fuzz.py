@@ -37,13 +37,10 @@ from tests.gateway.hostile_harness import (
     exchange,
     good_event,
     gzip_bomb,
-    key,
     request,
     serve_gateway,
     stored_counts,
 )
-
-__all__ = ["key"]  # fixture
 
 EXAMPLES = 300
 DEADLINE_MS = 5000

@@ -19,7 +19,7 @@ from server.app import SERVICE_NAMES
 from server.health import DATABASE_CHECK, WRITE_QUEUE_CHECK, HealthMonitor
 from server.pipeline import PipelineConfig, WritePipeline
 from storage import Store, connect
-from tests.conftest import free_ports
+from tests.processes import free_ports
 
 READY = {"status": "ok", "checks": {"grpc_server": "ok", "database": "ok",
                                     "write_queue": "ok"}}

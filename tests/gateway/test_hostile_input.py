@@ -37,7 +37,6 @@ from tests.gateway.hostile_harness import (
     gateway_port,
     good_event,
     gzip_bomb,
-    key,
     nested,
     request,
     serve_gateway,
@@ -45,7 +44,7 @@ from tests.gateway.hostile_harness import (
 )
 from trackd.v1 import audiences_pb2, tracking_pb2, users_pb2
 
-__all__ = ["gateway_port", "key"]  # fixtures
+__all__ = ["gateway_port"]  # fixture
 
 JSON = "application/json"
 LIMIT = 5 * 1024 * 1024

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,9 @@ from gateway import access
 from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
 from server import metrics as server_metrics
 from server import observability
-from server.app import ServerConfig, TrackdServer
+from server.app import TrackdServer
 from server.ratelimit import RateLimit
-from storage import Store
-from tests.conftest import KeyFactory
-from tests.conftest import limited_http as limited_gateway
+from tests.helpers import KeyFactory
 from tests.scrape import Samples, delta, parse, value
 from tests.server.helpers import auth, event, track
 from trackd.v1 import tracking_pb2_grpc
@@ -160,10 +157,9 @@ async def test_route_label_is_the_template_never_the_raw_path(
 
 
 @pytest.fixture
-async def limited_http(store: Store, server_config: ServerConfig) -> AsyncIterator[Client]:
-    """A gateway whose server limits Cueflow to 1 request per minute per key."""
-    async with limited_gateway(store, server_config, {"cueflow": RateLimit(1, 60)}) as client:
-        yield client
+def rate_limits() -> dict[str, RateLimit]:
+    """``limited_http``'s server limits Cueflow to 1 request per minute per key."""
+    return {"cueflow": RateLimit(1, 60)}
 
 
 async def test_rate_limited_requests_are_counted_by_dialect(

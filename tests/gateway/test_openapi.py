@@ -30,13 +30,11 @@ from server import ratelimit, validation
 from server.audiences import parsing as server_audiences
 from server.services import audiences as audience_service
 from storage import Store
-from tests.conftest import KeyFactory
 
 Client = TestClient[Any, Any]
 DOCUMENT = build_document()
 SCHEMAS = DOCUMENT["components"]["schemas"]
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-ALL_SCOPES = ("track:events", "users:read", "users:write")
 
 
 def _template(path: str) -> str:
@@ -192,11 +190,6 @@ def test_the_documented_constraints_are_the_constants() -> None:
 
 
 # --- at the limit and one past it, against the real gateway and server --------------------
-
-
-@pytest.fixture
-async def key(make_key: KeyFactory) -> str:
-    return await make_key("acme", ALL_SCOPES)
 
 
 @pytest.fixture

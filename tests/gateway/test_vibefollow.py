@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import ServerConfig, TrackdServer
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.helpers import KeyFactory, stored_events
 
 Client = TestClient[Any, Any]
 
@@ -342,10 +342,10 @@ async def test_rate_limit_is_429_with_retry_after_per_key(
     server_config: ServerConfig, make_key: KeyFactory, store: Store
 ) -> None:
     from server.ratelimit import RateLimit
-    from tests.conftest import limited_http
+    from tests.helpers import limited_gateway
 
     key_a, key_b = await make_key(), await make_key()
-    async with limited_http(store, server_config, {"vibefollow": RateLimit(2, 60)}) as client:
+    async with limited_gateway(store, server_config, {"vibefollow": RateLimit(2, 60)}) as client:
         for i in range(2):
             resp = await client.post("/api/v1/events", json=event(i), headers=headers(key_a))
             assert resp.status == 202

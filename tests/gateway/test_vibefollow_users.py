@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from server.auth import ALL_SCOPES
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.helpers import KeyFactory, stored_events, stored_users
 from trackd.v1 import users_pb2, users_pb2_grpc
 
 Client = TestClient[Any, Any]
@@ -25,17 +25,6 @@ def headers(key: str, **extra: str) -> dict[str, str]:
 
 def error(field: str, description: str, code: str = "validation_failed") -> dict[str, Any]:
     return {"errors": [{"code": code, "message": f"{field} {description}", "field": field}]}
-
-
-@pytest.fixture
-async def key(make_key: KeyFactory) -> str:
-    """A key of project ``acme`` with every scope (users need users:write)."""
-    return await make_key(scopes=ALL_SCOPES)
-
-
-async def stored_users(store: Store, project: str = "acme") -> list[dict[str, Any]]:
-    cursor = store.db["users"].find({"project_id": project}, {"_id": 0}).sort("external_id", 1)
-    return [doc async for doc in cursor]
 
 
 ADA = {

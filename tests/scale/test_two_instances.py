@@ -23,7 +23,6 @@ import grpc
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from tests.durability.conftest import StartTrackd
 from tests.durability.harness import (
     COMMAND_TIMEOUT,
     DATABASE,
@@ -31,6 +30,7 @@ from tests.durability.harness import (
     REQUEST_TIMEOUT,
     TRACKD,
     Database,
+    StartTrackd,
     Trackd,
     clean_env,
     create_key,
@@ -78,24 +78,25 @@ def event(n: int, event_id: str) -> dict[str, Any]:
 
 
 async def test_idempotency_and_dedup_hold_across_instances(
-    database: Database, key: str, start_trackd: StartTrackd
+    database: Database, database_key: str, start_trackd: StartTrackd
 ) -> None:
     a, b = await two(start_trackd)
     body = {"external_user_id": "usr_1", "name": "feature_used",
             "properties": {"feature": "export"}}
     async with session() as http:
         for instance in (a, b, a):
-            async with http.post(f"{instance.url}/api/v1/events", json=body,
-                                 headers=headers(key, **{"Idempotency-Key": "idem-1"})) as r:
+            async with http.post(f"{instance.url}/api/v1/events", json=body, headers=headers(
+                    database_key, **{"Idempotency-Key": "idem-1"})) as r:
                 assert r.status == 202, await r.text()
         async with http.post(f"{b.url}/api/v1/events", json={**body, "properties": {
-                "feature": "other"}}, headers=headers(key, **{"Idempotency-Key": "idem-1"})) as r:
+                "feature": "other"}}, headers=headers(
+                    database_key, **{"Idempotency-Key": "idem-1"})) as r:
             assert r.status == 422
             assert (await r.json())["errors"][0]["code"] == "idempotency_key_reuse"
         for instance in (a, b):
             async with http.post(f"{instance.url}/api/v1/events",
                                  json={**body, "event_id": "evt-shared"},
-                                 headers=headers(key)) as r:
+                                 headers=headers(database_key)) as r:
                 assert r.status == 202
     events = list(db_client(database)["events"].find({"project_id": PROJECT}, {"event_id": 1}))
     assert len(events) == 2
@@ -103,43 +104,43 @@ async def test_idempotency_and_dedup_hold_across_instances(
 
 
 async def test_a_contacts_life_across_instances(
-    database: Database, key: str, start_trackd: StartTrackd
+    database: Database, database_key: str, start_trackd: StartTrackd
 ) -> None:
     a, b = await two(start_trackd)
     contact = f"{a.url}/api/v1/contacts/user-9"
     async with session() as http:
-        async with http.post(f"{a.url}/api/v1/contacts", headers=headers(key),
+        async with http.post(f"{a.url}/api/v1/contacts", headers=headers(database_key),
                              json={"externalId": "user-9", "email": "ada@example.com"}) as r:
             assert r.status == 201
-        async with http.get(contact.replace(a.url, b.url), headers=headers(key)) as r:
+        async with http.get(contact.replace(a.url, b.url), headers=headers(database_key)) as r:
             assert r.status == 200
             assert (await r.json())["data"]["email"] == "ada@example.com"
-        async with http.patch(contact.replace(a.url, b.url), headers=headers(key),
+        async with http.patch(contact.replace(a.url, b.url), headers=headers(database_key),
                               json={"plan": "pro"}) as r:
             assert r.status == 200
-        async with http.get(contact, headers=headers(key)) as r:
+        async with http.get(contact, headers=headers(database_key)) as r:
             assert (await r.json())["data"]["plan"] == "pro"
-        async with http.post(f"{b.url}/api/v1/events", headers=headers(key),
+        async with http.post(f"{b.url}/api/v1/events", headers=headers(database_key),
                              json={"externalId": "user-9", "eventKey": "paid"}) as r:
             assert r.status == 201
-        async with http.delete(contact, headers=headers(key)) as r:
+        async with http.delete(contact, headers=headers(database_key)) as r:
             assert r.status == 200
             assert (await r.json())["data"] == {"deleted": True, "externalId": "user-9",
                                                 "deletedEvents": 1}
-        async with http.get(contact.replace(a.url, b.url), headers=headers(key)) as r:
+        async with http.get(contact.replace(a.url, b.url), headers=headers(database_key)) as r:
             assert r.status == 404
             assert await r.json() == {"error": "Contact not found"}
 
 
 async def test_audiences_see_the_other_instances_writes(
-    database: Database, key: str, start_trackd: StartTrackd
+    database: Database, database_key: str, start_trackd: StartTrackd
 ) -> None:
     a, b = await two(start_trackd)
     audience = {"groups": [{"rules": [{"event": "viewed", "op": "has_done"},
                                       {"event": "used", "op": "has_not_done"}]}]}
 
     async def evaluate() -> list[str]:
-        async with http.post(f"{a.url}/api/v1/audiences/evaluate", headers=headers(key),
+        async with http.post(f"{a.url}/api/v1/audiences/evaluate", headers=headers(database_key),
                              json=audience) as r:
             assert r.status == 200, await r.text()
             ids: list[str] = (await r.json())["data"]["externalIds"]
@@ -147,21 +148,21 @@ async def test_audiences_see_the_other_instances_writes(
 
     async with session() as http:
         for person in ("ann", "bob"):
-            async with http.post(f"{b.url}/api/v1/contacts", headers=headers(key),
+            async with http.post(f"{b.url}/api/v1/contacts", headers=headers(database_key),
                                  json={"externalId": person, "email": f"{person}@x.io"}) as r:
                 assert r.status == 201
         assert await evaluate() == []  # also starts loading a's index
         for step, (person, name, expected) in enumerate([
                 ("ann", "viewed", ["ann"]), ("bob", "viewed", ["ann", "bob"]),
                 ("ann", "used", ["bob"])]):
-            async with http.post(f"{b.url}/api/v1/events", headers=headers(key),
+            async with http.post(f"{b.url}/api/v1/events", headers=headers(database_key),
                                  json={"externalId": person, "eventKey": name}) as r:
                 assert r.status == 201
             assert sorted(await evaluate()) == expected, step
 
 
 async def test_a_revoked_key_is_refused_by_every_instance_within_1_s(
-    database: Database, key: str, start_trackd: StartTrackd
+    database: Database, database_key: str, start_trackd: StartTrackd
 ) -> None:
     a, b = await two(start_trackd)  # the default 5 s key cache
     victim = await create_key(database)
@@ -190,7 +191,7 @@ async def test_a_revoked_key_is_refused_by_every_instance_within_1_s(
 
 
 async def test_a_rate_limit_split_over_both_instances_holds(
-    database: Database, key: str, start_trackd: StartTrackd
+    database: Database, database_key: str, start_trackd: StartTrackd
 ) -> None:
     """Cueflow's 100 per minute: 150 requests of one key 75/75 over both at once, then
     60 more 1.5 s later. Each instance admits its share of the bucket between syncs, so
@@ -201,7 +202,7 @@ async def test_a_rate_limit_split_over_both_instances_holds(
     async with session() as http:
         async def get(instance: Trackd) -> tuple[int, dict[str, str], Any]:
             async with http.get(f"{instance.url}/api/v1/contacts/nobody",
-                                headers=headers(key)) as r:
+                                headers=headers(database_key)) as r:
                 return r.status, dict(r.headers), await r.json()
 
         started = time.monotonic()
@@ -239,7 +240,8 @@ async def test_a_rate_limit_split_over_both_instances_holds(
             try:
                 await stub.TrackEvent(tracking_pb2.TrackEventRequest(event=tracking_pb2.Event(
                     name="feature_used", external_user_id="usr_1", properties=properties)),
-                    metadata=[("authorization", f"bearer  {key}")], timeout=REQUEST_TIMEOUT)
+                    metadata=[("authorization", f"bearer  {database_key}")],
+                    timeout=REQUEST_TIMEOUT)
                 codes.append(grpc.StatusCode.OK)
             except grpc.aio.AioRpcError as exc:
                 codes.append(exc.code())
@@ -269,7 +271,7 @@ async def test_a_rate_limit_split_over_both_instances_holds(
 
 
 async def test_sigkill_of_one_instance_loses_nothing_and_frees_its_idempotency_keys(
-    database: Database, key: str, start_trackd: StartTrackd
+    database: Database, database_key: str, start_trackd: StartTrackd
 ) -> None:
     """Clients with an Idempotency-Key per request load both instances; a is SIGKILLed
     while its requests wait on the database; each of them retried on b succeeds (the dead
@@ -290,8 +292,8 @@ async def test_sigkill_of_one_instance_loses_nothing_and_frees_its_idempotency_k
             if instance is a:
                 in_flight_on_a[event_id] = body
             try:
-                async with http.post(f"{instance.url}/api/v1/events", json=body,
-                                     headers=headers(key, **{"Idempotency-Key": event_id})) as r:
+                async with http.post(f"{instance.url}/api/v1/events", json=body, headers=headers(
+                        database_key, **{"Idempotency-Key": event_id})) as r:
                     if r.status == 202:
                         acked.append(event_id)
                         in_flight_on_a.pop(event_id, None)
@@ -317,8 +319,8 @@ async def test_sigkill_of_one_instance_loses_nothing_and_frees_its_idempotency_k
             {"project_id": PROJECT, "state": "pending", "key": {"$in": list(in_flight_on_a)}})
         takeovers: list[float] = []
         for event_id, body in in_flight_on_a.items():
-            async with http.post(f"{b.url}/api/v1/events", json=body,
-                                 headers=headers(key, **{"Idempotency-Key": event_id})) as r:
+            async with http.post(f"{b.url}/api/v1/events", json=body, headers=headers(
+                    database_key, **{"Idempotency-Key": event_id})) as r:
                 assert r.status == 202, await r.text()
             takeovers.append(time.monotonic() - killed)
             acked.append(event_id)

@@ -19,7 +19,6 @@ from storage import Store
 from storage.changes import MARKS, Marked, decode
 from tests.server.helpers import auth, batch, event
 from tests.server.test_audiences_grpc import (
-    ALL_SCOPES,
     COUNT_GT,
     HAS_DONE,
     HAS_NOT_DONE,
@@ -74,12 +73,6 @@ async def instances(store: Store) -> AsyncIterator[dict[str, Instance]]:
     for server, channel in opened:
         await channel.close()
         await server.stop(grace=5)
-
-
-@pytest.fixture
-async def key(make_key: Any) -> str:
-    key: str = await make_key("acme", ALL_SCOPES)
-    return key
 
 
 AUDIENCES = {

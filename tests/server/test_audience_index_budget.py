@@ -13,7 +13,7 @@ from server.app import ServerConfig, TrackdServer, create_server
 from server.audiences.index import STAT_ENTRY_BYTES, USER_BYTES, IndexSize
 from server.pipeline import PipelineConfig
 from storage import Store
-from tests.conftest import KeyFactory
+from tests.helpers import KeyFactory
 from tests.server.test_audiences_grpc import ALL_SCOPES, HAS_DONE, ev, history, members, one, upsert
 from trackd.v1 import audiences_pb2_grpc, tracking_pb2_grpc, users_pb2_grpc
 

@@ -23,7 +23,7 @@ import pytest
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from storage import Store
-from tests.conftest import KeyFactory
+from tests.helpers import KeyFactory
 from tests.server.helpers import (
     DOMAIN,
     MISSING_KEY,
@@ -79,12 +79,6 @@ def audiences(channel: grpc.aio.Channel) -> Audiences:
 @pytest.fixture
 def users(channel: grpc.aio.Channel) -> Users:
     return users_pb2_grpc.UserServiceStub(channel)
-
-
-@pytest.fixture
-async def key(make_key: KeyFactory) -> str:
-    """A key of project ``acme`` holding every scope."""
-    return await make_key("acme", ALL_SCOPES)
 
 
 # --- building audiences -----------------------------------------------------------------

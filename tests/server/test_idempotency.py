@@ -17,7 +17,7 @@ import pytest
 from server.app import TrackdServer
 from server.idempotency import fingerprint
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import (
     DB_DOWN_WRITE,
     auth,

@@ -14,7 +14,7 @@ import pytest
 
 from cli.logs import RequestIdFilter
 from server.app import TrackdServer
-from tests.conftest import KeyFactory
+from tests.helpers import KeyFactory
 from tests.scrape import delta, local, value
 from tests.server.helpers import auth, batch, event, track
 from trackd.v1 import audiences_pb2, audiences_pb2_grpc, tracking_pb2_grpc

@@ -11,7 +11,7 @@ import pytest
 
 from server.app import TrackdServer
 from storage import Store
-from tests.conftest import stored_events
+from tests.helpers import stored_events
 from tests.server.helpers import (
     DB_DOWN_AUTH,
     DB_DOWN_WRITE,

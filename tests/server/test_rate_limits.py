@@ -13,7 +13,7 @@ import pytest
 from server.app import ServerConfig, TrackdServer, create_server
 from server.ratelimit import RateLimit
 from storage import Store
-from tests.conftest import KeyFactory, limited_http, stored_events
+from tests.helpers import KeyFactory, limited_gateway, stored_events
 from tests.server.helpers import RichError, event, rpc_error, track
 from trackd.v1 import tracking_pb2_grpc
 
@@ -62,7 +62,7 @@ async def test_rest_answers_carry_the_ratelimit_headers(
     store: Store, server_config: ServerConfig, make_key: KeyFactory
 ) -> None:
     key = await make_key()
-    async with limited_http(store, server_config, {"vibefollow": RateLimit(2, 60)}) as http:
+    async with limited_gateway(store, server_config, {"vibefollow": RateLimit(2, 60)}) as http:
         body = {"external_user_id": "u1", "name": "feature_used",
                 "properties": {"feature": "export"}}
         answers = [await http.post("/api/v1/events", json=body,

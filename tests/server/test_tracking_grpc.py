@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from server.auth import issue_key
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import (
     INVALID_KEY,
     MISSING_KEY,

@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import (
     DOMAIN,
     MISSING_KEY,
@@ -37,12 +37,6 @@ ALL_SCOPES = ("track:events", "users:read", "users:write")
 @pytest.fixture
 def users(channel: grpc.aio.Channel) -> Users:
     return users_pb2_grpc.UserServiceStub(channel)
-
-
-@pytest.fixture
-async def key(make_key: KeyFactory) -> str:
-    """A key of project ``acme`` holding every scope."""
-    return await make_key("acme", ALL_SCOPES)
 
 
 def user(external_id: str = "u-1", *, traits: dict[str, Any] | None = None,

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import auth, event
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 

@@ -11,7 +11,7 @@ import pytest
 from server.auth import issue_key
 from server.websites import canonical_origin
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import (
     DOMAIN,
     MISSING_KEY,
