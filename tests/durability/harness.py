@@ -55,6 +55,8 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 15.0  # a request not answered within this is a failure (or a retry)
 COMMAND_TIMEOUT = 120.0
+# What a database left behind by a killed trackd gets between SIGTERM and SIGKILL.
+STOP_GRACE = 10.0
 
 ACKED = ("202", "grpc:OK")
 UNAVAILABLE = ("503", "grpc:UNAVAILABLE")
@@ -124,6 +126,48 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    return process_state(pid) not in ("", "Z")
+
+
+def database_processes(data_dir: Path) -> list[int]:
+    """The SecantusDB processes keeping their data in ``data_dir`` (trackd's embedded
+    database, ``data_dir / "db"``), found by their command lines in /proc."""
+    storage = {str(data_dir / "db"), str((data_dir / "db").resolve())}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = [arg.decode(errors="replace")
+                    for arg in (entry / "cmdline").read_bytes().split(b"\0")]
+        except OSError:
+            continue  # gone meanwhile
+        if "secantus" in argv and "--storage-path" in argv[:-1] \
+                and argv[argv.index("--storage-path") + 1] in storage:
+            found.append(int(entry.name))
+    return found
+
+
+def stop_processes(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
+    """SIGTERM ``pids`` (processes that need not be this one's children), give them
+    ``grace`` seconds, SIGKILL what is left, and wait until every one is gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def tail(path: Path, chars: int = 3000) -> str:
@@ -242,7 +286,9 @@ class Trackd:
     """``trackd serve`` against ``mongodb_uri``, on free ports; settings by environment.
 
     With ``mongodb_uri`` empty it runs its own embedded database in ``root / "data"``
-    (``data_dir``), supervised by trackd itself.
+    (``data_dir``), supervised by trackd itself. :meth:`close` SIGKILLs trackd, then
+    stops that database too if it outlived trackd: it gets SIGTERM when trackd dies, but
+    one caught starting or restarting can ignore it, and would run on with no parent.
     """
 
     def __init__(self, root: Path, mongodb_uri: str, **settings: str) -> None:
@@ -331,6 +377,8 @@ class Trackd:
                 proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(STOP_TIMEOUT)
+            if not self.mongodb_uri:
+                stop_processes(database_processes(self.data_dir))
         finally:
             self._out.close()
             self._err.close()
