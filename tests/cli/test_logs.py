@@ -3,7 +3,8 @@ one access line per HTTP request and per gRPC call with the same request id, and
 key or a body, even at DEBUG.
 
 The process runs on the test run's database (``--mongodb-uri``, its own ``--database``),
-on free ports; its stderr goes to a file read while it runs.
+on free ports (tests/durability/harness.py's :class:`Trackd`); its stderr goes to a file
+read while it runs.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import contextlib
 import json
 import logging
 import re
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,7 @@ from pymongo import MongoClient
 
 from cli.logs import JsonFormatter, TextFormatter, resolve_format
 from cli.settings import Settings, load
-from tests.cli.test_cli import (
-    READY_LINE,
-    START_TIMEOUT,
-    STOP_TIMEOUT,
-    TRACKD,
-    clean_env,
-    dev_key,
-)
-from tests.processes import free_ports
+from tests.durability.harness import Trackd, dev_key, until
 from tests.server.helpers import event, track
 from trackd.v1 import tracking_pb2_grpc
 
@@ -47,54 +38,18 @@ BODY_MARKER = "body-marker-7f3e9c"
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
 
 
-@dataclass
-class Serve:
-    proc: subprocess.Popen[bytes]
-    http_port: int
-    grpc_port: int
-    out: Path
-    err: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    @property
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace")
-
-
-@contextlib.contextmanager
-def serving(tmp_path: Path, mongodb_uri: str, *flags: str) -> Iterator[Serve]:
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, mongodb_uri: str, *flags: str) -> AsyncIterator[Trackd]:
+    """``trackd serve`` with ``flags`` on a database of its own, stopped by SIGTERM (so its
+    last log lines are written) and that database dropped afterwards."""
     database = f"t_logs_{uuid.uuid4().hex[:12]}"
-    grpc_port, http_port = free_ports(2)
-    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
-    with out.open("wb") as out_file, err.open("wb") as err_file:
-        proc = subprocess.Popen(
-            [str(TRACKD), "serve", "--mongodb-uri", mongodb_uri, "--database", database,
-             "--grpc-port", str(grpc_port), "--http-port", str(http_port), *flags],
-            cwd=tmp_path, env=clean_env(), stdin=subprocess.DEVNULL,
-            stdout=out_file, stderr=err_file)
-    serve = Serve(proc, http_port, grpc_port, out, err)
+    serve = Trackd(tmp_path, mongodb_uri, flags=("--database", database, *flags))
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while READY_LINE not in serve.stderr:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"trackd serve did not get ready:\n{serve.stderr}")
-            time.sleep(0.1)
+        await serve.start()
         yield serve
+        await serve.stop()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT)
+        serve.close()
         client: MongoClient[dict[str, Any]]
         with MongoClient(mongodb_uri, serverSelectionTimeoutMS=10_000) as client:
             client.drop_database(database)
@@ -122,7 +77,7 @@ def json_lines(stderr: str) -> list[dict[str, Any]]:
     return lines
 
 
-def wait_for(serve: Serve, predicate: Any) -> list[dict[str, Any]]:
+def wait_for(serve: Trackd, predicate: Any) -> list[dict[str, Any]]:
     """The JSON lines once one satisfies ``predicate`` (access lines follow the answer)."""
     deadline = time.monotonic() + 30
     while True:
@@ -132,10 +87,11 @@ def wait_for(serve: Serve, predicate: Any) -> list[dict[str, Any]]:
         time.sleep(0.05)
 
 
-def test_json_access_lines_of_both_halves_share_the_request_id_and_hold_no_secret(
+async def test_json_access_lines_of_both_halves_share_the_request_id_and_hold_no_secret(
     tmp_path: Path, mongodb_uri: str
 ) -> None:
-    with serving(tmp_path, mongodb_uri, "--log-format", "json", "--log-level", "DEBUG") as serve:
+    async with serving(tmp_path, mongodb_uri,
+                       "--log-format", "json", "--log-level", "DEBUG") as serve:
         key = dev_key(serve.stdout)
         body = json.dumps({"external_user_id": "u-1", "name": "user_signed_up",
                            "properties": {"note": BODY_MARKER}}).encode()
@@ -199,16 +155,14 @@ def test_json_access_lines_of_both_halves_share_the_request_id_and_hold_no_secre
     assert serve.stdout.count(key) == 1
 
 
-def test_text_format_for_people(tmp_path: Path, mongodb_uri: str) -> None:
-    with serving(tmp_path, mongodb_uri, "--log-format", "text") as serve:
+async def test_text_format_for_people(tmp_path: Path, mongodb_uri: str) -> None:
+    async with serving(tmp_path, mongodb_uri, "--log-format", "text") as serve:
         key = dev_key(serve.stdout)
         body = b'{"external_user_id": "u-1", "name": "user_signed_up"}'
         status, _ = post(serve.url, "/api/v1/events", body,
                          {"Authorization": f"Bearer {key}", "X-Request-Id": "rid-text"})
         assert status == 202
-        deadline = time.monotonic() + 30
-        while "POST /api/v1/events 202" not in serve.stderr and time.monotonic() < deadline:
-            time.sleep(0.05)
+        await until(lambda: "POST /api/v1/events 202" in serve.stderr, "the access line", 30)
     lines = [line for line in serve.stderr.splitlines() if line.strip()]
     assert all(TEXT_LINE.match(line) for line in lines), lines
     (http_line,) = [line for line in lines if "POST /api/v1/events 202" in line]

@@ -8,7 +8,6 @@ import asyncio
 import importlib.metadata
 import signal
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,14 +15,9 @@ import pytest
 
 from cli.settings import Settings
 from storage import Store
-from tests.durability.harness import COMMAND_TIMEOUT, TRACKD, Trackd, clean_env
+from tests.durability.harness import Trackd
+from tests.durability.harness import trackd_command as trackd
 from tests.processes import free_ports
-
-
-def trackd(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(TRACKD), *args], cwd=cwd, env=clean_env(**env), text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=COMMAND_TIMEOUT, check=False)
 
 
 @pytest.fixture

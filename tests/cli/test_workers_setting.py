@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from cli.settings import available_cores, load
-from tests.cli.test_startup import trackd
+from tests.durability.harness import trackd_command as trackd
 
 
 def test_auto_is_one_worker_per_core_this_process_may_use() -> None:

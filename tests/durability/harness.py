@@ -2,7 +2,8 @@
 
 - :class:`Database` runs SecantusDB on a fixed port and data directory, so a test can
   SIGKILL it and start it again where trackd expects it, or SIGSTOP/SIGCONT it.
-- :class:`Trackd` runs ``trackd serve --mongodb-uri ...`` on free ports.
+- :class:`Trackd` runs ``trackd serve`` on free ports, on ``--mongodb-uri`` or on an
+  embedded database of its own (``--data-dir``); the one way every test starts it.
 - :class:`Load` keeps N requests in flight (REST, optionally gRPC), each with new unique
   event ids, and records every request's :class:`Outcome`.
 - :func:`stored_events` reads back what the database holds, for counting.
@@ -46,6 +47,7 @@ from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 TRACKD = Path(sys.executable).parent / "trackd"
 READY_LINE = "trackd is serving"
 STOPPING_LINE = "stopping: no new requests"
+DEV_KEY_BANNER = "Created a development API key for project 'default'"
 PROJECT = "durability"
 DATABASE = "trackd"
 
@@ -266,6 +268,24 @@ def stored_events(database: Database) -> list[dict[str, Any]]:
             {"project_id": PROJECT}, {"_id": 0, "event_id": 1, "properties.n": 1}))
 
 
+def trackd_command(*args: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run ``trackd ARGS`` to completion with only ``settings`` of trackd's own in its
+    environment (killed if it outlives the bound)."""
+    return subprocess.run([str(TRACKD), *args], cwd=cwd, env=clean_env(**settings), text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=COMMAND_TIMEOUT, check=False)
+
+
+def dev_key(stdout: str) -> str:
+    """The key ``trackd serve`` prints on the line after its first-start banner."""
+    lines = stdout.splitlines()
+    banner = [i for i, line in enumerate(lines) if DEV_KEY_BANNER in line]
+    assert banner, f"no development key banner in stdout:\n{stdout}"
+    key = lines[banner[0] + 1].strip()
+    assert key.startswith("trk_"), lines
+    return key
+
+
 async def create_key(database: Database) -> str:
     """``trackd keys create`` for the test project; the printed secret."""
     result = await asyncio.to_thread(
@@ -283,7 +303,8 @@ async def create_key(database: Database) -> str:
 
 
 class Trackd:
-    """``trackd serve`` against ``mongodb_uri``, on free ports; settings by environment.
+    """``trackd serve`` against ``mongodb_uri``, on free ports; settings by environment
+    (and ``flags``, given after the ports).
 
     With ``mongodb_uri`` empty it runs its own embedded database in ``root / "data"``
     (``data_dir``), supervised by trackd itself. :meth:`close` SIGKILLs trackd, then
@@ -291,10 +312,12 @@ class Trackd:
     one caught starting or restarting can ignore it, and would run on with no parent.
     """
 
-    def __init__(self, root: Path, mongodb_uri: str, **settings: str) -> None:
+    def __init__(self, root: Path, mongodb_uri: str, *, flags: Sequence[str] = (),
+                 **settings: str) -> None:
         self.root = root
         self.mongodb_uri = mongodb_uri
         self.data_dir = root / "data"
+        self.flags = tuple(flags)
         self.settings = {"TRACKD_LOG_LEVEL": "INFO", **settings}
         name = f"trackd-{uuid.uuid4().hex[:8]}"
         self.out_path = root / f"{name}.out"
@@ -310,7 +333,8 @@ class Trackd:
             ["--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
             guarded([str(TRACKD), "serve", *database,
-                     "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port)]),
+                     "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
+                 *self.flags]),
             cwd=self.root, env=clean_env(**self.settings), stdin=subprocess.DEVNULL,
             stdout=self._out, stderr=self._err)
 
@@ -322,6 +346,10 @@ class Trackd:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
 
     @property
     def stderr(self) -> str:
@@ -349,6 +377,11 @@ class Trackd:
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
+
+    async def stop(self) -> int:
+        """SIGTERM, as a process manager stops it; its exit status (bounded wait)."""
+        self.signal(signal.SIGTERM)
+        return await self.exit_status()
 
     async def exit_status(self) -> int:
         """Wait (bounded) for the process to end; its exit status."""
