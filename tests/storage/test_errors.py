@@ -14,12 +14,21 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import (
     AutoReconnect,
+    BulkWriteError,
+    ConfigurationError,
+    ConnectionFailure,
+    CursorNotFound,
     DuplicateKeyError,
+    ExecutionTimeout,
+    InvalidOperation,
     NetworkTimeout,
+    NotPrimaryError,
     OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
+    WaitQueueTimeoutError,
     WriteConcernError,
+    WTimeoutError,
 )
 
 from storage import StorageError, StorageUnavailable, Store, connect
@@ -38,6 +47,11 @@ def _labelled(label: str) -> OperationFailure:
     NetworkTimeout("timed out"),
     WriteConcernError("waiting for replication timed out", 64),
     _labelled("RetryableWriteError"),
+    ConnectionFailure("connection closed"),
+    NotPrimaryError("not primary"),
+    WaitQueueTimeoutError("no connection in the pool in time"),
+    WTimeoutError("waiting for replication timed out", 64),
+    BulkWriteError({"writeErrors": [], "errorLabels": ["RetryableWriteError"]}),
 ], ids=lambda e: type(e).__name__)
 def test_retryable_driver_errors_are_unavailable(error: PyMongoError) -> None:
     translated = translate(error)
@@ -49,9 +63,16 @@ def test_retryable_driver_errors_are_unavailable(error: PyMongoError) -> None:
     DuplicateKeyError("E11000 duplicate key", 11000),
     OperationFailure("unknown operator: $frob", 2),
     _labelled("TransientTransactionError"),
+    ExecutionTimeout("operation exceeded time limit", 50),
+    CursorNotFound("cursor id 7 not found", 43),
+    BulkWriteError({"writeErrors": [{"index": 0, "code": 11000, "errmsg": "E11000"}]}),
+    InvalidOperation("cannot use a closed client"),
+    ConfigurationError("unknown option"),
 ], ids=lambda e: type(e).__name__)
 def test_refusals_are_storage_errors(error: PyMongoError) -> None:
-    assert type(translate(error)) is StorageError
+    translated = translate(error)
+    assert type(translated) is StorageError
+    assert str(translated) == str(error)
 
 
 @pytest.fixture
