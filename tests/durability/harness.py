@@ -289,10 +289,8 @@ def dev_key(stdout: str) -> str:
 async def create_key(database: Database) -> str:
     """``trackd keys create`` for the test project; the printed secret."""
     result = await asyncio.to_thread(
-        subprocess.run,
-        [str(TRACKD), "keys", "create", "--project", PROJECT, "--mongodb-uri", database.uri],
-        cwd=database.root, env=clean_env(), text=True, capture_output=True,
-        stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT, check=False)
+        trackd_command, "keys", "create", "--project", PROJECT, "--mongodb-uri", database.uri,
+        cwd=database.root)
     assert result.returncode == 0, result.stderr
     secret = result.stdout.strip().splitlines()[-1]
     assert secret.startswith("trk_"), result.stdout

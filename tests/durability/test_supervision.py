@@ -25,17 +25,15 @@ from pymongo import MongoClient
 from server.app import SERVICE_NAMES
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable
 from tests.durability.harness import (
-    COMMAND_TIMEOUT,
     PROJECT,
-    TRACKD,
     Load,
     Trackd,
     assert_acked_stored_once,
     assert_unavailable,
-    clean_env,
     process_state,
     until,
 )
+from tests.durability.harness import trackd_command as run_trackd
 from tests.processes import free_ports
 from tests.scrape import Samples, parse, value
 
@@ -59,10 +57,8 @@ async def embedded_trackd(tmp_path: Path) -> Any:
 
 
 async def trackd_command(trackd: Trackd, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run, [str(TRACKD), *args, "--data-dir", str(trackd.data_dir)],
-        cwd=trackd.root, env=clean_env(), text=True, capture_output=True,
-        stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT, check=False)
+    return await asyncio.to_thread(run_trackd, *args, "--data-dir", str(trackd.data_dir),
+                                   cwd=trackd.root)
 
 
 async def readiness(session: aiohttp.ClientSession, trackd: Trackd) -> tuple[int, Any]:
@@ -176,11 +172,8 @@ async def test_second_serve_on_a_served_data_dir_exits_at_once_naming_the_first(
         embedded_trackd: Trackd) -> None:
     grpc_port, http_port = free_ports(2)
     second = await asyncio.to_thread(
-        subprocess.run,
-        [str(TRACKD), "serve", "--data-dir", str(embedded_trackd.data_dir),
-         "--grpc-port", str(grpc_port), "--http-port", str(http_port)],
-        cwd=embedded_trackd.root, env=clean_env(), text=True, capture_output=True,
-        stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT, check=False)
+        run_trackd, "serve", "--data-dir", str(embedded_trackd.data_dir),
+        "--grpc-port", str(grpc_port), "--http-port", str(http_port), cwd=embedded_trackd.root)
     assert second.returncode == 1
     assert second.stdout == ""
     assert second.stderr.splitlines() == [

@@ -26,17 +26,15 @@ from pymongo import MongoClient
 
 from storage.embedded import EmbeddedDatabase
 from tests.durability.harness import (
-    COMMAND_TIMEOUT,
     PROJECT,
-    TRACKD,
     Load,
     Trackd,
     assert_acked_stored_once,
-    clean_env,
     process_state,
     track,
     until,
 )
+from tests.durability.harness import trackd_command as run_trackd
 from tests.scrape import Samples, parse, value
 from trackd.v1 import tracking_pb2_grpc
 
@@ -100,9 +98,7 @@ def per_worker(trackd: Trackd, port: int, state: str) -> dict[int, int]:
 
 
 async def trackd_command(trackd: Trackd, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run, [str(TRACKD), *args], cwd=trackd.root, env=clean_env(), text=True,
-        capture_output=True, stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT, check=False)
+    return await asyncio.to_thread(run_trackd, *args, cwd=trackd.root)
 
 
 async def project_key(trackd: Trackd) -> str:

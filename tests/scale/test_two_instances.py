@@ -12,7 +12,6 @@ import asyncio
 import json
 import math
 import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -24,18 +23,16 @@ from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tests.durability.harness import (
-    COMMAND_TIMEOUT,
     DATABASE,
     PROJECT,
     REQUEST_TIMEOUT,
-    TRACKD,
     Database,
     StartTrackd,
     Trackd,
-    clean_env,
     create_key,
     until,
 )
+from tests.durability.harness import trackd_command as run_trackd
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 # The limit a burst through both instances may exceed the bucket by (README, "Running
@@ -50,10 +47,8 @@ def headers(key: str, **extra: str) -> dict[str, str]:
 
 
 async def trackd_command(database: Database, *args: str) -> str:
-    result = await asyncio.to_thread(
-        subprocess.run, [str(TRACKD), *args, "--mongodb-uri", database.uri],
-        cwd=database.root, env=clean_env(), text=True, capture_output=True,
-        stdin=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT, check=False)
+    result = await asyncio.to_thread(run_trackd, *args, "--mongodb-uri", database.uri,
+                                     cwd=database.root)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
