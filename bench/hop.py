@@ -11,8 +11,10 @@ VibeFollow ``POST /api/v1/events`` at ``--concurrency`` connections:
   gateway and the real TrackingService in one process with the hop swapped (see there).
 
 Ratios: each design's CPU per request ÷ bare aiohttp's (target <= 5), and its req/s ÷
-today's (target >= 1.5). Options are ``python -m bench``'s (``--duration``, ``--warmup``,
-``--concurrency``, ``--mongodb-uri``, ...) plus ``--designs`` and ``--linger-ms``.
+today's (target >= 1.5). Then :mod:`bench.hop_batch`: a batch's properties as Struct
+against JSON bytes, CPU per event of the gateway's and the server's half. Options are
+``python -m bench``'s (``--duration``, ``--warmup``, ``--concurrency``, ``--batch``,
+``--mongodb-uri``, ...) plus ``--designs`` and ``--linger-ms``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import hop_batch
 from bench.hop_serve import DESIGNS
 from bench.main import (
     Bench,
@@ -144,10 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 work), port, "")
             bench.designs(designs, linger_ms)
             elapsed = time.monotonic() - started
+        say("        batch properties across the hop: Struct against JSON bytes, in process")
+        batch_encoding = hop_batch.run(args.batch)
         found = {m.key: m for m in bench.measurements}
         items = hop_ratios(found, designs)
         say("\n" + measurements_table(bench.measurements))
         say("\n" + ratios_table(items))
+        say("\n" + hop_batch.table(batch_encoding))
         output = args.results_dir / f"{stamp}-hop.json"
         output.write_text(json.dumps({
             "run_id": run_id, "started_at": stamp, "elapsed_seconds": round(elapsed, 1),
@@ -157,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "linger_ms": linger_ms},
             "measurements": {m.key: m.to_dict() for m in bench.measurements},
             "ratios": [r.to_dict() for r in items],
+            "batch_encoding_us_per_event": batch_encoding,
         }, indent=2, ensure_ascii=False) + "\n")
         failed = False
     except NotReady as exc:
