@@ -14,7 +14,8 @@ Ratios: each design's CPU per request ÷ bare aiohttp's (target <= 5), and its r
 today's (target >= 1.5). Then :mod:`bench.hop_batch`: a batch's properties as Struct
 against JSON bytes, CPU per event of the gateway's and the server's half. Options are
 ``python -m bench``'s (``--duration``, ``--warmup``, ``--concurrency``, ``--batch``,
-``--mongodb-uri``, ...) plus ``--designs`` and ``--linger-ms``.
+``--mongodb-uri``, ...) plus ``--designs``, ``--linger-ms`` and
+``--profile-designs today,coalesce`` (py-spy on those servers after their window).
 """
 
 from __future__ import annotations
@@ -50,34 +51,44 @@ BARE = "bare.http"
 TODAY = "hop.today"
 
 
-def _own_options(argv: Sequence[str]) -> tuple[list[str], list[str], float]:
-    """``--designs a,b`` and ``--linger-ms N`` taken out; the rest is python -m bench's."""
-    rest, designs, linger = [], list(DESIGNS), 0.0
+def _own_options(argv: Sequence[str]) -> tuple[list[str], list[str], float, list[str]]:
+    """``--designs a,b``, ``--linger-ms N`` and ``--profile-designs a,b`` taken out; the
+    rest is python -m bench's."""
+    rest, designs, linger, profiled = [], list(DESIGNS), 0.0, []
     items = iter(argv)
     for item in items:
         if item == "--designs":
             designs = [d.strip() for d in next(items).split(",") if d.strip()]
         elif item == "--linger-ms":
             linger = float(next(items))
+        elif item == "--profile-designs":
+            profiled = [d.strip() for d in next(items).split(",") if d.strip()]
         else:
             rest.append(item)
-    unknown = sorted(set(designs) - set(DESIGNS))
+    unknown = sorted(set(designs) - set(DESIGNS)) + sorted(
+        set(profiled) - {"today", *designs})
     if unknown:
-        raise SystemExit(f"--designs: unknown design(s) {', '.join(unknown)}; "
-                         f"of {','.join(DESIGNS)}")
-    return rest, designs, linger
+        raise SystemExit(f"--designs / --profile-designs: unknown or unmeasured design(s) "
+                         f"{', '.join(unknown)}; of today,{','.join(DESIGNS)}")
+    return rest, designs, linger, profiled
 
 
 class HopBench(Bench):
+    profiled: Sequence[str] = ()
+
     def rest_single(self, key: str, label: str, child: Child, http_port: int,
                     token: str) -> Measurement:
+        url = f"http://127.0.0.1:{http_port}/api/v1/events"
         try:
             wait_for_ports(child, [http_port], timeout=60)
-            m = self.http_load(key, label, f"http://127.0.0.1:{http_port}/api/v1/events",
-                               connections=self.args.concurrency, batch=0, token=token,
-                               server_pids=[child.pid])
+            m = self.http_load(key, label, url, connections=self.args.concurrency, batch=0,
+                               token=token, server_pids=[child.pid])
             if not child.alive():
                 raise RuntimeError(f"{child.name} died; its log ends:\n{child.log_tail()}")
+            if key.removeprefix("hop.") in self.profiled:
+                self._profile(key, child.pid, {key: lambda: self.http_load(
+                    key, label, url, connections=self.args.concurrency, batch=0,
+                    token=token, server_pids=[child.pid])})
             return m
         finally:
             child.stop(self.args.duration + 30)
@@ -124,7 +135,7 @@ def hop_ratios(found: dict[str, Measurement], designs: Sequence[str]) -> list[Ra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    rest, designs, linger_ms = _own_options(list(sys.argv[1:] if argv is None else argv))
+    rest, designs, linger_ms, profiled = _own_options(list(sys.argv[1:] if argv is None else argv))
     args = parse_args(rest)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{secrets.token_hex(3)}"
@@ -139,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"warm-up, {args.concurrency} connections, designs {', '.join(designs)}")
         with database(args, work) as db:
             bench = HopBench(args, work, db, run_id, http_client, trackd_command())
-            bench.steps = 2 + len(designs)
+            bench.profiled = profiled
+            bench.steps = 2 + len(designs) + len(profiled)
             started = time.monotonic()
             port = bench._port(args.bare_http_port)
             bench.rest_single(BARE, "bare aiohttp 202", Child(
@@ -163,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "linger_ms": linger_ms},
             "measurements": {m.key: m.to_dict() for m in bench.measurements},
             "ratios": [r.to_dict() for r in items],
+            "profiles": bench.profiles,
             "batch_encoding_us_per_event": batch_encoding,
         }, indent=2, ensure_ascii=False) + "\n")
         failed = False
