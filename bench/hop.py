@@ -5,17 +5,19 @@ Rows, each its own server process on the same database, loaded by wrk with the s
 VibeFollow ``POST /api/v1/events`` at ``--concurrency`` connections:
 
 - ``bare aiohttp 202``: :mod:`bench.bare_http`, the floor of an aiohttp handler;
-- ``today``: ``trackd serve`` as shipped (gateway + server in one process, one unary
-  ``TrackEvent`` per request over TCP loopback);
-- ``unary-tcp``, ``unary-unix``, ``stream``, ``coalesce``: :mod:`bench.hop_serve`, the real
-  gateway and the real TrackingService in one process with the hop swapped (see there).
+- ``shipped``: ``trackd serve`` as it is (gateway + server in one process; single events
+  coalesced into ``TrackEvents`` calls, gateway/hop.py);
+- ``unary-tcp`` (today's design, before issue 14: the ratios' reference), ``unary-unix``,
+  ``stream``, ``coalesce``: :mod:`bench.hop_serve`, the real gateway and the real
+  TrackingService in one process with the hop swapped (see there).
 
 Ratios: each design's CPU per request ÷ bare aiohttp's (target <= 5), and its req/s ÷
-today's (target >= 1.5). Then :mod:`bench.hop_batch`: a batch's properties as Struct
-against JSON bytes, CPU per event of the gateway's and the server's half. Options are
-``python -m bench``'s (``--duration``, ``--warmup``, ``--concurrency``, ``--batch``,
-``--mongodb-uri``, ...) plus ``--designs``, ``--linger-ms`` and
-``--profile-designs today,coalesce`` (py-spy on those servers after their window).
+today's (``unary-tcp``; target >= 1.5). Then :mod:`bench.hop_batch`: a batch's
+properties as Struct against JSON bytes, CPU per event of the gateway's and the
+server's half. Options are ``python -m bench``'s (``--duration``, ``--warmup``,
+``--concurrency``, ``--batch``, ``--mongodb-uri``, ...) plus ``--designs``,
+``--linger-ms`` and ``--profile-designs shipped,unary-tcp`` (py-spy on those servers
+after their window).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from bench.procs import Child, NotReady, wait_for_ports
 from bench.report import Measurement, Ratio, measurements_table, ratios_table
 
 BARE = "bare.http"
-TODAY = "hop.today"
+TODAY = "hop.unary-tcp"     # the design before issue 14
+SHIPPED = "hop.shipped"     # trackd serve as it is now
 
 
 def _own_options(argv: Sequence[str]) -> tuple[list[str], list[str], float, list[str]]:
@@ -65,11 +68,13 @@ def _own_options(argv: Sequence[str]) -> tuple[list[str], list[str], float, list
             profiled = [d.strip() for d in next(items).split(",") if d.strip()]
         else:
             rest.append(item)
+    if "unary-tcp" not in designs:
+        designs.insert(0, "unary-tcp")  # today's design: every ratio's reference
     unknown = sorted(set(designs) - set(DESIGNS)) + sorted(
-        set(profiled) - {"today", *designs})
+        set(profiled) - {"shipped", *designs})
     if unknown:
         raise SystemExit(f"--designs / --profile-designs: unknown or unmeasured design(s) "
-                         f"{', '.join(unknown)}; of today,{','.join(DESIGNS)}")
+                         f"{', '.join(unknown)}; of shipped,{','.join(DESIGNS)}")
     return rest, designs, linger, profiled
 
 
@@ -99,14 +104,16 @@ class HopBench(Bench):
         env = {"TRACKD_RATE_LIMIT_VIBEFOLLOW": "off", **os.environ,
                "MONGODB_URI": self.db.uri, "TRACKD_DATABASE": database}
         port = self._port(0)
-        self.rest_single(TODAY, "today: trackd serve, unary TrackEvent over TCP", Child(
+        self.rest_single(SHIPPED, "shipped: trackd serve, coalescing into TrackEvents", Child(
             "trackd", [*self.trackd_exe, "serve", "--mongodb-uri", self.db.uri,
                        "--database", database, "--host", "127.0.0.1", "--http-port", str(port),
                        "--grpc-port", str(self._port(0, avoid={port}))],
             self.work, env=env), port, token)
         for design in designs:
             port = self._port(0)
-            self.rest_single(f"hop.{design}", f"{design}: REST single event", Child(
+            label = "today: unary TrackEvent over TCP" if design == "unary-tcp" \
+                else f"{design}: REST single event"
+            self.rest_single(f"hop.{design}", label, Child(
                 f"hop-{design}", [sys.executable, "-m", "bench.hop_serve", "--design", design,
                                   "--http-port", str(port), "--mongodb-uri", self.db.uri,
                                   "--database", database, "--linger-ms", str(linger_ms)],
@@ -118,14 +125,17 @@ def hop_ratios(found: dict[str, Measurement], designs: Sequence[str]) -> list[Ra
     bare, today = found[BARE], found[TODAY]
     bare_cpu = bare.cpu_us_per_event(bare.server_cpu)
     items = []
-    for key in (TODAY, *(f"hop.{d}" for d in designs)):
+    keys = [SHIPPED, *(f"hop.{d}" for d in designs)]
+    for key in keys:
         m = found[key]
         cpu = m.cpu_us_per_event(m.server_cpu)
         value = cpu / bare_cpu if bare_cpu else math.nan
         items.append(Ratio(f"{m.label.split(':')[0]}: CPU per request ÷ bare aiohttp", value,
                            "<= 5", value <= 5 if not math.isnan(value) else None,
                            f"{cpu:,.1f} µs / {bare_cpu:,.1f} µs"))
-    for key in (f"hop.{d}" for d in designs):
+    for key in keys:
+        if key == TODAY:
+            continue
         m = found[key]
         value = m.ops_per_s / today.ops_per_s if today.ops_per_s else math.nan
         items.append(Ratio(f"{m.label.split(':')[0]}: req/s ÷ today's", value, ">= 1.5",

@@ -3,8 +3,8 @@ gateway-to-server hop for REST single events swapped for a prototype design.
 
 ``python -m bench.hop_serve --design D --http-port P --mongodb-uri U --database N``:
 
-``unary-tcp``  today's design, rebuilt here: one unary ``TrackEvent`` per REST request over
-               TCP loopback (a control: it should cost what ``trackd serve`` costs);
+``unary-tcp``  the design before issue 14 ("today"): one unary ``TrackEvent`` per REST
+               request over TCP loopback;
 ``unary-unix`` the same over a Unix domain socket (``unix:`` target and port);
 ``stream``     one long-lived bidirectional stream from the gateway to the server; each REST
                request is one message on it and gets its own result message;
@@ -12,13 +12,14 @@ gateway-to-server hop for REST single events swapped for a prototype design.
                the next turn of the event loop, or ``--linger-ms``, at most ``--max-items``)
                and sent as one unary call whose response has one result per request.
 
-The gateway is :func:`gateway.app.create_app` unchanged; only ``app[TRACKING]`` becomes an
-object whose ``TrackEvent`` takes the same arguments and returns or raises what the stub's
-would (a ``TrackEventResponse``, or an ``AioRpcError`` with the server's status details).
+The gateway is :func:`gateway.app.create_app`; only ``app[TRACKING]`` becomes the plain
+stub (unary designs) or an object whose ``TrackEvent`` takes the same arguments and
+returns or raises what the stub's would (a ``TrackEventResponse``, or an ``AioRpcError``
+with the server's status details).
 On the server every carried request runs the real ``TrackingService.TrackEvent`` with its
 own metadata (so its own key, scopes, idempotency key and error), exactly as a unary call.
 The prototype hops use a proto-free framing (:func:`pack_item` ...) of the existing
-messages, so the bench needs no new RPC in the product's proto.
+messages; the product's coalescing (``trackd serve``) uses the TrackEvents RPC instead.
 """
 
 from __future__ import annotations
@@ -351,13 +352,14 @@ async def serve(args: argparse.Namespace) -> None:
     async def hop(app: web.Application) -> AsyncIterator[None]:
         channel = grpc.aio.insecure_channel(target, options=OPTIONS)
         stub = tracking_pb2_grpc.TrackingServiceStub(channel)
-        swapped: Any = None
+        # The unary designs call TrackEvent itself, as the gateway did before issue 14
+        # (it ships coalescing now: gateway/hop.py).
+        swapped: Any = stub
         if args.design == "stream":
             swapped = StreamHop(channel, stub)
         elif args.design == "coalesce":
             swapped = CoalesceHop(channel, stub, args.linger_ms / 1000, args.max_items)
-        if swapped is not None:
-            app[TRACKING] = swapped
+        app[TRACKING] = swapped
         yield
         await channel.close()
 
