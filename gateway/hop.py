@@ -10,7 +10,9 @@ what its own TrackEvent call would have given: the server runs each carried call
 TrackEvent of its own (key, scopes, idempotency, error), and a failed result becomes the
 same ``AioRpcError`` (code, message, ``google.rpc`` details). Nothing waits for a timer:
 under light load a call goes alone, on the loop's next turn. A request larger than
-:data:`MAX_BYTES` is sent as a TrackEvent call of its own.
+:data:`MAX_BYTES` is sent as a TrackEvent call of its own, and so is every request once
+a server has answered TrackEvents with UNIMPLEMENTED (it predates the RPC: a gateway may
+be upgraded before its servers).
 """
 
 from __future__ import annotations
@@ -52,13 +54,15 @@ class CoalescingTracking(tracking_pb2_grpc.TrackingServiceStub):
         self._bytes = 0
         self._timeout = 0.0
         self._sending: set[asyncio.Task[None]] = set()
+        # False once the server answered UNIMPLEMENTED (it predates TrackEvents).
+        self._carry = True
 
     async def _track_event(
         self, request: tracking_pb2.TrackEventRequest, *,
         metadata: Sequence[tuple[str, str]], timeout: float,  # noqa: ASYNC109
     ) -> tracking_pb2.TrackEventResponse:
         size = request.ByteSize()
-        if size > MAX_BYTES:
+        if size > MAX_BYTES or not self._carry:
             response: tracking_pb2.TrackEventResponse = await self._unary_track_event(
                 request, metadata=metadata, timeout=timeout)
             return response
@@ -93,17 +97,27 @@ class CoalescingTracking(tracking_pb2_grpc.TrackingServiceStub):
                 tracking_pb2.TrackEventsRequest(calls=[call for call, _ in pending]),
                 timeout=timeout)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                # A server older than TrackEvents: call TrackEvent itself from now on.
+                self._carry = False
+                for call, future in pending:
+                    self._resend(call, future, timeout)
+                return
             # The RPC as a whole failed (server unreachable, deadline, shutting down):
             # each call gets the error its own TrackEvent would have got.
             for _, future in pending:
                 if not future.done():
                     future.set_exception(exc)
             return
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            for _, future in pending:
+                future.cancel()
+            raise
+        except Exception as exc:  # not an RPC status: each caller sees it, as before
             for _, future in pending:
                 if not future.done():
                     future.set_exception(exc)
-            raise
+            return
         for (_, future), result in zip(pending, response.results, strict=False):
             if future.done():
                 continue
@@ -111,7 +125,29 @@ class CoalescingTracking(tracking_pb2_grpc.TrackingServiceStub):
                 future.set_exception(_error(result.error))
             else:
                 future.set_result(result.response)
-        for _, future in pending[len(response.results):]:
+        for _, future in pending[len(response.results):]:  # a server that answered too few
             if not future.done():
                 future.set_exception(_error(tracking_pb2.CallStatus(
                     code=grpc.StatusCode.INTERNAL.value[0], message="internal error")))
+
+    def _resend(self, call: tracking_pb2.CarriedTrackEvent,
+                future: asyncio.Future[tracking_pb2.TrackEventResponse],
+                timeout: float) -> None:
+        async def unary() -> None:
+            try:
+                response = await self._unary_track_event(
+                    call.request, metadata=[(e.key, e.value) for e in call.metadata],
+                    timeout=timeout)
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(response)
+
+        task = asyncio.get_running_loop().create_task(unary())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)

@@ -5,12 +5,19 @@ shared TrackEvents calls (gateway/hop.py): each still gets exactly its own answe
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+import grpc
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from server.app import TrackdServer
 from storage import Store
 from tests.conftest import KeyFactory, stored_events
+from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Client = TestClient[Any, Any]
 ACCEPTED = {"data": {"accepted": True}}
@@ -64,3 +71,52 @@ async def test_concurrent_retries_of_a_stored_request_replay_and_store_nothing_m
     assert [first, *retries] == [(202, ACCEPTED)] * 6
     (stored,) = await stored_events(store)
     assert stored["name"] == "user_signed_up"
+
+
+@pytest.fixture
+async def old_server(server: TrackdServer) -> AsyncIterator[int]:
+    """A gRPC server that predates TrackEvents: TrackEvent only, passed on to ``server``."""
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = tracking_pb2_grpc.TrackingServiceStub(channel)
+
+    async def track_event(request: tracking_pb2.TrackEventRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]
+                          ) -> tracking_pb2.TrackEventResponse:
+        try:
+            response: tracking_pb2.TrackEventResponse = await stub.TrackEvent(
+                request, metadata=context.invocation_metadata())
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or "",
+                                tuple(exc.trailing_metadata() or ()))
+        return response
+
+    old = grpc.aio.server()
+    old.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "trackd.v1.TrackingService", {"TrackEvent": grpc.unary_unary_rpc_method_handler(
+            track_event,
+            request_deserializer=tracking_pb2.TrackEventRequest.FromString,
+            response_serializer=tracking_pb2.TrackEventResponse.SerializeToString)})])
+    port = old.add_insecure_port("127.0.0.1:0")
+    await old.start()
+    yield port
+    await old.stop(None)
+    await channel.close()
+
+
+async def test_a_server_without_trackevents_gets_trackevent_calls_instead(
+    old_server: int, store: Store, api_key: str
+) -> None:
+    app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{old_server}"))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as http:
+
+        async def post(i: int, key: str) -> tuple[int, Any]:
+            resp = await http.post("/api/v1/events", json=body(f"e-{i}"),
+                                   headers={"Authorization": f"Bearer {key}"})
+            return resp.status, await resp.json()
+
+        first = await asyncio.gather(*(post(i, api_key) for i in range(3)))
+        later = [await post(3, api_key), await post(4, "trk_unknown")]
+
+    assert [*first, *later] == [(202, ACCEPTED)] * 4 + [(401, INVALID_KEY)]
+    assert sorted(d["event_id"] for d in await stored_events(store)) == [
+        f"e-{i}" for i in range(4)]
