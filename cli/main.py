@@ -5,21 +5,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from cli.instance import AlreadyServed, ServeLock
+from cli.logs import configure as configure_logging
 from cli.settings import Settings, load
 from gateway.app import create_app
-from server.app import create_server
-from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_key
+from gateway.http_protocol import GatewayRunner
+from server import metrics
+from server.app import PortInUse, create_server
+from server.auth import ALL_SCOPES, DEFAULT_SCOPES, issue_development_key, issue_key
 from server.websites import canonical_origin
-from storage import Store, connect
+from storage import InvalidUri, StorageUnavailable, Store, connect
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 
 log = logging.getLogger("trackd")
@@ -27,32 +34,135 @@ log = logging.getLogger("trackd")
 DEV_PROJECT = "default"
 
 
+# The command-line flag of each setting that has one (the rest are environment only).
+FLAGS = {
+    "mongodb_uri": "--mongodb-uri", "data_dir": "--data-dir", "database": "--database",
+    "host": "--host", "grpc_port": "--grpc-port", "http_port": "--http-port",
+    "log_level": "--log-level",
+}
+SECRET_SETTINGS = ("mongodb_uri",)  # may hold a password: never echoed
+
+
 class UsageError(Exception):
     """A problem the user can fix; printed as one line, exit status 2."""
 
+    exit_status = 2
+
+
+class StartupError(UsageError):
+    """trackd serve could not start (a port, the database); one line, exit status 1."""
+
+    exit_status = 1
+
+
+def env_name(setting: str) -> str:
+    return "MONGODB_URI" if setting == "mongodb_uri" else f"TRACKD_{setting.upper()}"
+
+
+def setting_names(setting: str) -> str:
+    """``TRACKD_GRPC_PORT (--grpc-port)``: how a user sets it."""
+    flag = FLAGS.get(setting)
+    return f"{env_name(setting)} ({flag})" if flag else env_name(setting)
+
+
+def invalid_setting(exc: ValidationError) -> str:
+    """The first invalid setting, as one line naming its variable and flag."""
+    error = exc.errors()[0]
+    loc = str(error["loc"][0]).lower() if error["loc"] else ""
+    setting = "mongodb_uri" if loc in ("mongodb_uri", "trackd_mongodb_uri") else \
+        loc.removeprefix("trackd_")
+    got = "" if setting in SECRET_SETTINGS or "input" not in error else \
+        f" (got {str(error['input'])[:60]!r})"
+    return f"invalid {setting_names(setting)}: {error['msg']}{got}"
+
+
+def settings_help() -> str:
+    """Every setting, for ``trackd serve --help`` (README's settings table says more)."""
+    lines = ["settings (a flag, else its environment variable, else the default; README.md's "
+             "Settings table has them too):"]
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else field.default
+        lines.append(f"  {setting_names(name)}\n      {field.description} "
+                     f"(default: {default})")
+    return "\n".join(lines)
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("trackd")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
+
 
 @contextlib.contextmanager
-def database_uri(settings: Settings) -> Iterator[str]:
-    """MONGODB_URI when set; else the embedded database in the data dir, for the block."""
+def database_uri(settings: Settings,
+                 serving: bool = False,
+                 ) -> Iterator[tuple[str, EmbeddedDatabase | None, ServeLock | None]]:
+    """MONGODB_URI when set; else the embedded database in the data dir, for the block.
+
+    ``serving``: this is ``trackd serve``, which takes the data dir's serve lock first
+    (a second serve exits at once, naming the first) and must own the database it runs.
+    """
     if settings.mongodb_uri:
-        yield settings.mongodb_uri
+        yield settings.mongodb_uri, None, None
         return
     if not is_installed():
         raise UsageError(
             "no database: set MONGODB_URI (or --mongodb-uri) to a MongoDB server, "
             "or install the embedded one with: pip install 'trackd[embedded]'")
-    embedded = EmbeddedDatabase(settings.data_dir.resolve())
+    data_dir = settings.data_dir.resolve()
+    lock = ServeLock(data_dir) if serving else None
     try:
-        uri = embedded.start()
-    except EmbeddedUnavailable as exc:
-        raise UsageError(str(exc)) from exc
-    if embedded.owner:
-        log.info("embedded database (SecantusDB) serving %s at %s",
-                 settings.data_dir.resolve(), uri)
-    try:
-        yield uri
+        if lock is not None:
+            try:
+                lock.acquire()
+            except AlreadyServed as exc:
+                raise StartupError(str(exc)) from exc
+            except OSError as exc:
+                raise StartupError(f"cannot use the data directory {data_dir}: "
+                                   f"{exc.strerror}; set another with --data-dir "
+                                   "(TRACKD_DATA_DIR)") from exc
+        embedded = EmbeddedDatabase(data_dir)
+        try:
+            uri = embedded.start(own=serving)
+        except EmbeddedUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        except OSError as exc:
+            raise StartupError(f"cannot use the data directory {data_dir}: {exc.strerror}; "
+                               "set another with --data-dir (TRACKD_DATA_DIR)") from exc
+        if embedded.owner:
+            log.info("embedded database (SecantusDB, pid %s) serving %s at %s",
+                     embedded.pid, data_dir, uri)
+        try:
+            yield uri, embedded, lock
+        finally:
+            embedded.stop()
     finally:
-        embedded.stop()
+        if lock is not None:
+            lock.release()
+
+
+def cannot_listen(what: str, setting: str, host: str, port: int, reason: str) -> StartupError:
+    return StartupError(
+        f"cannot listen for {what} on {host}:{port}: {reason}; choose another port with "
+        f"{FLAGS[setting]} or {env_name(setting)}, or another address with --host or "
+        "TRACKD_HOST")
+
+
+def bind_problem(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be bound, as the OS puts it; "" when it can be."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"{host} is not an address of this machine ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return str(exc.strerror or exc).lower()
+    return ""
 
 
 def run(main: Awaitable[int]) -> int:
@@ -64,19 +174,71 @@ def run(main: Awaitable[int]) -> int:
         return runner.run(main)  # type: ignore[arg-type]
 
 
-async def serve(settings: Settings, uri: str) -> int:
-    store = await connect(uri, settings.database)
+async def open_store(settings: Settings, uri: str) -> Store:
+    """The store, once the database answers (bounded); one line when it cannot be had."""
     try:
-        if not await store.keys.project_has_active_key(DEV_PROJECT):
-            issued = await issue_key(store.keys, DEV_PROJECT)
-            print(f"Created a development API key for project '{DEV_PROJECT}' "
-                  f"(shown only this once):\n  {issued.secret}", flush=True)
-        server = await create_server(store, settings.server_config())
-        runner = web.AppRunner(create_app(settings.gateway_settings(server.port)),
+        return await connect(uri, settings.database,
+                             reachable_within=settings.mongodb_timeout_seconds)
+    except InvalidUri as exc:
+        raise UsageError(f"MONGODB_URI (--mongodb-uri) is not a MongoDB connection string "
+                         f"PyMongo accepts: {exc}") from exc
+    except StorageUnavailable as exc:
+        raise StartupError(f"{exc}: check MONGODB_URI (--mongodb-uri), or wait longer with "
+                           "TRACKD_MONGODB_TIMEOUT_SECONDS") from exc
+
+
+async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None = None,
+                lock: ServeLock | None = None) -> int:
+    store = await open_store(settings, uri)
+    supervisor: asyncio.Task[None] | None = None
+    try:
+        # Asked first, so that the usual case (a port taken) gets the OS's reason and
+        # grpc does not log a bind error of its own.
+        for what, setting, port in (("gRPC", "grpc_port", settings.grpc_port),
+                                    ("the REST gateway", "http_port", settings.http_port)):
+            if port and (problem := bind_problem(settings.host, port)):
+                raise cannot_listen(what, setting, settings.host, port, problem)
+        try:
+            server = await create_server(store, settings.server_config())
+        except PortInUse as exc:
+            raise cannot_listen("gRPC", "grpc_port", exc.host, exc.port,
+                                bind_problem(exc.host, exc.port)
+                                or "the port is in use or not available") from exc
+        if embedded is not None and embedded.owner:
+            # Restarted when it dies, for as long as trackd serves; requests fail fast
+            # from the moment it is found dead.
+            monitor = server.monitor
+
+            def database_died() -> None:
+                metrics.count_embedded_restart()
+                monitor.mark_down()
+
+            supervisor = asyncio.get_running_loop().create_task(
+                embedded.supervise(on_death=database_died))
+        runner = GatewayRunner(create_app(settings.gateway_settings(server.port)),
                                access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            await server.stop(0)
+            raise cannot_listen("the REST gateway", "http_port", settings.host,
+                                settings.http_port,
+                                bind_problem(settings.host, settings.http_port)
+                                or "the port is in use or not available") from exc
+        # Only once both ports are ours: a start that fails mints no key.
+        issued = await issue_development_key(store.keys, DEV_PROJECT)  # at most one, atomically
+        if issued is not None:
+            print(f"Created a development API key for project '{DEV_PROJECT}' "
+                  f"(shown only this once):\n  {issued.secret}", flush=True)
+        else:
+            log.info("project '%s' already has an API key (its secret was shown when it was "
+                     "made); make another with: trackd keys create --project %s",
+                     DEV_PROJECT, DEV_PROJECT)
+        if lock is not None:
+            lock.record(settings.host, server.port, settings.http_port)
         log.info("trackd is serving: gRPC on %s:%d, REST gateway on http://%s:%d",
                  settings.host, server.port, settings.host, settings.http_port)
 
@@ -93,12 +255,16 @@ async def serve(settings: Settings, uri: str) -> int:
         log.info("stopped cleanly")
         return 0
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
         await store.close()
 
 
 async def with_store(settings: Settings, uri: str,
                      action: Callable[[Store], Awaitable[int]]) -> int:
-    store = await connect(uri, settings.database)
+    store = await open_store(settings, uri)
     try:
         return await action(store)
     finally:
@@ -169,6 +335,7 @@ async def websites_list(store: Store, project: str | None) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="trackd", description="Event-tracking ingestion: gRPC API and REST gateway.")
+    root.add_argument("--version", action="version", version=f"trackd {version()}")
     commands = root.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
@@ -178,12 +345,18 @@ def parser() -> argparse.ArgumentParser:
                         "(env TRACKD_DATA_DIR, default ./.trackd)")
     common.add_argument("--database", help="database name (env TRACKD_DATABASE, default trackd)")
 
-    serve_cmd = commands.add_parser("serve", parents=[common],
-                                    help="run the gRPC server and the REST gateway")
+    serve_cmd = commands.add_parser(
+        "serve", parents=[common], help="run the gRPC server and the REST gateway",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     serve_cmd.add_argument("--host", help="listen address (env TRACKD_HOST, default 127.0.0.1)")
-    serve_cmd.add_argument("--grpc-port", type=int, help="env TRACKD_GRPC_PORT, default 50051")
-    serve_cmd.add_argument("--http-port", type=int, help="env TRACKD_HTTP_PORT, default 8080")
-    serve_cmd.add_argument("--log-level", help="env TRACKD_LOG_LEVEL, default INFO")
+    # Ports are checked with the other settings (one line naming the flag when invalid).
+    serve_cmd.add_argument("--grpc-port", help="env TRACKD_GRPC_PORT, default 50051")
+    serve_cmd.add_argument("--http-port", help="env TRACKD_HTTP_PORT, default 8080")
+    serve_cmd.add_argument("--log-level", help="env TRACKD_LOG_LEVEL, default INFO; "
+                           "other libraries stay at WARNING unless named: DEBUG,pymongo=DEBUG")
+    serve_cmd.add_argument("--log-format", choices=("auto", "json", "text"),
+                           help="env TRACKD_LOG_FORMAT, default auto: text on a terminal, "
+                           "else one JSON object per line")
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True)
@@ -221,17 +394,20 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {
         name: getattr(args, name, None)
         for name in ("mongodb_uri", "data_dir", "database", "host", "grpc_port", "http_port",
-                     "log_level")
+                     "log_level", "log_format")
     }
     try:
-        settings = load(overrides)
+        try:
+            settings = load(overrides)
+        except ValidationError as exc:
+            raise UsageError(invalid_setting(exc)) from exc
         # Admin commands print their result; only warnings belong beside it.
-        level = settings.log_level.upper() if args.command == "serve" else "WARNING"
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        with database_uri(settings) as uri:
-            if args.command == "serve":
-                return run(serve(settings, uri))
+        level = settings.log_level if args.command == "serve" else "WARNING"
+        configure_logging(level, settings.log_format)
+        if args.command == "serve":
+            with database_uri(settings, serving=True) as (uri, embedded, lock):
+                return run(serve(settings, uri, embedded, lock))
+        with database_uri(settings) as (uri, _, _):
             actions: dict[str, Callable[[Store], Awaitable[int]]] = {
                 "create": lambda s: keys_create(s, args.project,
                                                 args.scopes or list(DEFAULT_SCOPES),
@@ -249,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
             return run(with_store(settings, uri, actions[args.keys_command]))
     except UsageError as exc:
         print(f"trackd: {exc}", file=sys.stderr)
-        return 2
-
+        return exc.exit_status
+    except KeyboardInterrupt:  # Ctrl-C before serving began: nothing to drain
+        return 130
 
 if __name__ == "__main__":
     sys.exit(main())

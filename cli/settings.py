@@ -12,10 +12,12 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.ratelimit import RateLimit
+from cli.logs import LogFormat, parse_level
 from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
 from server.app import ServerConfig
+from server.audiences.index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.pipeline import PipelineConfig
+from server.ratelimit import RateLimit, limits_from
 
 
 class Settings(BaseSettings):
@@ -25,6 +27,9 @@ class Settings(BaseSettings):
     mongodb_uri: str | None = Field(
         default=None, validation_alias=AliasChoices("MONGODB_URI", "TRACKD_MONGODB_URI"),
         description="MongoDB connection string; unset = run the embedded database")
+    mongodb_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="how long start-up waits for MongoDB to answer "
+        "(server selection) before giving up")
     database: str = Field(default="trackd", description="database name")
     data_dir: Path = Field(default=Path(".trackd"),
                            description="where the embedded database keeps its files")
@@ -47,12 +52,22 @@ class Settings(BaseSettings):
                                    description="events waiting or being written; beyond: 503")
     auth_cache_seconds: float = Field(default=5.0, ge=0,
                                       description="how long a key lookup is cached")
+    idempotency_lease_seconds: float = Field(
+        default=5.0, ge=1, description="how long a running request holds its idempotency "
+        "key without renewing it (a crashed instance's keys are free this long after)")
     audience_index: bool = Field(
         default=True, description="evaluate audiences from an in-memory index kept by the "
         "database's change stream (false: read the events each time)")
+    audience_index_max_bytes: int = Field(
+        default=AUDIENCE_INDEX_MAX_BYTES, gt=0, description="the audience index's memory budget "
+        "(estimated); past it, the least recently evaluated projects are dropped")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_level: str = Field(
+        default="INFO", description="trackd's loggers: DEBUG, INFO, WARNING or ERROR; other "
+        "libraries stay at WARNING unless named, as in DEBUG,pymongo=DEBUG")
+    log_format: LogFormat = Field(
+        default="auto", description="auto (text on a terminal, else JSON lines), json or text")
     rate_limit_vibefollow: str | None = Field(
         default=None, description="VibeFollow requests per key, as N/SECONDS or off")
     rate_limit_flywheel: str | None = Field(
@@ -61,9 +76,17 @@ class Settings(BaseSettings):
         default=None, description="Databuddy requests per key (vendor default 600/60)")
     rate_limit_cueflow: str | None = Field(
         default=None, description="Cueflow requests per key (vendor default 100/60)")
+    rate_limit_grpc: str | None = Field(
+        default=None, description="direct gRPC callers' requests per key (default off)")
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_log_level(cls, value: str) -> str:
+        parse_level(value)
+        return value
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
-                     "rate_limit_cueflow")
+                     "rate_limit_cueflow", "rate_limit_grpc")
     @classmethod
     def _valid_rate_limit(cls, value: str | None) -> str | None:
         if value is not None:
@@ -76,6 +99,15 @@ class Settings(BaseSettings):
             port=self.grpc_port if port is None else port,
             auth_cache_seconds=self.auth_cache_seconds,
             audience_index=self.audience_index,
+            audience_index_max_bytes=self.audience_index_max_bytes,
+            idempotency_lease_seconds=self.idempotency_lease_seconds,
+            rate_limits=limits_from([
+                ("vibefollow", self.rate_limit_vibefollow),
+                ("flywheel", self.rate_limit_flywheel),
+                ("databuddy", self.rate_limit_databuddy),
+                ("cueflow", self.rate_limit_cueflow),
+                ("grpc", self.rate_limit_grpc),
+            ]),
             pipeline=PipelineConfig(
                 max_batch_events=self.batch_max_events,
                 max_in_flight=self.max_in_flight_flushes,
@@ -91,14 +123,6 @@ class Settings(BaseSettings):
             grpc_target=f"{local}:{grpc_port}",
             max_body_bytes=self.max_body_bytes,
             rpc_timeout_seconds=self.rpc_timeout_seconds,
-            rate_limits={
-                name: RateLimit.parse(spec) for name, spec in (
-                    ("vibefollow", self.rate_limit_vibefollow),
-                    ("flywheel", self.rate_limit_flywheel),
-                    ("databuddy", self.rate_limit_databuddy),
-                    ("cueflow", self.rate_limit_cueflow),
-                ) if spec is not None
-            },
         )
 
 

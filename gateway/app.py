@@ -6,7 +6,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 from aiohttp import web
+from grpc_health.v1 import health_pb2_grpc
 
+from gateway import health, metrics
+from gateway.access import access_middleware
+from gateway.body import HANDLER_ARGS
 from gateway.dialects import (
     cueflow,
     cueflow_audiences,
@@ -15,12 +19,12 @@ from gateway.dialects import (
     shared_paths,
     vibefollow,
 )
+from gateway.errors_middleware import error_envelopes
 from gateway.hop import CoalescingTracking
-from gateway.ratelimit import RateLimiter
+from gateway.openapi import routes as openapi_routes
 from gateway.settings import (
     AUDIENCES,
     GATEWAY_SETTINGS,
-    RATE_LIMITER,
     TRACKING,
     USERS,
     WEBSITES,
@@ -37,11 +41,15 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def create_app(settings: GatewaySettings | None = None) -> web.Application:
-    """The gateway, calling the gRPC server at ``settings.grpc_target``."""
+    """The gateway, calling the gRPC server at ``settings.grpc_target``; serve it with
+    :class:`gateway.http_protocol.GatewayRunner` so the HTTP parser's refusals are JSON."""
     settings = settings or GatewaySettings()
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # The access middleware is outermost: it sees every answer, whoever gave it (the
+    # envelopes middleware renders the ones aiohttp would give as text).
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[access_middleware, error_envelopes],
+                          handler_args=HANDLER_ARGS)
     app[GATEWAY_SETTINGS] = settings
-    app[RATE_LIMITER] = RateLimiter()
     app.cleanup_ctx.append(_grpc_channel)
     vibefollow.add_routes(app)
     flywheel.add_routes(app)
@@ -49,6 +57,9 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     cueflow_audiences.add_routes(app)
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
+    health.add_routes(app)
+    openapi_routes.add_routes(app)
+    metrics.add_routes(app)
     return app
 
 
@@ -66,5 +77,6 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
     app[USERS] = users_pb2_grpc.UserServiceStub(channel)
     app[WEBSITES] = websites_pb2_grpc.WebsiteServiceStub(channel)
     app[AUDIENCES] = audiences_pb2_grpc.AudienceServiceStub(channel)
+    app[health.HEALTH] = health_pb2_grpc.HealthStub(channel)
     yield
     await channel.close()

@@ -1,4 +1,13 @@
-"""Reading request bodies: the size limit, and JSON parsing against a dialect's schema.
+"""Reading request bodies: the size limit, Content-Encoding, and JSON parsing against a
+dialect's schema.
+
+:func:`read_body` is the one place a body is read. aiohttp's own decompression is off
+(:data:`HANDLER_ARGS`), so a compressed body is read raw, at most the limit, and inflated
+here with ``zlib.decompressobj(...).decompress(raw, max_length)``: inflating stops one
+byte past the limit, so a gzip bomb costs the CPU of inflating the limit, no more. Every
+refusal (413, 400 for a body that is not the encoding it claims, 415 for an encoding
+trackd does not decode) answers with ``Connection: close`` (see
+:mod:`gateway.errors_middleware`), so the rest of a refused body is never decoded.
 
 Schemas are pydantic ``TypeAdapter``s over TypedDicts, validated straight from the raw
 bytes (pydantic-core's JSON parser; no intermediate dict), strictly (a number is not a
@@ -8,6 +17,8 @@ string), ignoring unknown fields. Error locations become field paths such as
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -17,6 +28,15 @@ from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import GATEWAY_SETTINGS
 
 T = TypeVar("T")
+
+# Given to web.Application: the body is read raw and decoded by read_body alone; what is
+# left of a refused body is discarded (raw, never inflated) for at most a second, so the
+# client can read the refusal before the connection closes (aiohttp's default: 10 s).
+HANDLER_ARGS: Mapping[str, Any] = {"auto_decompress": False, "lingering_time": 1.0}
+# Content-Encoding -> zlib's wbits; "deflate" is zlib-wrapped (RFC 9110), raw deflate is
+# told apart by its first byte, as browsers and aiohttp do.
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+DECODABLE = ("gzip", "x-gzip", "deflate")
 
 _MESSAGES = {
     "missing": "is required",
@@ -53,14 +73,56 @@ def describe(error: Any) -> str:
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The whole (decompressed) body, or a 413 naming the gateway's limit."""
+    """The whole decoded body, or a Problem: 413 past the limit (before or after
+    inflating), 400 for a body that is not the encoding it claims, 415 for an encoding
+    other than identity, gzip and deflate."""
     limit = request.app[GATEWAY_SETTINGS].max_body_bytes
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity", *DECODABLE):
+        # Refused before a byte of the body is read.
         raise ProblemError(Problem(
-            413, f"request body exceeds the limit of {limit} bytes", reason="PAYLOAD_TOO_LARGE",
-        )) from exc
+            415, "Content-Encoding must be gzip, deflate or identity",
+            reason="UNSUPPORTED_ENCODING"))
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _too_large(limit) from exc
+    if encoding in ("", "identity"):
+        return raw
+    return inflate(raw, encoding, limit)
+
+
+def inflate(raw: bytes, encoding: str, limit: int) -> bytes:
+    """``raw`` decoded from gzip or deflate, inflating at most ``limit`` + 1 bytes."""
+    if encoding == "deflate" and not _zlib_wrapped(raw):
+        wbits = -zlib.MAX_WBITS
+    else:
+        wbits = _GZIP_WBITS if encoding != "deflate" else zlib.MAX_WBITS
+    decoder = zlib.decompressobj(wbits)
+    try:
+        body = decoder.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise _not_encoded(encoding) from exc
+    if len(body) > limit:
+        raise _too_large(limit)
+    if not decoder.eof or decoder.unused_data:
+        raise _not_encoded(encoding)  # truncated, or bytes after the end of the stream
+    return body
+
+
+def _zlib_wrapped(raw: bytes) -> bool:
+    return len(raw) >= 2 and raw[0] & 0x0F == 8 and (raw[0] << 8 | raw[1]) % 31 == 0
+
+
+def _too_large(limit: int) -> ProblemError:
+    return ProblemError(Problem(
+        413, f"request body exceeds the limit of {limit} bytes", reason="PAYLOAD_TOO_LARGE"))
+
+
+def _not_encoded(encoding: str) -> ProblemError:
+    return ProblemError(Problem(
+        400, f"request body is not valid {encoding} (it says Content-Encoding: {encoding})",
+        reason="MALFORMED_BODY"))
 
 
 def parse_json(adapter: TypeAdapter[T], raw: bytes, *, invalid_status: int,

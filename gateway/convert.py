@@ -1,9 +1,18 @@
 """JSON values -> protobuf: properties into ``google.protobuf.Struct``, times into Timestamp.
 
 Only what the wire format itself cannot carry is refused here: integers beyond ±2^53
-(a Struct number is a double and would silently round them), non-finite numbers, and
-nesting deeper than a proto message can be decoded. Every other limit on properties is
-the server's.
+(a Struct number is a double and would silently round them), non-finite numbers,
+nesting deeper than a proto message can be decoded, and times outside a Timestamp's
+years 1 to 9999 (UTC). Every other limit on properties is the server's.
+
+Depth is counted the way protobuf's decoder (upb) counts it: every message on the way
+down is one level, and it refuses a message more than :data:`MAX_DECODE_DEPTH` levels
+below the request. A JSON object inside a Struct costs three (map entry, ``Value``,
+``Struct``), an array two (``Value``, ``ListValue``); the Struct field itself sits
+``at`` levels below the request (``TrackEventRequest.event.properties``: 2). Measured
+with python-protobuf 7.36 (upb) for every request that carries a Struct: properties or
+traits nested 33 objects deep decode, 34 do not (arrays: 48 below one object);
+tests/gateway/test_hostile_input.py holds it route by route.
 """
 
 from __future__ import annotations
@@ -17,9 +26,15 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from gateway.grpc_errors import Problem, ProblemError
 
 MAX_EXACT_INT = 2**53
-# The server allows 32 levels; protobuf's decoder stops at 100 message levels, and each
-# JSON level costs two (Value, Struct), so anything past 40 cannot reach the server.
-MAX_WIRE_DEPTH = 40
+# upb's kUpb_WireFormat_DefaultDepthLimit, which python-protobuf and grpc decode with.
+MAX_DECODE_DEPTH = 100
+# Where the Struct (or Value) fields the gateway fills sit below their request message.
+DEPTH_EVENT_PROPERTIES = 2  # TrackEventRequest.event / BatchTrackRequest.events[]
+DEPTH_USER_TRAITS = 2  # UpsertUserRequest.user / BatchUpsertUsersRequest.users[]
+DEPTH_IDENTIFY_TRAITS = 1  # IdentifyRequest.traits
+# EvaluateAudienceRequest.audience.groups[].rules[].property.value is a Value 5 levels
+# down, filled through a holder Struct whose Values sit two below it.
+DEPTH_RULE_VALUE = 3
 
 
 class UnencodableValue(ValueError):
@@ -30,15 +45,41 @@ class UnencodableValue(ValueError):
 
 
 def fill_struct(struct: struct_pb2.Struct, values: dict[str, Any], path: str,
-                depth: int = 1) -> None:
-    if depth > MAX_WIRE_DEPTH:
-        raise UnencodableValue(path, f"nests deeper than {MAX_WIRE_DEPTH} levels")
+                at: int = DEPTH_EVENT_PROPERTIES) -> None:
+    """Fill ``struct`` (``at`` message levels below its request) from JSON ``values``.
+
+    The depth is checked over the whole value first, so nothing is built from a value
+    the server could not decode."""
+    check_depth(values, path, at)
     fields = struct.fields
     for key, value in values.items():
-        _fill_value(fields[key], value, f"{path}.{key}", depth)
+        _fill_value(fields[key], value, f"{path}.{key}")
 
 
-def _fill_value(target: struct_pb2.Value, value: Any, path: str, depth: int) -> None:
+def check_depth(values: dict[str, Any], path: str, at: int) -> None:
+    """UnencodableValue if a Struct of ``values``, ``at`` levels down, nests too deep."""
+    # Iterative, so a deep value costs no Python recursion. A Struct at level d holds
+    # map entries at d + 1 and Values at d + 2; a ListValue at d holds Values at d + 1;
+    # a Value holding an object or array holds it one level further down.
+    todo: list[tuple[dict[str, Any] | list[Any], int, str]] = [(values, at, path)]
+    while todo:
+        container, depth, where = todo.pop()
+        step = 3 if isinstance(container, dict) else 2
+        deepest = depth + step - 1 if container else depth
+        if deepest > MAX_DECODE_DEPTH:
+            objects = (MAX_DECODE_DEPTH - at + 1) // 3
+            raise UnencodableValue(
+                where, f"nests too deeply for protobuf to decode (at most {objects} "
+                "nested objects here; an array counts two thirds of one)")
+        if isinstance(container, dict):
+            todo.extend((item, depth + 3, f"{where}.{key}") for key, item in container.items()
+                        if isinstance(item, dict | list))
+        else:
+            todo.extend((item, depth + 2, f"{where}[{index}]")
+                        for index, item in enumerate(container) if isinstance(item, dict | list))
+
+
+def _fill_value(target: struct_pb2.Value, value: Any, path: str) -> None:
     if isinstance(value, str):
         target.string_value = value
     elif isinstance(value, bool):
@@ -55,21 +96,37 @@ def _fill_value(target: struct_pb2.Value, value: Any, path: str, depth: int) -> 
     elif value is None:
         target.null_value = struct_pb2.NULL_VALUE
     elif isinstance(value, dict):
-        fill_struct(target.struct_value, value, path, depth + 1)
+        fields = target.struct_value.fields
+        if not value:
+            target.struct_value.SetInParent()
+        for key, item in value.items():
+            _fill_value(fields[key], item, f"{path}.{key}")
     elif isinstance(value, list):
-        if depth + 1 > MAX_WIRE_DEPTH:
-            raise UnencodableValue(path, f"nests deeper than {MAX_WIRE_DEPTH} levels")
         items = target.list_value.values
+        if not value:
+            target.list_value.SetInParent()
         for index, item in enumerate(value):
-            _fill_value(items.add(), item, f"{path}[{index}]", depth + 1)
+            _fill_value(items.add(), item, f"{path}[{index}]")
     else:  # pragma: no cover - JSON decoding yields no other types
         raise UnencodableValue(path, f"has an unsupported type {type(value).__name__}")
 
 
-def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+def timestamp(value: datetime, path: str) -> timestamp_pb2.Timestamp:
+    """``value`` (naive means UTC) as a Timestamp; UnencodableValue naming ``path`` when
+    it falls outside a Timestamp's years 1 to 9999 once converted to UTC."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError as exc:  # the offset pushes it past year 1 or 9999
+        raise UnencodableValue(path, OUT_OF_RANGE) from exc
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    try:
+        ts.FromDatetime(utc)
+    except (OverflowError, ValueError) as exc:
+        raise UnencodableValue(path, OUT_OF_RANGE) from exc
     return ts
+
+
+OUT_OF_RANGE = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
 
 
 def timestamp_from_millis(millis: int | float) -> timestamp_pb2.Timestamp:

@@ -48,11 +48,14 @@ STATUS_CODES: Mapping[int, str] = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "rate_limited",
+    431: "request_header_fields_too_large",
     499: "client_closed_request",
     500: "internal_error",
     501: "not_implemented",
@@ -87,6 +90,17 @@ class ProblemError(Exception):
 
 _DETAILS_KEY = "grpc-status-details-bin"
 
+# What a client reads when the status did not come from trackd's server (which sends
+# every status with google.rpc details; grpc's own statuses have none): grpc's own text
+# names addresses, transports and the driver, which are none of a client's business.
+GENERIC_MESSAGES: Mapping[grpc.StatusCode, str] = {
+    grpc.StatusCode.UNAVAILABLE: "the service is temporarily unavailable; retry later",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the request took too long; retry later",
+    grpc.StatusCode.CANCELLED: "the request was cancelled",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "the request is too large or too many were sent",
+}
+GENERIC_MESSAGE = "internal error"
+
 
 def problem_from_rpc_error(
     error: grpc.aio.AioRpcError,
@@ -97,11 +111,13 @@ def problem_from_rpc_error(
     code = error.code()
     status = (overrides or {}).get(code) or HTTP_STATUS.get(code, 500)
     message = error.details() or code.name.lower()
+    from_trackd = False
     field = reason = ""
     retry_after = None
     for key, value in error.trailing_metadata() or ():
         if key != _DETAILS_KEY or not isinstance(value, bytes):
             continue
+        from_trackd = True  # trackd's server sends every status it makes with details
         for detail in status_pb2.Status.FromString(value).details:
             if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad_request = error_details_pb2.BadRequest()
@@ -120,6 +136,8 @@ def problem_from_rpc_error(
                 detail.Unpack(retry)
                 delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
                 retry_after = max(1, math.ceil(delay))
+    if not from_trackd:
+        message, field = GENERIC_MESSAGES.get(code, GENERIC_MESSAGE), ""
     if status in (429, 503) and retry_after is None:
         retry_after = 1  # a 429 or 503 always tells the client when to come back
     return Problem(status, message, field, reason, retry_after, code)

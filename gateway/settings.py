@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.ratelimit import RateLimit, RateLimiter
 from trackd.v1 import audiences_pb2_grpc, tracking_pb2_grpc, users_pb2_grpc, websites_pb2_grpc
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -18,9 +16,6 @@ class GatewaySettings:
     grpc_target: str = "127.0.0.1:50051"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rpc_timeout_seconds: float = 30.0
-    # Requests per key, by dialect name, overriding the dialect's own default;
-    # None switches a dialect's limit off.
-    rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
 
 
 GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
@@ -28,4 +23,3 @@ TRACKING = web.AppKey("tracking_stub", tracking_pb2_grpc.TrackingServiceStub)
 USERS = web.AppKey("users_stub", users_pb2_grpc.UserServiceStub)
 WEBSITES = web.AppKey("websites_stub", websites_pb2_grpc.WebsiteServiceStub)
 AUDIENCES = web.AppKey("audiences_stub", audiences_pb2_grpc.AudienceServiceStub)
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.audiences import AudienceIndex
+from server.audiences.index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.auth import Authenticator
 from server.errors import ErrorInterceptor
+from server.health import AvailabilityGate, HealthMonitor
 from server.idempotency import IdempotencyGuard
+from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
+from server.ratelimit import RateLimit, RateLimiter
 from server.services.audiences import AudienceService
 from server.services.tracking import TrackingService
 from server.services.users import UserService
@@ -21,6 +27,7 @@ from server.services.websites import WebsiteService
 from server.websites import WebsiteGuard
 from storage import Store
 from storage.changes import ChangeFeed
+from storage.ratelimits import RateCounterRepository
 from trackd.v1 import (
     audiences_pb2,
     audiences_pb2_grpc,
@@ -54,6 +61,27 @@ class ServerConfig:
     # Audiences from an in-memory index kept by the change feed (server/audiences/index.py);
     # off, every evaluation reads the events.
     audience_index: bool = True
+    # How often the health monitor pings the database, and how long a ping may take.
+    health_interval_seconds: float = 1.0
+    health_timeout_seconds: float = 1.0
+
+    # The index's memory budget (estimated bytes); past it, least recently evaluated
+    # projects are dropped.
+    audience_index_max_bytes: int = AUDIENCE_INDEX_MAX_BYTES
+    # Requests per key by scope (a dialect's name, or "grpc"), over server/ratelimit.py's
+    # DEFAULT_LIMITS; None switches a scope's limit off.
+    rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
+    # How long an idempotency key's running request holds it unrenewed (a crashed
+    # instance's keys are taken over this long after its last renewal).
+    idempotency_lease_seconds: float = 5.0
+
+
+class PortInUse(Exception):
+    """A listening port could not be bound (taken, or not allowed)."""
+
+    def __init__(self, what: str, host: str, port: int) -> None:
+        super().__init__(f"{what} port {port} on {host} is in use or not available")
+        self.what, self.host, self.port = what, host, port
 
 
 class TrackdServer:
@@ -61,18 +89,25 @@ class TrackdServer:
 
     def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
                  health_servicer: health.aio.HealthServicer,
-                 audience_index: AudienceIndex | None) -> None:
+                 audience_index: AudienceIndex | None, monitor: HealthMonitor,
+                 limiter: RateLimiter, auth: Authenticator) -> None:
         self.server = server
         self.port = port
         self.pipeline = pipeline
         self.audience_index = audience_index
+        self.monitor = monitor
+        self.limiter = limiter
+        self.auth = auth
         self._health = health_servicer
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting calls, let in-flight calls finish, then drain the pipeline."""
+        await self.monitor.close()
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.pipeline.close()
+        await self.limiter.close()
+        await self.auth.close()
         if self.audience_index is not None:
             await self.audience_index.close()
 
@@ -85,33 +120,51 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     config = config or ServerConfig()
     pipeline = WritePipeline(store.events, config.pipeline)
     pipeline.start()
+    health_servicer = health.aio.HealthServicer()
+    monitor = HealthMonitor(
+        health_servicer, store.ping, pipeline, SERVICE_NAMES,
+        tracking_service=SERVICE_NAMES[0], interval=config.health_interval_seconds,
+        timeout=config.health_timeout_seconds)
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # Outermost first: observability sees the status ErrorInterceptor gives, and the
+        # gate's fast UNAVAILABLE while the database is down.
+        interceptors=[ObservabilityInterceptor(), ErrorInterceptor(), AvailabilityGate(monitor)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ],
     )
-    auth = Authenticator(store.keys, config.auth_cache_seconds)
-    idempotency = IdempotencyGuard(store.idempotency)
+    limiter = RateLimiter(config.rate_limits, RateCounterRepository(store.db))
+    limiter.start()
+    auth = Authenticator(store.keys, config.auth_cache_seconds, limiter)
+    await auth.follow()
+    idempotency = IdempotencyGuard(
+        store.idempotency, lease=timedelta(seconds=config.idempotency_lease_seconds))
     websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
         TrackingService(auth, pipeline, idempotency, store.users, websites), server)
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, store.history, idempotency), server)
-    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences) \
+    audience_index = AudienceIndex(ChangeFeed(store.db), store.audiences,
+                                   config.audience_index_max_bytes) \
         if config.audience_index else None
     audiences_pb2_grpc.add_AudienceServiceServicer_to_server(
         AudienceService(auth, store.audiences, audience_index), server)
-    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in (*SERVICE_NAMES, ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await monitor.start()
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    try:
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    except RuntimeError as exc:  # grpc says only "Failed to bind to address ..."
+        await monitor.close()
+        await pipeline.close()
+        if audience_index is not None:
+            await audience_index.close()
+        raise PortInUse("gRPC", config.host, config.port) from exc
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
-    return TrackdServer(server, port, pipeline, health_servicer, audience_index)
+    return TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor,
+                        limiter, auth)

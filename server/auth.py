@@ -2,13 +2,18 @@
 
 A key is ``trk_`` followed by 43 URL-safe random characters; only its SHA-256 hash is
 stored. A key belongs to one project (the tenant) and carries scopes. Lookups are cached
-for ``cache_seconds`` (a revoked key stops working within that time) so the hot path does
-not pay a database round trip per request.
+for ``cache_seconds`` so the hot path does not pay a database round trip per request; the
+api_keys change stream (:meth:`Authenticator.follow`) drops a changed key from the cache as
+the change commits, whichever process made it (``trackd keys revoke``), so a revoked key is
+refused by every instance at once. Without change streams, the cache's time is the bound.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Sequence
@@ -16,10 +21,15 @@ from dataclasses import dataclass
 
 import grpc
 
+from server import metrics
 from server.errors import PermissionDenied, Unauthenticated, Unavailable
+from server.observability import note_project
+from server.ratelimit import RateLimiter
 from storage import StorageUnavailable
-from storage.keys import ApiKeyRecord, ApiKeyRepository
+from storage.keys import ApiKeyRecord, ApiKeyRepository, KeyFeedUnsupported
 from trackd.v1 import errors_pb2
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "trk_"
 SCOPE_TRACK_EVENTS = "track:events"
@@ -29,6 +39,8 @@ ALL_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS, SCOPE_USERS_READ, SCOPE_USERS
 DEFAULT_SCOPES: tuple[str, ...] = ALL_SCOPES
 
 _CACHE_MAX_ENTRIES = 10_000
+# After the key stream fails, how long before opening it again.
+_REFOLLOW_SECONDS = 2.0
 
 
 def hash_key(secret: str) -> str:
@@ -57,7 +69,19 @@ async def issue_key(
     key_id = "key_" + secrets.token_hex(8)
     record = await keys.insert(key_id, hash_key(secret), project_id, sorted(set(scopes)),
                                sorted(set(websites)))
+    assert record is not None  # only development keys can lose a race
     return IssuedKey(secret, record)
+
+
+async def issue_development_key(keys: ApiKeyRepository, project_id: str) -> IssuedKey | None:
+    """A first key for ``project_id`` when it has no active key; None when it has one, or
+    when another process (an instance starting at the same moment) just made it."""
+    if await keys.project_has_active_key(project_id):
+        return None
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = await keys.insert("key_" + secrets.token_hex(8), hash_key(secret), project_id,
+                               sorted(DEFAULT_SCOPES), development=True)
+    return None if record is None else IssuedKey(secret, record)
 
 
 @dataclass(frozen=True)
@@ -82,25 +106,85 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | No
 
 
 class Authenticator:
-    def __init__(self, keys: ApiKeyRepository, cache_seconds: float = 5.0) -> None:
+    def __init__(self, keys: ApiKeyRepository, cache_seconds: float = 5.0,
+                 limiter: RateLimiter | None = None) -> None:
         self._keys = keys
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._limiter = limiter
+        # Bumped by every key change: a lookup that overlapped one is not cached (it may
+        # have read the key before the change).
+        self._generation = 0
+        self._follower: asyncio.Task[None] | None = None
+
+    async def follow(self) -> None:
+        """Start dropping changed keys from the cache (returns once the stream is open,
+        or has failed to open)."""
+        if self._cache_seconds <= 0 or self._follower is not None:
+            return
+        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._follower = asyncio.create_task(self._follow(opened))
+        await asyncio.wait([opened, self._follower], return_when=asyncio.FIRST_COMPLETED)
+
+    async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+
+    async def _follow(self, opened: asyncio.Future[None]) -> None:
+        while True:
+            try:
+                async for change in self._keys.changes():
+                    self._forget(None if change is None else change.key_id)
+                    if not opened.done():
+                        opened.set_result(None)
+            except KeyFeedUnsupported as exc:
+                log.info("no change streams (%s): a revoked key is refused within %g s",
+                         exc, self._cache_seconds)
+                if not opened.done():
+                    opened.set_result(None)
+                return
+            except StorageUnavailable as exc:
+                log.warning("lost the api_keys change stream (%s); reopening", exc)
+            if not opened.done():
+                opened.set_result(None)
+            self._forget(None)
+            await asyncio.sleep(_REFOLLOW_SECONDS)
+
+    def _forget(self, key_id: str | None) -> None:
+        """Drop ``key_id``'s cached lookups (None: every one) and any lookup in flight."""
+        self._generation += 1
+        if key_id is None:
+            self._cache.clear()
+            return
+        # Unknown hashes too: the change may be the key that made one valid.
+        for key_hash, (_, principal) in list(self._cache.items()):
+            if principal is None or principal.key_id == key_id:
+                del self._cache[key_hash]
+
+    def count(self, context: grpc.aio.ServicerContext[object, object], key_id: str,
+              website_id: str = "") -> None:
+        """Count an authenticated call against its rate limit (raises RateLimited)."""
+        if self._limiter is not None:
+            self._limiter.check(context, key_id, website_id)
 
     async def principal(self, key_hash: str) -> Principal | None:
         now = time.monotonic()
         cached = self._cache.get(key_hash)
         if cached is not None and cached[0] > now:
             return cached[1]
+        generation = self._generation
         try:
             record = await self._keys.find_by_hash(key_hash)
         except StorageUnavailable as exc:
+            metrics.set_database_up(False)
             raise Unavailable("the database is unavailable; retry later") from exc
         principal = None
         if record is not None and not record.revoked:
             principal = Principal(record.project_id, record.key_id, frozenset(record.scopes),
                                   frozenset(record.websites))
-        if self._cache_seconds > 0:
+        if self._cache_seconds > 0 and generation == self._generation:
             if len(self._cache) >= _CACHE_MAX_ENTRIES:
                 self._cache.clear()
             self._cache[key_hash] = (now + self._cache_seconds, principal)
@@ -117,6 +201,8 @@ class Authenticator:
         if principal is None:
             raise Unauthenticated("invalid or revoked API key",
                                   reason=errors_pb2.ERROR_REASON_API_KEY_INVALID)
+        note_project(principal.project_id)
+        self.count(context, principal.key_id)
         if scope not in principal.scopes:
             raise PermissionDenied(f"API key missing {scope} scope",
                                    reason=errors_pb2.ERROR_REASON_SCOPE_MISSING,

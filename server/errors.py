@@ -19,6 +19,7 @@ turns it into the string on the wire, so the server cannot send a reason the enu
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from server import metrics
 from storage.errors import StorageError, StorageUnavailable
 from trackd.v1 import errors_pb2
 
@@ -49,6 +51,11 @@ def reason_name(reason: Reason) -> str:
     return errors_pb2.ErrorReason.Name(reason).removeprefix(REASON_PREFIX)
 
 T = TypeVar("T")
+
+# Trailing metadata the call being handled must carry even when it fails (the rate-limit
+# fields): grpc.aio replaces the trailing metadata set before an abort with the status's.
+CALL_METADATA: contextvars.ContextVar[tuple[tuple[str, str], ...]] = \
+    contextvars.ContextVar("trackd_call_metadata", default=())
 
 
 @dataclass(frozen=True)
@@ -148,9 +155,17 @@ async def storage_call(operation: Awaitable[T]) -> T:
     try:
         return await operation
     except StorageUnavailable as exc:
+        metrics.set_database_up(False)
         raise Unavailable("the database is unavailable; retry later") from exc
     except StorageError as exc:
         raise ServiceError("the database failed the operation") from exc
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):  # type: ignore[misc]  # grpc is untyped
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 def status_message(error: ServiceError) -> status_pb2.Status:
@@ -165,6 +180,9 @@ def status_message(error: ServiceError) -> status_pb2.Status:
 
 def to_status(error: ServiceError) -> grpc.Status:
     result: grpc.Status = rpc_status.to_status(status_message(error))
+    extra = CALL_METADATA.get()
+    if extra:
+        return _Status(result.code, result.details, (*result.trailing_metadata, *extra))
     return result
 
 

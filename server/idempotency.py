@@ -4,6 +4,11 @@ Keyed by (project, scope, key) for 24 hours, where the scope is the RPC, so one 
 on two routes means two things. "The same request" means the same request message,
 compared by a hash of its deterministic serialization (the REST gateway builds that
 message from the parsed JSON, so formatting differences in a body do not matter).
+
+While a request runs, its key is held by a short lease (``lease``, 5 s by default) that
+the running request renews every third of it: a request on any instance that finds the
+key held waits (up to ``wait_for_in_flight``) and takes it over once the lease has run out
+unrenewed, which is what a crashed instance leaves; a live instance's key is never taken.
 """
 
 from __future__ import annotations
@@ -19,9 +24,15 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
+from server import metrics
 from server.errors import Aborted, InvalidArgument, Unavailable
 from storage import StorageUnavailable
-from storage.idempotency import COMPLETED, IdempotencyRecord, IdempotencyRepository
+from storage.idempotency import (
+    COMPLETED,
+    IdempotencyRecord,
+    IdempotencyRepository,
+    Reservation,
+)
 from trackd.v1 import errors_pb2
 
 log = logging.getLogger(__name__)
@@ -41,7 +52,7 @@ class IdempotencyGuard:
         self,
         records: IdempotencyRepository,
         *,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta = timedelta(seconds=5),
         wait_for_in_flight: float = 10.0,
     ) -> None:
         self._records = records
@@ -113,6 +124,7 @@ class IdempotencyGuard:
                     "was already used with a different request",
                     reason=REUSE_REASON)
             if held.state == COMPLETED and held.response is not None:
+                metrics.IDEMPOTENT_REPLAYS.labels(scope).inc()
                 return response_type.FromString(held.response)
             if loop.time() >= deadline:
                 raise Aborted("a request with this idempotency key is still in progress; "
@@ -120,11 +132,14 @@ class IdempotencyGuard:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
+        renewing = asyncio.create_task(self._renew(held, key))
         try:
             response = await execute()
         except BaseException:
             await self._records.release(held)
             raise
+        finally:
+            renewing.cancel()
         try:
             await self._records.complete(held, response.SerializeToString())
         except StorageUnavailable:
@@ -132,3 +147,16 @@ class IdempotencyGuard:
             # a retry after the lease re-runs the request, and its event ids dedupe it.
             log.warning("could not record the response for idempotency key %r", key)
         return response
+
+    async def _renew(self, held: Reservation, key: str) -> None:
+        """Keep the lease of ``held`` while its request runs."""
+        every = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await self._records.renew(held, datetime.now(UTC), self._lease):
+                    log.warning("idempotency key %r was taken over while its request ran "
+                                "(this process stalled past its lease)", key)
+                    return
+            except StorageUnavailable:
+                log.debug("could not renew the lease of idempotency key %r", key)

@@ -26,12 +26,14 @@ writers trickling in, a 4 ms fake insert): the pipeline's own CPU per write went
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from server import metrics
 from storage import StorageError, StorageUnavailable
 from storage.events import EventRepository
 
@@ -93,6 +95,11 @@ class WritePipeline:
         self._check_soon = False  # a _check is scheduled for this loop iteration
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def queued_events(self) -> int:
+        """Events waiting or being written (what ``max_queued_events`` bounds)."""
+        return self._queued_events
+
     def start(self) -> None:
         """Bind to the running event loop (writes bind to it by themselves too)."""
         if self._loop is None:
@@ -119,6 +126,7 @@ class WritePipeline:
         self._pending.append(_Pending(docs, future, loop.time()))
         self._pending_events += len(docs)
         self._queued_events += len(docs)
+        metrics.WRITE_QUEUE.inc(len(docs))
         if not self._check_soon:
             self._check_soon = True
             loop.call_soon(self._check)
@@ -156,7 +164,9 @@ class WritePipeline:
                     self._timer = loop.call_at(
                         self._pending[0].queued_at + config.linger_seconds, self._lingered)
                 return
-            task = loop.create_task(self._flush(self._take()))
+            # A flush is no one request's: it runs outside the context of the call that
+            # scheduled this check (whose request id its log lines would carry).
+            task = loop.create_task(self._flush(self._take()), context=contextvars.Context())
             self._in_flight.add(task)
             task.add_done_callback(self._flushed)
 
@@ -183,15 +193,21 @@ class WritePipeline:
     async def _flush(self, flush: _Flush) -> None:
         try:
             docs = [doc for item in flush.items for doc in item.docs]
+            metrics.FLUSH_SIZE.observe(len(docs))
+            started = time.perf_counter()
             try:
                 outcome = await self._events.insert_many(docs)
             except Exception as exc:
+                metrics.FLUSH_LATENCY.observe(time.perf_counter() - started)
                 # Anything else (a document the driver cannot encode, a bug) must fail
                 # these requests too, never leave them waiting for their deadline.
                 if not isinstance(exc, StorageError):
                     exc = StorageError(f"the events could not be written: {exc!r}")
                 self.stats.failed_flushes += 1
-                if isinstance(exc, StorageUnavailable):
+                unavailable = isinstance(exc, StorageUnavailable)
+                metrics.FAILED_FLUSHES.labels("unavailable" if unavailable else "error").inc()
+                if unavailable:
+                    metrics.set_database_up(False)
                     self._down_until = time.monotonic() + self.config.outage_backoff_seconds
                     log.warning("flush of %d events failed, database unavailable: %s",
                                 len(docs), exc)
@@ -201,6 +217,8 @@ class WritePipeline:
                     if not item.future.done():
                         item.future.set_exception(exc)
                 return
+            metrics.FLUSH_LATENCY.observe(time.perf_counter() - started)
+            metrics.set_database_up(True)
             self.stats.flushes += 1
             self.stats.events_written += len(docs) - len(outcome.duplicate) - len(outcome.failed)
             self._down_until = 0.0
@@ -217,6 +235,7 @@ class WritePipeline:
                     item.future.set_result([i not in outcome.duplicate for i in indexes])
         finally:
             self._queued_events -= flush.size
+            metrics.WRITE_QUEUE.dec(flush.size)
 
 
 def _consume_outcome(future: asyncio.Future[list[bool]]) -> None:

@@ -29,6 +29,7 @@ import grpc
 
 from server.auth import SCOPE_TRACK_EVENTS, Authenticator, Principal
 from server.errors import InvalidArgument, NotFound, PermissionDenied, storage_call
+from server.observability import note_project
 from server.validation import CONTEXT_LIMITS
 from storage.websites import WebsiteRecord, WebsiteRepository
 from trackd.v1 import errors_pb2
@@ -150,6 +151,8 @@ class WebsiteGuard:
             principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
             return Writer(principal, website_id)
         website, _ = await self.check_origin(website_id, _metadata(context, ORIGIN_METADATA))
+        note_project(website.project_id)
+        self._auth.count(context, "", website.website_id)
         principal = Principal(website.project_id, "", frozenset({SCOPE_TRACK_EVENTS}),
                               frozenset({website.website_id}))
         return Writer(principal, website.website_id, by_website=True)

@@ -15,7 +15,7 @@ May import: the standard library, pymongo, bson and orjson; no other trackd pack
 datetimes, strings) and :mod:`storage.errors`, never driver types.
 """
 
-from storage.client import Store, connect
+from storage.client import InvalidUri, Store, connect
 from storage.errors import StorageError, StorageUnavailable
 
-__all__ = ["StorageError", "StorageUnavailable", "Store", "connect"]
+__all__ = ["InvalidUri", "StorageError", "StorageUnavailable", "Store", "connect"]

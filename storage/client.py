@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConfigurationError, PyMongoError
 
 from storage.audiences import AudienceQueries
-from storage.errors import translate
+from storage.errors import StorageError, StorageUnavailable, translate
 from storage.events import EventRepository
 from storage.history import EventHistory
 from storage.idempotency import IdempotencyRepository
@@ -18,6 +20,11 @@ from storage.keys import ApiKeyRepository
 from storage.roster import Roster
 from storage.users import UserRepository
 from storage.websites import WebsiteRepository
+
+
+class InvalidUri(StorageError):
+    """The connection string is not one PyMongo accepts."""
+
 
 # Acknowledgements promise durability: journaled, and on a majority of a replica set.
 DURABLE = WriteConcern(w="majority", j=True)
@@ -53,21 +60,37 @@ async def connect(
     uri: str,
     database: str = "trackd",
     *,
-    server_selection_timeout_ms: int = 2000,
+    server_selection_timeout_ms: int = 1000,
+    connect_timeout_ms: int = 2000,
     create_indexes: bool = True,
+    reachable_within: float | None = None,
 ) -> Store:
     """Connect to ``uri`` and return the repositories of ``database``.
 
-    The short server-selection timeout bounds how long a write waits while the database
-    is down, so callers get a retryable error quickly instead of hanging.
+    The short server-selection timeout bounds how long a write waits when the database
+    has just gone (a write already under way when it died; once the health monitor
+    knows, calls fail at once), so callers get a retryable error quickly instead of
+    hanging. With
+    ``reachable_within``, first wait at most that many seconds for the database to answer
+    a ping (start-up), else raise :class:`StorageUnavailable` naming its hosts. A string
+    PyMongo refuses raises :class:`InvalidUri`.
     """
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        uri,
-        tz_aware=True,
-        serverSelectionTimeoutMS=server_selection_timeout_ms,
-        connectTimeoutMS=server_selection_timeout_ms,
-        appname="trackd",
-    )
+    try:
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=server_selection_timeout_ms,
+            connectTimeoutMS=connect_timeout_ms,
+            appname="trackd",
+        )
+    except (ConfigurationError, ValueError, TypeError) as exc:  # InvalidURI is one
+        raise InvalidUri(str(exc)) from exc
+    if reachable_within is not None:
+        try:
+            await _wait_reachable(client, reachable_within)
+        except BaseException:
+            await client.close()
+            raise
     db = client.get_database(database, write_concern=DURABLE)
     roster = Roster(db)
     history = EventHistory(db)
@@ -92,3 +115,22 @@ async def connect(
             await client.close()
             raise translate(exc) from exc
     return store
+
+
+async def _wait_reachable(client: AsyncMongoClient[dict[str, object]], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            await asyncio.wait_for(client.admin.command("ping"), remaining)
+            return
+        except TimeoutError:
+            break
+        except PyMongoError:  # server selection gave up before our deadline: ask again
+            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    raise StorageUnavailable(
+        f"MongoDB at {uri_hosts_of(client)} did not answer within {seconds:g} s")
+
+
+def uri_hosts_of(client: AsyncMongoClient[dict[str, object]]) -> str:
+    seeds = client.topology_description.server_descriptions()
+    return ",".join(f"{host}:{port}" for host, port in seeds) or "(no host)"

@@ -5,7 +5,9 @@ A record is ``pending`` while the first request holding the key runs, then
 by a new request when its lease has run out (its request's process died), or at once by
 its own ``owner`` (a process that knows it no longer runs that request: the release was
 lost with the database); so can any record older than 24 hours (the TTL monitor has not
-reaped it yet).
+reaped it yet). The lease is short and its holder renews it while the request runs
+(:meth:`IdempotencyRepository.renew`), so a live holder keeps its key and a dead one's is
+taken over a lease later. Leases compare the instances' clocks: keep them in sync (NTP).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Reservation:
     """The caller now holds the key; it must :meth:`complete` or :meth:`release` it."""
 
     record_id: ObjectId
+    owner: str = ""
 
 
 class IdempotencyRepository:
@@ -67,7 +70,7 @@ class IdempotencyRepository:
                 record_id = ObjectId()
                 try:
                     await self._records.insert_one({"_id": record_id, **ident, **fresh})
-                    return Reservation(record_id)
+                    return Reservation(record_id, owner)
                 except DuplicateKeyError:
                     pass
                 doc = await self._records.find_one(ident)
@@ -83,10 +86,20 @@ class IdempotencyRepository:
                     {"$set": fresh},
                 )
                 if taken.modified_count == 1:
-                    return Reservation(doc["_id"])
+                    return Reservation(doc["_id"], owner)
         except PyMongoError as exc:
             raise translate(exc) from exc
         raise StorageUnavailable("idempotency key is contended; retry")
+
+    async def renew(self, reservation: Reservation, now: datetime, lease: timedelta) -> bool:
+        """Extend the lease of a reservation still held; False when it was taken over."""
+        try:
+            result = await self._records.update_one(
+                {"_id": reservation.record_id, "state": PENDING, "owner": reservation.owner},
+                {"$set": {"lease_until": now + lease}})
+        except PyMongoError as exc:
+            raise translate(exc) from exc
+        return result.matched_count == 1
 
     async def complete(self, reservation: Reservation, response: bytes) -> None:
         try:

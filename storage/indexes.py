@@ -13,6 +13,8 @@ IDEMPOTENCY = "idempotency_keys"
 USERS = "users"
 ROSTER = "user_roster"
 WEBSITES = "websites"
+RATE_LIMIT_COUNTS = "rate_limit_counts"
+INSTANCES = "trackd_instances"
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 
@@ -45,6 +47,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     API_KEYS: [
         IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique"),
         IndexModel([("project_id", ASCENDING)], name="project"),
+        # At most one active development key per project, however many instances start
+        # together on an empty database (only those keys have the field; revoking unsets it).
+        IndexModel([("dev_project", ASCENDING)], unique=True, sparse=True,
+                   name="dev_project_unique"),
     ],
     # Websites are found by their _id (a UUID); listing is per project.
     WEBSITES: [
@@ -55,6 +61,14 @@ INDEXES: dict[str, list[IndexModel]] = {
                    unique=True, name="project_scope_key_unique"),
         IndexModel([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_TTL_SECONDS,
                    name="created_at_ttl"),
+    ],
+    # Shared rate-limit counts (storage/ratelimits.py), gone once their window has passed.
+    RATE_LIMIT_COUNTS: [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+    ],
+    # Instance heartbeats; a dead instance's lingers a minute.
+    INSTANCES: [
+        IndexModel([("seen_at", ASCENDING)], expireAfterSeconds=60, name="seen_at_ttl"),
     ],
 }
 

@@ -1,16 +1,36 @@
-"""The api_keys collection: projects' API keys, stored only as SHA-256 hashes."""
+"""The api_keys collection: projects' API keys, stored only as SHA-256 hashes.
+
+:meth:`ApiKeyRepository.changes` follows the collection's change stream, so every
+instance's key cache can drop a key the moment it is revoked, whoever revoked it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
-from storage.errors import translate
+from storage.errors import StorageError, translate
 from storage.indexes import API_KEYS
+
+# Server codes meaning "no change streams here" (a standalone server).
+_NO_CHANGE_STREAMS = {40573, 40324}
+
+
+class KeyFeedUnsupported(StorageError):
+    """The database offers no change streams: cached keys expire by time only."""
+
+
+@dataclass(frozen=True)
+class KeyChanged:
+    """A key was inserted, changed or deleted; ``key_hash`` empty when unknown (deleted)."""
+
+    key_id: str
+    key_hash: str
 
 
 @dataclass(frozen=True)
@@ -47,9 +67,11 @@ class ApiKeyRepository:
 
     async def insert(
         self, key_id: str, key_hash: str, project_id: str, scopes: list[str],
-        websites: list[str] | None = None,
-    ) -> ApiKeyRecord:
-        doc = {
+        websites: list[str] | None = None, *, development: bool = False,
+    ) -> ApiKeyRecord | None:
+        """Store a key; a ``development`` key only while the project has no active
+        development key (else None: another process made it at the same moment)."""
+        doc: dict[str, Any] = {
             "_id": key_id,
             "key_hash": key_hash,
             "project_id": project_id,
@@ -59,8 +81,14 @@ class ApiKeyRepository:
         }
         if websites:
             doc["websites"] = websites
+        if development:
+            doc["dev_project"] = project_id
         try:
             await self._keys.insert_one(doc)
+        except DuplicateKeyError as exc:
+            if development:
+                return None
+            raise translate(exc) from exc
         except PyMongoError as exc:
             raise translate(exc) from exc
         return _record(doc)
@@ -76,7 +104,8 @@ class ApiKeyRepository:
         """Mark a key revoked; False when no such (unrevoked) key exists."""
         try:
             result = await self._keys.update_one(
-                {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": datetime.now(UTC)}}
+                {"_id": key_id, "revoked_at": None},
+                {"$set": {"revoked_at": datetime.now(UTC)}, "$unset": {"dev_project": ""}},
             )
         except PyMongoError as exc:
             raise translate(exc) from exc
@@ -86,6 +115,27 @@ class ApiKeyRepository:
         query = {} if project_id is None else {"project_id": project_id}
         try:
             return [_record(doc) async for doc in self._keys.find(query).sort("created_at", 1)]
+        except PyMongoError as exc:
+            raise translate(exc) from exc
+
+    async def changes(self) -> AsyncIterator[KeyChanged | None]:
+        """Every change to a key, as it commits; None first, once the stream is open.
+
+        Raises :class:`KeyFeedUnsupported` on a standalone server, StorageUnavailable when
+        the stream fails (changes may have been missed: the caller must forget all keys).
+        """
+        try:
+            async with await self._keys.watch(full_document="updateLookup",
+                                              max_await_time_ms=100) as stream:
+                yield None
+                async for change in stream:
+                    doc = change.get("fullDocument") or {}
+                    yield KeyChanged(str(change.get("documentKey", {}).get("_id", "")),
+                                     str(doc.get("key_hash", "")))
+        except OperationFailure as exc:
+            if exc.code in _NO_CHANGE_STREAMS:
+                raise KeyFeedUnsupported(str(exc)) from exc
+            raise translate(exc) from exc
         except PyMongoError as exc:
             raise translate(exc) from exc
 

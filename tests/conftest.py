@@ -7,11 +7,13 @@ Every test gets its own database name, so tests run in parallel without seeing e
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from gateway.settings import GatewaySettings
 from server.app import ServerConfig, TrackdServer, create_server
 from server.auth import issue_key
 from server.pipeline import PipelineConfig
+from server.ratelimit import RateLimit
 from storage import Store, connect
 from storage.embedded import EmbeddedDatabase
 from trackd.v1 import tracking_pb2_grpc
@@ -116,6 +119,20 @@ async def http(server: TrackdServer) -> AsyncIterator[TestClient[Any, Any]]:
     app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}"))
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         yield client
+
+
+@asynccontextmanager
+async def limited_http(store: Store, config: ServerConfig,
+                       rate_limits: Mapping[str, RateLimit | None],
+                       ) -> AsyncIterator[TestClient[Any, Any]]:
+    """A gateway in front of a server of its own whose rate limits are ``rate_limits``."""
+    srv = await create_server(store, dataclasses.replace(config, rate_limits=rate_limits))
+    try:
+        app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{srv.port}"))
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            yield client
+    finally:
+        await srv.stop(grace=5)
 
 
 KeyFactory = Callable[..., Awaitable[str]]

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf.message import Message
 
 from trackd.v1 import users_pb2
-from trackd_client.buffer import Batch, Kind
+from trackd_client.buffer import Batch, Buffer, Kind
 from trackd_client.errors import DeliveryError, FieldViolation
 from trackd_client.retry import RETRYABLE, STOPS_THE_CLIENT, details
 
@@ -44,6 +44,20 @@ def stopped_kinds(kind: Kind, error: DeliveryError) -> tuple[Kind, ...]:
     if error.code == grpc.StatusCode.UNAUTHENTICATED:
         return ("events", "users")
     return (kind,)
+
+
+def settle(buffer: Buffer, stopped: dict[Kind, DeliveryError], batch: Batch, sent: int,
+           error: DeliveryError | None, fail: Failure | None) -> bool:
+    """Account a finished batch (the caller holds the buffer's lock); whether it is the
+    first to stop its kind, whose queued batches are then failed too."""
+    buffer.finish(batch, sent, len(batch.messages) - sent)
+    if error is None or fail is None or not fail.stops or batch.kind in stopped:
+        return False
+    kinds = stopped_kinds(batch.kind, error)
+    for kind in kinds:
+        stopped.setdefault(kind, error)
+    buffer.fail_queued(kinds)
+    return True
 
 
 def not_sent(batch: Batch, why: str) -> DeliveryError:

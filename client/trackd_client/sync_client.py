@@ -33,7 +33,7 @@ from trackd_client.delivery import (
     log,
     not_sent,
     report,
-    stopped_kinds,
+    settle,
 )
 from trackd_client.errors import ClientClosed, DeliveryError, QueueFull
 from trackd_client.options import Options
@@ -230,16 +230,8 @@ class Client:
 
     def _finish(self, batch: Batch, sent: int, error: DeliveryError | None,
                 fail: Failure | None) -> None:
-        first_stop = False
         with self._cond:
-            self._buffer.finish(batch, sent, len(batch.messages) - sent)
-            if error is not None and fail is not None and fail.stops \
-                    and batch.kind not in self._stopped:
-                first_stop = True
-                kinds = stopped_kinds(batch.kind, error)
-                for kind in kinds:
-                    self._stopped.setdefault(kind, error)
-                self._buffer.fail_queued(kinds)
+            first_stop = settle(self._buffer, self._stopped, batch, sent, error, fail)
             self._cond.notify_all()
         if error is None or (batch.kind in self._stopped and not first_stop):
             return  # delivered; or refused like a batch already reported: said once

@@ -1,4 +1,11 @@
-"""What every dialect shares: the RPC call, and turning failures into its envelope."""
+"""What every dialect shares: the RPC call, and turning failures into its envelope.
+
+Rate limits are the server's (server/ratelimit.py): each call names its dialect in
+``trackd-dialect`` metadata and the client's address in ``trackd-client-address``, and the
+server's ``ratelimit-policy`` / ``ratelimit`` trailing metadata become the IETF
+``RateLimit-Policy`` / ``RateLimit`` headers of the answer, whether it succeeded or not.
+The gateway keeps no limit state.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +18,11 @@ import orjson
 from aiohttp import web
 from google.protobuf.message import Message
 
+from gateway.access import DIALECT_METADATA, call_metadata, set_dialect
+from gateway.convert import UnencodableValue
 from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
-from gateway.ratelimit import RateLimit
-from gateway.settings import GATEWAY_SETTINGS, RATE_LIMITER, GatewaySettings
+from gateway.metrics import RATE_LIMITED
+from gateway.settings import GATEWAY_SETTINGS, GatewaySettings
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -29,8 +38,18 @@ def _same_path(path: str) -> str:
     return path
 
 
-def _authorization_header(request: web.Request) -> str:
-    return request.headers.get("Authorization", "")
+_DIALECT = web.RequestKey("trackd_dialect", str)
+_RATE_LIMIT_FIELDS = web.RequestKey("trackd_rate_limit_fields", list)
+# The server's trailing metadata -> the headers the gateway copies it to.
+RATE_LIMIT_HEADERS: Mapping[str, str] = {"ratelimit-policy": "RateLimit-Policy",
+                                         "ratelimit": "RateLimit"}
+
+
+def _keep_rate_limit_fields(request: web.Request, metadata: Any) -> None:
+    fields = [(key, value) for key, value in metadata or ()
+              if key in RATE_LIMIT_HEADERS and isinstance(value, str)]
+    if fields:
+        request[_RATE_LIMIT_FIELDS] = fields
 
 
 @dataclass(frozen=True)
@@ -47,40 +66,37 @@ class Dialect:
         """The HTTP status this dialect gives a request that fails validation."""
         return self.status_overrides.get(grpc.StatusCode.INVALID_ARGUMENT, 400)
 
-    credential: Callable[[web.Request], str] = _authorization_header
-    # The vendor's documented limit; GatewaySettings.rate_limits overrides it.
-    default_rate_limit: RateLimit | None = None
-
     def handler(self, fn: Handler) -> Handler:
-        """Wrap a route: the dialect's rate limit first, every failure in its envelope."""
+        """Wrap a route: its calls name this dialect, every failure is in its envelope
+        (a refused body also closes the connection: see gateway.errors_middleware), and
+        the server's rate-limit fields become headers."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
+            request[_DIALECT] = self.name
+            set_dialect(request, self.name)
             try:
-                self._check_rate_limit(request)
-                return await fn(request)
+                response = await fn(request)
             except ProblemError as exc:
-                return self.render(exc.problem)
+                response = self._failure(exc.problem)
+            except UnencodableValue as exc:  # a time or value protobuf cannot carry
+                response = self._failure(Problem(self.invalid_status, str(exc), exc.path,
+                                                 "INVALID_ARGUMENT"))
             except grpc.aio.AioRpcError as exc:
-                return self.render(
+                _keep_rate_limit_fields(request, exc.trailing_metadata())
+                response = self._failure(
                     problem_from_rpc_error(exc, self.status_overrides, self.field_name))
+            for key, value in request.get(_RATE_LIMIT_FIELDS, ()):
+                response.headers[RATE_LIMIT_HEADERS[key]] = value
+            return response
 
         wrapped.__name__ = fn.__name__
         wrapped.__doc__ = fn.__doc__
         return wrapped
 
-    def _check_rate_limit(self, request: web.Request) -> None:
-        limit = request.app[GATEWAY_SETTINGS].rate_limits.get(self.name, self.default_rate_limit)
-        if limit is None:
-            return
-        credential = self.credential(request)
-        if not credential:
-            return  # no key: the request fails authentication anyway
-        wait = request.app[RATE_LIMITER].acquire(self.name, credential, limit)
-        if wait is not None:
-            raise ProblemError(Problem(
-                429, f"rate limit exceeded: {limit} per key; retry in {wait} s",
-                reason="RATE_LIMITED", retry_after=wait,
-                grpc_code=grpc.StatusCode.RESOURCE_EXHAUSTED))
+    def _failure(self, problem: Problem) -> web.Response:
+        if problem.status == 429:  # the server's rate limit (RESOURCE_EXHAUSTED)
+            RATE_LIMITED.labels(self.name).inc()
+        return self.render(problem)
 
 
 async def call(
@@ -89,9 +105,20 @@ async def call(
     message: Message,
     metadata: Sequence[tuple[str, str]],
 ) -> ResponseT:
-    """Call one RPC with the gateway's deadline, forwarding the caller's credentials."""
+    """Call one RPC with the gateway's deadline, forwarding the caller's credentials,
+    the request's id and dialect (gateway/access.py) and the client's address (what the
+    server's rate limit counts website-id requests by)."""
     settings: GatewaySettings = request.app[GATEWAY_SETTINGS]
-    return await method(message, metadata=metadata, timeout=settings.rpc_timeout_seconds)
+    extra = call_metadata(request, message)
+    if (dialect := request.get(_DIALECT)) and all(k != DIALECT_METADATA for k, _ in extra):
+        extra.append((DIALECT_METADATA, dialect))
+    if request.remote:
+        extra.append(("trackd-client-address", request.remote))
+    rpc: Any = method(message, metadata=[*metadata, *extra],
+                      timeout=settings.rpc_timeout_seconds)
+    response: ResponseT = await rpc  # a grpc.aio call: awaited, then its metadata read
+    _keep_rate_limit_fields(request, await rpc.trailing_metadata())
+    return response
 
 
 def bearer_metadata(request: web.Request) -> list[tuple[str, str]]:

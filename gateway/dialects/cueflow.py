@@ -54,10 +54,16 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, problem, struct_values, timestamp
+from gateway.convert import (
+    DEPTH_USER_TRAITS,
+    UnencodableValue,
+    fill_struct,
+    problem,
+    struct_values,
+    timestamp,
+)
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.ratelimit import RateLimit
 from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
 
@@ -119,7 +125,6 @@ CUEFLOW = Dialect(
     render=_render,
     status_overrides={},
     field_name=_field_name,
-    default_rate_limit=RateLimit(100, 60),
 )
 
 
@@ -194,10 +199,11 @@ def _user(external_id: str, body: ContactChange | NewContact) -> users_pb2.User:
         if name in body:
             setattr(user, proto, body[name] or "")  # type: ignore[literal-required]
     if "signedUpAt" in body:
-        user.signed_up_at.CopyFrom(timestamp(body["signedUpAt"]))
+        user.signed_up_at.CopyFrom(timestamp(body["signedUpAt"], "signedUpAt"))
     if "customAttributes" in body:
         try:
-            fill_struct(user.traits, body["customAttributes"], "customAttributes")
+            fill_struct(user.traits, body["customAttributes"], "customAttributes",
+                        DEPTH_USER_TRAITS)
         except UnencodableValue as exc:
             raise problem(CUEFLOW.invalid_status, exc) from exc
     return user
@@ -273,7 +279,7 @@ async def track_event(request: web.Request) -> web.StreamResponse:
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the database keeps ms
     event = tracking_pb2.Event(name=item["eventKey"], external_user_id=item["externalId"])
-    event.timestamp.CopyFrom(timestamp(now))
+    event.timestamp.CopyFrom(timestamp(now, "timestamp"))
     try:
         fill_struct(event.properties, properties, "properties")
     except UnencodableValue as exc:

@@ -45,7 +45,13 @@ from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, problem, timestamp
+from gateway.convert import (
+    DEPTH_RULE_VALUE,
+    UnencodableValue,
+    fill_struct,
+    problem,
+    timestamp,
+)
 from gateway.dialects.base import bearer_metadata, call, json_response
 from gateway.dialects.cueflow import CUEFLOW
 from gateway.grpc_errors import Problem, ProblemError
@@ -93,6 +99,8 @@ def _field_name(path: str) -> str:
 
 
 AUDIENCE_API = dataclasses.replace(CUEFLOW, field_name=_field_name)
+# The most contacts one evaluation answers with (the server's page size bound too).
+MAX_LIMIT = 1000
 
 
 @with_config(_STRICT)
@@ -160,9 +168,9 @@ def _rule(body: RuleBody, path: str) -> audiences_pb2.Rule:
                 raise _invalid(f"{path}.count", "is out of range")
             event.count = body["count"]
         if "since" in body:
-            event.since.CopyFrom(timestamp(body["since"]))
+            event.since.CopyFrom(timestamp(body["since"], f"{path}.since"))
         if "before" in body:
-            event.before.CopyFrom(timestamp(body["before"]))
+            event.before.CopyFrom(timestamp(body["before"], f"{path}.before"))
         if "within" in body:
             event.within.CopyFrom(parse_duration(body["within"], f"{path}.within"))
         return rule
@@ -176,12 +184,12 @@ def _rule(body: RuleBody, path: str) -> audiences_pb2.Rule:
         if body.get("value") is not None:
             holder = struct_pb2.Struct()
             try:
-                fill_struct(holder, {"value": body["value"]}, path)
+                fill_struct(holder, {"value": body["value"]}, path, DEPTH_RULE_VALUE)
             except UnencodableValue as exc:
                 raise problem(400, exc) from exc
             prop.value.CopyFrom(holder.fields["value"])
         if "before" in body:
-            prop.before.CopyFrom(timestamp(body["before"]))
+            prop.before.CopyFrom(timestamp(body["before"], f"{path}.before"))
         if "within" in body:
             prop.within.CopyFrom(parse_duration(body["within"], f"{path}.within"))
         return rule
@@ -203,8 +211,8 @@ async def evaluate(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/audiences/evaluate."""
     metadata = bearer_metadata(request)
     body = parse_json(EVALUATE, await read_body(request), invalid_status=400)
-    if "limit" in body and not 1 <= body["limit"] <= 1000:
-        raise _invalid("limit", "must be 1 to 1000")
+    if "limit" in body and not 1 <= body["limit"] <= MAX_LIMIT:
+        raise _invalid("limit", f"must be 1 to {MAX_LIMIT}")
     message = audiences_pb2.EvaluateAudienceRequest(
         page_size=body.get("limit", 0), page_token=body.get("cursor") or "")
     message.audience.CopyFrom(_audience(body))

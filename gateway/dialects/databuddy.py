@@ -55,10 +55,15 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, timestamp, timestamp_from_millis
+from gateway.convert import (
+    DEPTH_IDENTIFY_TRAITS,
+    UnencodableValue,
+    fill_struct,
+    timestamp,
+    timestamp_from_millis,
+)
 from gateway.dialects.base import Dialect, Handler, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.ratelimit import RateLimit
 from gateway.settings import TRACKING, WEBSITES
 from trackd.v1 import tracking_pb2, websites_pb2
 
@@ -73,7 +78,6 @@ MAX_PROPERTY_KEY_CHARS = 128
 MAX_PROPERTIES_BYTES = 32 * 1024
 # A timestamp later than this past the gateway's clock is refused (clock skew allowed).
 MAX_FUTURE = timedelta(hours=24)
-DEFAULT_RATE_LIMIT = RateLimit(600, 60)
 
 # --- messages ---------------------------------------------------------------------------
 
@@ -178,20 +182,9 @@ def _api_key(request: web.Request) -> str:
     return request.headers.get("x-api-key", "").strip()
 
 
-def _credential(request: web.Request) -> str:
-    """What the rate limit counts: the key, else the website and the client's address."""
-    key = _api_key(request)
-    if key:
-        return key
-    website_id = request.query.get("website_id", "")
-    return f"website:{website_id}:{request.remote}" if website_id else ""
-
-
 DATABUDDY = Dialect(
     name="databuddy",
     render=_render,
-    credential=_credential,
-    default_rate_limit=DEFAULT_RATE_LIMIT,
 )
 
 
@@ -277,7 +270,10 @@ def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
             when = when.replace(tzinfo=UTC)
         if when > latest:
             raise _invalid()
-        return timestamp(when)
+        try:
+            return timestamp(when, "timestamp")
+        except UnencodableValue as exc:
+            raise _invalid() from exc
     if not math.isfinite(value) or value > latest.timestamp() * 1000 \
             or value < datetime.min.replace(tzinfo=UTC).timestamp() * 1000:
         raise _invalid()
@@ -354,7 +350,7 @@ async def identify(request: web.Request) -> web.StreamResponse:
     traits = body.get("traits")
     if traits is not None:
         try:
-            fill_struct(message.traits, traits, "traits")
+            fill_struct(message.traits, traits, "traits", DEPTH_IDENTIFY_TRAITS)
         except UnencodableValue as exc:
             raise _invalid() from exc
     await call(request, request.app[TRACKING].Identify, message, metadata)

@@ -134,7 +134,7 @@ def _render(problem: Problem) -> web.Response:
 
 
 def _credential(request: web.Request) -> str:
-    """The rate limiter's key: the ``Authorization`` header is the API key itself."""
+    """The ``Authorization`` header: the API key itself."""
     return request.headers.get("Authorization", "").strip()
 
 
@@ -142,7 +142,6 @@ FLYWHEEL = Dialect(
     name="flywheel",
     render=_render,
     field_name=_field_name,
-    credential=_credential,
 )
 
 
@@ -195,7 +194,10 @@ def _event(item: FlywheelEvent) -> tracking_pb2.Event:
                                event_id=item.get("event_id") or "")
     when = item.get("timestamp")
     if when is not None:
-        event.timestamp.CopyFrom(timestamp(when))
+        try:
+            event.timestamp.CopyFrom(timestamp(when, "timestamp"))
+        except UnencodableValue as exc:
+            raise _invalid(exc.path, exc.description) from exc
     properties = item.get("properties") or {}
     for key, value in properties.items():
         if value is None or isinstance(value, dict | list):

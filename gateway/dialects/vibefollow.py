@@ -28,7 +28,13 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from gateway.body import describe, field_path, parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, problem, timestamp
+from gateway.convert import (
+    DEPTH_USER_TRAITS,
+    UnencodableValue,
+    fill_struct,
+    problem,
+    timestamp,
+)
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, USERS
@@ -87,6 +93,17 @@ VIBEFOLLOW = Dialect(
 )
 
 
+def _idempotency_key(request: web.Request) -> str:
+    """The ``Idempotency-Key`` header; bytes that are not UTF-8 are refused, not sent on
+    (the server checks the rest: length, printable characters)."""
+    key = request.headers.get("Idempotency-Key", "")
+    try:
+        key.encode()
+    except UnicodeEncodeError as exc:  # aiohttp keeps undecodable bytes as surrogates
+        raise _invalid("Idempotency-Key", "must be printable UTF-8 text") from exc
+    return key
+
+
 def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
     _check_canonical(item, path)
     event = tracking_pb2.Event(
@@ -95,7 +112,7 @@ def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
         event_id=item.get("event_id", ""),
     )
     if "timestamp" in item:
-        event.timestamp.CopyFrom(timestamp(item["timestamp"]))
+        event.timestamp.CopyFrom(timestamp(item["timestamp"], f"{path}timestamp"))
     properties = item.get("properties")
     if properties is not None:
         try:
@@ -112,7 +129,7 @@ async def track_event(request: web.Request) -> web.StreamResponse:
     metadata = bearer_metadata(request)
     item = parse_json(EVENT, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = tracking_pb2.TrackEventRequest(
-        event=_event(item, ""), idempotency_key=request.headers.get("Idempotency-Key", ""))
+        event=_event(item, ""), idempotency_key=_idempotency_key(request))
     await call(request, request.app[TRACKING].TrackEvent, message, metadata)
     return json_response(ACCEPTED, 202)
 
@@ -124,7 +141,7 @@ async def batch_track(request: web.Request) -> web.StreamResponse:
     batch = parse_json(BATCH, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = tracking_pb2.BatchTrackRequest(
         events=[_event(item, f"events[{i}].") for i, item in enumerate(batch["events"])],
-        idempotency_key=request.headers.get("Idempotency-Key", ""))
+        idempotency_key=_idempotency_key(request))
     await call(request, request.app[TRACKING].BatchTrack, message, metadata)
     return json_response(ACCEPTED, 202)
 
@@ -235,14 +252,18 @@ def _user(item: VibeFollowUser) -> users_pb2.User:
         if field is None:
             free[key] = value
         elif field == "signed_up_at":
-            user.signed_up_at.CopyFrom(timestamp(_signup_date(value, f"traits.{key}")))
+            try:
+                user.signed_up_at.CopyFrom(timestamp(_signup_date(value, f"traits.{key}"),
+                                                      f"traits.{key}"))
+            except UnencodableValue as exc:  # a ProblemError: users/bulk reports it per record
+                raise problem(VIBEFOLLOW.invalid_status, exc) from exc
         elif value is None or isinstance(value, str):
             setattr(user, field, value or "")  # null or "" clears it
         else:
             raise _invalid(f"traits.{key}", "must be a string")
     if free:
         try:
-            fill_struct(user.traits, free, "traits")
+            fill_struct(user.traits, free, "traits", DEPTH_USER_TRAITS)
         except UnencodableValue as exc:
             raise problem(VIBEFOLLOW.invalid_status, exc) from exc
     return user
@@ -274,7 +295,7 @@ async def upsert_user(request: web.Request) -> web.StreamResponse:
     metadata = bearer_metadata(request)
     item = parse_json(USER, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
     message = users_pb2.UpsertUserRequest(
-        user=_user(item), idempotency_key=request.headers.get("Idempotency-Key", ""))
+        user=_user(item), idempotency_key=_idempotency_key(request))
     await call(request, request.app[USERS].UpsertUser, message, metadata)
     return json_response(ACCEPTED, 202)
 
@@ -299,7 +320,7 @@ async def bulk_upsert_users(request: web.Request) -> web.StreamResponse:
     response = await call(request, request.app[USERS].BatchUpsertUsers,
                           users_pb2.BatchUpsertUsersRequest(
                               users=users,
-                              idempotency_key=request.headers.get("Idempotency-Key", "")),
+                              idempotency_key=_idempotency_key(request)),
                           metadata)
     for error in response.errors:
         if error.index in errors:

@@ -35,3 +35,17 @@ ensure_node() {
   npm ci --no-audit --no-fund --loglevel=error
   printf '%s' "$want" > node_modules/.trackd-installed
 }
+
+# ensure_chromium: Debian's chromium for the /docs browser test, installed only when it is
+# missing and we are root (as in CI); otherwise that test says why it is skipped.
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "setup: chromium is not installed (apt-get install chromium as root);" \
+         "the /docs browser test will be skipped" >&2
+    return 0
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+    >/dev/null
+}

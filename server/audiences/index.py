@@ -26,6 +26,11 @@ come and go. It is exact, not eventually so:
 
 Windowed rules (since / before) still read the events: a (count, first, last) summary
 cannot say how many occurrences fell in a window. Memory: see bench/audiences.py.
+
+Memory budget: the index estimates its size (:meth:`AudienceIndex.size`) from what it
+holds, at :data:`STAT_ENTRY_BYTES` per (event name, user) statistic and
+:data:`USER_BYTES` per user; past ``max_bytes`` the least recently evaluated projects are
+dropped (never the one being evaluated) and load again on their next evaluation.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from server import metrics
 from storage import StorageError
 from storage.audiences import AudienceQueries, EventStats
 from storage.changes import (
@@ -56,6 +63,26 @@ log = logging.getLogger(__name__)
 CATCH_UP_SECONDS = 5.0
 # After the feed fails, how long before trying to open it again.
 REOPEN_SECONDS = 5.0
+# What one entry costs in memory, measured with tracemalloc for 13-character user ids
+# (a longer id costs a byte more a character): a statistic is the user id string, its dict
+# slot and an EventStats (192 bytes); a user is the profile's ObjectId, the id string, its
+# dict slot and its set slot (281 bytes).
+STAT_ENTRY_BYTES = 200
+USER_BYTES = 290
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class IndexSize:
+    """What the index holds now, and its estimated size in bytes."""
+
+    projects: int
+    users: int
+    statistics: int
+
+    @property
+    def bytes(self) -> int:
+        return self.statistics * STAT_ENTRY_BYTES + self.users * USER_BYTES
 
 
 class _Project:
@@ -69,6 +96,10 @@ class _Project:
         self.dirty: set[str] = set()
         self.touched: dict[str, int] = {}  # dirty user -> position of their last change
         self.roster_log: list[UserCreated | UserRemoved] = []  # while loading
+        self.evaluated = time.monotonic()
+
+    def statistics(self) -> int:
+        return sum(len(by_user) for by_user in self.stats.values())
 
     def make_dirty(self, user: str, position: int) -> None:
         # Their statistics stay as they were until read afresh: a view made before this
@@ -114,9 +145,11 @@ class IndexView:
 
 
 class AudienceIndex:
-    def __init__(self, feed: ChangeFeed, queries: AudienceQueries) -> None:
+    def __init__(self, feed: ChangeFeed, queries: AudienceQueries,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._feed = feed
         self._queries = queries
+        self._max_bytes = max_bytes
         self._projects: dict[str, _Project] = {}
         self._loads: dict[str, asyncio.Task[None]] = {}
         self._position = 0
@@ -139,6 +172,8 @@ class AudienceIndex:
         if project is None:
             self._start_load(project_id)
             return None
+        project.evaluated = time.monotonic()
+        self._keep_within_budget(project_id)
         if not project.ready or not await self._catch_up():
             return None
         fresh: dict[str, dict[str, EventStats]] = {}
@@ -161,6 +196,36 @@ class AudienceIndex:
             await asyncio.shield(task)
         project = self._projects.get(project_id)
         return project is not None and project.ready
+
+    def size(self) -> IndexSize:
+        """What the index holds (for metrics: ``size().bytes`` is the estimate)."""
+        return IndexSize(len(self._projects),
+                         sum(len(p.users) for p in self._projects.values()),
+                         sum(p.statistics() for p in self._projects.values()))
+
+    def size_bytes(self) -> int:
+        return self.size().bytes
+
+    def _keep_within_budget(self, current: str) -> None:
+        """Drop the least recently evaluated projects (never ``current``) while the index
+        is over its budget."""
+        sizes = {pid: p.statistics() * STAT_ENTRY_BYTES + len(p.users) * USER_BYTES
+                 for pid, p in self._projects.items()}
+        total = sum(sizes.values())
+        for pid in sorted(sizes, key=lambda pid: self._projects[pid].evaluated):
+            if total <= self._max_bytes:
+                break
+            if pid == current:
+                continue
+            task = self._loads.pop(pid, None)
+            if task is not None:
+                task.cancel()
+            if self._projects.pop(pid).ready:
+                metrics.AUDIENCE_PROJECTS.dec()
+            total -= sizes[pid]
+            log.info("audience index dropped %s (least recently evaluated) to stay within "
+                     "%d bytes", pid, self._max_bytes)
+        metrics.AUDIENCE_BYTES.set(total)
 
     async def close(self) -> None:
         self._closed = True
@@ -244,6 +309,7 @@ class AudienceIndex:
             known = by_user.get(record.user_id)
             by_user[record.user_id] = EventStats(1, record.timestamp, record.timestamp) \
                 if known is None else known.plus(record.timestamp)
+            metrics.AUDIENCE_EVENTS.labels("feed").inc()
         else:  # UserTouched, or an event of a user whose statistics are being read
             project.make_dirty(record.user_id, position)
 
@@ -290,7 +356,9 @@ class AudienceIndex:
         for task in self._loads.values():
             task.cancel()
         self._loads.clear()
+        metrics.AUDIENCE_PROJECTS.dec(sum(p.ready for p in self._projects.values()))
         self._projects.clear()
+        metrics.AUDIENCE_BYTES.set(0)
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(False)
@@ -336,6 +404,10 @@ class AudienceIndex:
                 project.remove_user(change.document_id, self._position)
         project.roster_log = []
         project.ready = True  # dirty users' statistics from the read: overridden by views
+        metrics.AUDIENCE_PROJECTS.inc()
+        metrics.AUDIENCE_EVENTS.labels("load").inc(
+            sum(each.count for by_user in stats.values() for each in by_user.values()))
+        self._keep_within_budget(project_id)
         log.info("audience index of %s loaded: %d users, %d event names, %.1f s",
                  project_id, len(project.members), len(stats), time.monotonic() - started)
 

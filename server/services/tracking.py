@@ -20,6 +20,7 @@ from server.errors import (
     storage_call,
 )
 from server.idempotency import IdempotencyGuard
+from server.observability import note_events, note_written
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
 from server.services.carried import track_events
 from server.services.users import USER_NOT_FOUND
@@ -55,6 +56,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     async def TrackEvent(
         self, request: tracking_pb2.TrackEventRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.TrackEventResponse:
+        note_events(1, writes=not request.validate_only)
         writer = await self._websites.writer(context)
         principal = writer.principal
         docs = self._documents(principal.project_id, TRACK_EVENT, request.idempotency_key,
@@ -76,9 +78,10 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     async def BatchTrack(
         self, request: tracking_pb2.BatchTrackRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.BatchTrackResponse:
+        count = len(request.events)
+        note_events(count, writes=True)
         writer = await self._websites.writer(context)
         principal = writer.principal
-        count = len(request.events)
         if not 1 <= count <= MAX_BATCH_EVENTS:
             raise InvalidArgument.one(
                 "events", f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {count}")
@@ -183,7 +186,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
 
     async def _write(self, docs: list[dict[str, Any]]) -> list[bool]:
         try:
-            return await self._pipeline.write(docs)
+            new = await self._pipeline.write(docs)
         except PipelineOverloaded as exc:
             raise Unavailable(f"trackd is overloaded: {exc}; retry later") from exc
         except PipelineClosed as exc:
@@ -193,3 +196,5 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                               "retry later") from exc
         except StorageError as exc:
             raise ServiceError("the events could not be stored") from exc
+        note_written(new)
+        return new

@@ -61,9 +61,20 @@ def trackd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=COMMAND_TIMEOUT, check=False)
 
 
+def _informational(line: str) -> bool:
+    """A log line (text, or JSON as when stderr is no terminal) below WARNING."""
+    if INFO_LOG_LINE.match(line):
+        return True
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("level") in ("DEBUG", "INFO")
+
+
 def error_lines(stderr: str) -> list[str]:
     """What stderr says beyond informational log lines."""
-    return [line for line in stderr.splitlines() if line.strip() and not INFO_LOG_LINE.match(line)]
+    return [line for line in stderr.splitlines() if line.strip() and not _informational(line)]
 
 
 class Serve:

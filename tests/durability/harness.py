@@ -239,11 +239,16 @@ async def create_key(database: Database) -> str:
 
 
 class Trackd:
-    """``trackd serve`` against ``mongodb_uri``, on free ports; settings by environment."""
+    """``trackd serve`` against ``mongodb_uri``, on free ports; settings by environment.
+
+    With ``mongodb_uri`` empty it runs its own embedded database in ``root / "data"``
+    (``data_dir``), supervised by trackd itself.
+    """
 
     def __init__(self, root: Path, mongodb_uri: str, **settings: str) -> None:
         self.root = root
         self.mongodb_uri = mongodb_uri
+        self.data_dir = root / "data"
         self.settings = {"TRACKD_LOG_LEVEL": "INFO", **settings}
         name = f"trackd-{uuid.uuid4().hex[:8]}"
         self.out_path = root / f"{name}.out"
@@ -255,8 +260,10 @@ class Trackd:
 
     def _spawn(self) -> None:
         self.grpc_port, self.http_port = free_ports(2)
+        database = ["--mongodb-uri", self.mongodb_uri] if self.mongodb_uri else \
+            ["--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
-            guarded([str(TRACKD), "serve", "--mongodb-uri", self.mongodb_uri,
+            guarded([str(TRACKD), "serve", *database,
                      "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port)]),
             cwd=self.root, env=clean_env(**self.settings), stdin=subprocess.DEVNULL,
             stdout=self._out, stderr=self._err)
@@ -307,6 +314,15 @@ class Trackd:
 
     def rss(self) -> int:
         return rss_bytes(self.pid)
+
+    def embedded_state(self) -> dict[str, int]:
+        """The embedded database's recorded pid and port (``embedded.json``)."""
+        state: dict[str, int] = json.loads((self.data_dir / "embedded.json").read_text())
+        return state
+
+    @property
+    def embedded_uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.embedded_state()['port']}/?directConnection=true"
 
     def close(self) -> None:
         proc, self.proc = self.proc, None

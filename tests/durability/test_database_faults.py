@@ -30,7 +30,7 @@ from tests.durability.harness import (
 
 WARM_UP_ACKS = 300  # acknowledged events before the fault
 DOWN_ANSWERS = 60  # requests sent after the fault and answered, before the database returns
-DOWN_AT_LEAST = 3.0  # seconds down: past the driver's 2 s server selection and the auth cache
+DOWN_AT_LEAST = 3.0  # seconds down: past the driver's 1 s server selection and the auth cache
 RECOVERED_ACKS = 100  # acknowledged events sent after the database is back
 
 

@@ -5,6 +5,7 @@ shared TrackEvents calls (gateway/hop.py): each still gets exactly its own answe
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,9 +15,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from server.app import TrackdServer
+from server.app import ServerConfig, TrackdServer
+from server.ratelimit import RateLimit
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.conftest import KeyFactory, limited_http, stored_events
+from tests.scrape import delta, parse
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Client = TestClient[Any, Any]
@@ -120,3 +123,85 @@ async def test_a_server_without_trackevents_gets_trackevent_calls_instead(
     assert [*first, *later] == [(202, ACCEPTED)] * 4 + [(401, INVALID_KEY)]
     assert sorted(d["event_id"] for d in await stored_events(store)) == [
         f"e-{i}" for i in range(4)]
+
+
+async def test_coalesced_requests_each_get_their_own_rate_limit_headers(
+    store: Store, server_config: ServerConfig, api_key: str
+) -> None:
+    """The limiter counts each carried call by its own key and dialect; each answer has
+    the RateLimit headers its own TrackEvent call would have given, a 429's too."""
+    async with limited_http(store, server_config, {"vibefollow": RateLimit(3, 60)}) as http:
+        before = parse(await (await http.get("/metrics")).text())
+
+        async def post(i: int) -> tuple[int, Any, str, str, str | None]:
+            resp = await http.post("/api/v1/events", json=body(f"limited-{i}"),
+                                   headers={"Authorization": f"Bearer {api_key}"})
+            return (resp.status, await resp.json(), resp.headers["RateLimit-Policy"],
+                    resp.headers["RateLimit"], resp.headers.get("Retry-After"))
+
+        answers = await asyncio.gather(*(post(i) for i in range(5)))
+        after = parse(await (await http.get("/metrics")).text())
+
+    accepted = [a for a in answers if a[0] == 202]
+    limited = [a for a in answers if a[0] == 429]
+    assert len(accepted) == 3
+    assert len(limited) == 2
+    assert {a[2] for a in answers} == {'"vibefollow";q=3;w=60'}
+    assert sorted(a[3].split(";")[1] for a in accepted) == ["r=0", "r=1", "r=2"]
+    assert all(a[1] == ACCEPTED and a[4] is None for a in accepted)
+    for _, _, _, state, retry_after in limited:
+        assert state.startswith('"vibefollow";r=0;t=')
+        assert retry_after is not None
+        assert 1 <= int(retry_after) <= 20
+    assert len(await stored_events(store)) == 3
+    tracking = {"service": "trackd.v1.TrackingService", "method": "TrackEvent"}
+    assert delta(before, after, "trackd_grpc_requests_total", **tracking, code="OK") == 3
+    assert delta(before, after, "trackd_grpc_requests_total", **tracking,
+                 code="RESOURCE_EXHAUSTED") == 2
+    carriers = delta(before, after, "trackd_grpc_requests_total",
+                     service="trackd.v1.TrackingService", method="TrackEvents", code="OK")
+    assert 1 <= carriers <= 5
+
+
+async def test_coalesced_requests_are_counted_and_logged_each_as_its_own_call(
+    http: Client, api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """events_total by each request's own dialect, one access line per REST request with
+    its own request id, and TrackEvent counted per request (TrackEvents on its own)."""
+    caplog.set_level(logging.INFO, logger="trackd.access")
+    flywheel_event = {"event": {"event": "user_signup", "user_id": "user123"}}
+    before = parse(await (await http.get("/metrics")).text())
+
+    async def post(i: int) -> int:
+        rid = {"X-Request-Id": f"rid-coalesced-{i}"}
+        if i % 2:  # Flywheel: the key itself, with Auth-Type
+            resp = await http.post("/v1/events", json=flywheel_event, headers={
+                **rid, "Authorization": api_key, "Auth-Type": "api"})
+        else:
+            resp = await http.post("/api/v1/events", json=body(f"obs-{i}"), headers={
+                **rid, "Authorization": f"Bearer {api_key}"})
+        return resp.status
+
+    statuses = await asyncio.gather(*(post(i) for i in range(8)))
+    after = parse(await (await http.get("/metrics")).text())
+
+    assert statuses == [202, 200] * 4
+    for source in ("vibefollow", "flywheel"):
+        assert delta(before, after, "trackd_events_total", outcome="stored",
+                     source=source) == 4, source
+    assert delta(before, after, "trackd_events_total", outcome="stored", source="grpc") == 0
+    tracking = {"service": "trackd.v1.TrackingService", "method": "TrackEvent"}
+    assert delta(before, after, "trackd_grpc_requests_total", **tracking, code="OK") == 8
+    assert delta(before, after, "trackd_grpc_request_duration_seconds_count", **tracking) == 8
+    lines = [fields for record in caplog.records if record.name == "trackd.access"
+             and (fields := getattr(record, "fields", {})).get("kind") == "grpc"]
+    carried = [line for line in lines if line["method"] == "TrackEvent"]
+    assert sorted(str(line["request_id"]) for line in carried) == sorted(
+        f"rid-coalesced-{i}" for i in range(8))
+    assert all(line["code"] == "OK" and line["events"] == 1 and line["project"] == "acme"
+               for line in carried)
+    assert {line["source"] for line in carried if line["request_id"] in {
+        f"rid-coalesced-{i}" for i in range(1, 8, 2)}} == {"flywheel"}
+    carriers = [line for line in lines if line["method"] == "TrackEvents"]
+    assert 1 <= len(carriers) <= 8
+    assert all(line["events"] == 0 and line["source"] == "grpc" for line in carriers)

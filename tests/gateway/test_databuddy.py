@@ -16,15 +16,14 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.ratelimit import RateLimit
-from gateway.settings import GatewaySettings
-from server.app import TrackdServer
+from server.app import ServerConfig, TrackdServer
 from server.auth import issue_key
+from server.ratelimit import RateLimit
 from storage import Store
 from tests.conftest import KeyFactory, stored_events
+from tests.conftest import limited_http as serve_limited
 
 Client = TestClient[Any, Any]
 
@@ -459,11 +458,9 @@ async def test_body_over_5_mb_is_413(http: Client, api_key: str, store: Store) -
 
 
 @pytest.fixture
-async def limited_http(server: TrackdServer) -> AsyncIterator[Client]:
+async def limited_http(store: Store, server_config: ServerConfig) -> AsyncIterator[Client]:
     """A gateway allowing 2 Databuddy requests per key per minute."""
-    app = create_app(GatewaySettings(grpc_target=f"127.0.0.1:{server.port}",
-                                     rate_limits={"databuddy": RateLimit(2, 60)}))
-    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+    async with serve_limited(store, server_config, {"databuddy": RateLimit(2, 60)}) as client:
         yield client
 
 
@@ -485,9 +482,9 @@ async def test_rate_limit_is_429_with_retry_after(
 
 
 async def test_default_rate_limit_is_600_per_minute() -> None:
-    from gateway.dialects.databuddy import DATABUDDY
+    from server.ratelimit import DEFAULT_LIMITS
 
-    assert DATABUDDY.default_rate_limit == RateLimit(600, 60)
+    assert DEFAULT_LIMITS["databuddy"] == RateLimit(600, 60)
 
 
 async def test_not_durably_accepted_is_503_with_retry_after(

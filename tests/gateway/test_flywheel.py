@@ -10,15 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from gateway.app import create_app
-from gateway.ratelimit import RateLimit
-from gateway.settings import GatewaySettings
-from server.app import TrackdServer
+from server.app import ServerConfig, TrackdServer
 from server.auth import ALL_SCOPES
+from server.ratelimit import RateLimit
 from storage import Store
 from tests.conftest import KeyFactory, stored_events
+from tests.conftest import limited_http as serve_limited
 
 Client = TestClient[Any, Any]
 
@@ -429,11 +428,9 @@ async def test_gzip_bomb_is_413(http: Client, key: str, store: Store) -> None:
 
 
 @pytest.fixture
-async def limited_http(server: TrackdServer) -> AsyncIterator[Client]:
+async def limited_http(store: Store, server_config: ServerConfig) -> AsyncIterator[Client]:
     """A gateway whose Flywheel dialect allows one request per key per hour."""
-    settings = GatewaySettings(grpc_target=f"127.0.0.1:{server.port}",
-                               rate_limits={"flywheel": RateLimit(1, 3600)})
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0)) as client:
+    async with serve_limited(store, server_config, {"flywheel": RateLimit(1, 3600)}) as client:
         yield client
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from server.app import TrackdServer
+from server.app import ServerConfig, TrackdServer
 from storage import Store
 from tests.conftest import KeyFactory, stored_events
 
@@ -339,18 +339,13 @@ async def test_gzip_bomb_is_413_naming_the_limit(http: Client, api_key: str, sto
 
 
 async def test_rate_limit_is_429_with_retry_after_per_key(
-    server: TrackdServer, make_key: KeyFactory, store: Store
+    server_config: ServerConfig, make_key: KeyFactory, store: Store
 ) -> None:
-    from aiohttp.test_utils import TestServer
+    from server.ratelimit import RateLimit
+    from tests.conftest import limited_http
 
-    from gateway.app import create_app
-    from gateway.ratelimit import RateLimit
-    from gateway.settings import GatewaySettings
-
-    settings = GatewaySettings(grpc_target=f"127.0.0.1:{server.port}",
-                               rate_limits={"vibefollow": RateLimit(2, 60)})
     key_a, key_b = await make_key(), await make_key()
-    async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0)) as client:
+    async with limited_http(store, server_config, {"vibefollow": RateLimit(2, 60)}) as client:
         for i in range(2):
             resp = await client.post("/api/v1/events", json=event(i), headers=headers(key_a))
             assert resp.status == 202

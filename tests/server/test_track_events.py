@@ -7,14 +7,20 @@ Each carried call must answer exactly what the same TrackEvent call of its own a
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import grpc
 import pytest
 from google.rpc import status_pb2
+from prometheus_client import generate_latest
 
-from server.app import TrackdServer
+from server.app import ServerConfig, TrackdServer, create_server
 from storage import Store
 from tests.conftest import KeyFactory, stored_events
+from tests.scrape import delta, parse
 from tests.server.helpers import (
+    DB_DOWN_AUTH,
     DB_DOWN_WRITE,
     INVALID_KEY,
     MISSING_KEY,
@@ -141,3 +147,37 @@ async def test_no_call_or_too_many_is_invalid_and_stores_nothing(
 
     assert error == invalid("calls", f"TrackEvents carries 1 to 1000 calls, got {count}")
     assert await stored_events(store) == []
+
+
+async def test_while_the_database_is_known_down_each_carried_call_is_unavailable(
+    store: Store, server_config: ServerConfig, api_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The AvailabilityGate answers each carried call UNAVAILABLE + RetryInfo, counted
+    and logged as a TrackEvent of its own; nothing is stored."""
+    caplog.set_level(logging.INFO, logger="trackd.access")
+    config = dataclasses.replace(server_config, health_interval_seconds=3600)
+    srv = await create_server(store, config)
+    try:
+        srv.monitor.database_up = False  # as after a failed ping; no ping for an hour
+        before = parse(generate_latest().decode())
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            response = await tracking_pb2_grpc.TrackingServiceStub(channel).TrackEvents(
+                tracking_pb2.TrackEventsRequest(calls=[
+                    carried(track(event()), (*auth(api_key), ("x-request-id", f"down-{i}"),
+                                             ("trackd-dialect", "vibefollow")))
+                    for i in range(3)]))
+        after = parse(generate_latest().decode())
+    finally:
+        await srv.stop(grace=5)
+    assert [outcome(result) for result in response.results] == [DB_DOWN_AUTH] * 3
+    assert await stored_events(store) == []
+    tracking = {"service": "trackd.v1.TrackingService", "method": "TrackEvent"}
+    assert delta(before, after, "trackd_grpc_requests_total", **tracking,
+                 code="UNAVAILABLE") == 3
+    assert delta(before, after, "trackd_grpc_requests_total", service=tracking["service"],
+                 method="TrackEvents", code="OK") == 1
+    lines = [fields for record in caplog.records if record.name == "trackd.access"
+             and (fields := getattr(record, "fields", {})).get("method") == "TrackEvent"]
+    assert sorted((line["request_id"], line["code"], line["source"]) for line in lines) == [
+        (f"down-{i}", "UNAVAILABLE", "vibefollow") for i in range(3)]

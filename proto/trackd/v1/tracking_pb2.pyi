@@ -140,12 +140,14 @@ class TrackEventsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[TrackEventResult, _Mapping]]] = ...) -> None: ...
 
 class TrackEventResult(_message.Message):
-    __slots__ = ("response", "error")
+    __slots__ = ("response", "error", "trailing_metadata")
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TRAILING_METADATA_FIELD_NUMBER: _ClassVar[int]
     response: TrackEventResponse
     error: CallStatus
-    def __init__(self, response: _Optional[_Union[TrackEventResponse, _Mapping]] = ..., error: _Optional[_Union[CallStatus, _Mapping]] = ...) -> None: ...
+    trailing_metadata: _containers.RepeatedCompositeFieldContainer[MetadataEntry]
+    def __init__(self, response: _Optional[_Union[TrackEventResponse, _Mapping]] = ..., error: _Optional[_Union[CallStatus, _Mapping]] = ..., trailing_metadata: _Optional[_Iterable[_Union[MetadataEntry, _Mapping]]] = ...) -> None: ...
 
 class CallStatus(_message.Message):
     __slots__ = ("code", "message", "details")

@@ -1,0 +1,184 @@
+"""gRPC health that tells the truth, and failing fast while the database is down.
+
+:class:`HealthMonitor` pings the database every ``interval`` seconds (each ping bounded by
+``timeout``) and looks at the write pipeline's queue, and keeps the standard gRPC health
+service (``grpc.health.v1.Health``) in step:
+
+- ``""`` (the server overall): SERVING only while the database answers and the write
+  queue is below its bound;
+- each trackd service: NOT_SERVING while the database does not answer;
+  ``trackd.v1.TrackingService`` also while the write queue is full;
+- two check names of trackd's own, for readiness probes that must say *which* check
+  fails (the gateway's ``/readyz``): :data:`DATABASE_CHECK` and :data:`WRITE_QUEUE_CHECK`.
+
+:class:`AvailabilityGate` is a server interceptor: while the monitor knows the database
+is down, every trackd call fails at once with UNAVAILABLE + RetryInfo instead of waiting
+out the driver's server selection; and any call that ends UNAVAILABLE makes the monitor
+ping at once, so an outage is noticed on the first failed request, not a second later.
+A ``TrackEvents`` call is gated per carried call, as the TrackEvent calls it stands for:
+each gets its own UNAVAILABLE + RetryInfo result (counted and logged as its own
+TrackEvent, server/services/carried.py) and the carrying call itself answers OK; a
+carried call that ends UNAVAILABLE wakes the monitor as a call of its own would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+
+from server import metrics
+from server.errors import Unavailable
+from server.pipeline import WritePipeline
+from server.services.carried import track_events
+from trackd.v1 import tracking_pb2
+
+log = logging.getLogger(__name__)
+
+DATABASE_CHECK = "trackd.health.database"
+WRITE_QUEUE_CHECK = "trackd.health.write_queue"
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+# The services whose calls the gate fails fast (health and reflection always answer).
+GATED_PREFIX = "/trackd.v1."
+CARRIER_METHOD = "/trackd.v1.TrackingService/TrackEvents"
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+
+
+async def _refuse(request: tracking_pb2.TrackEventRequest, context: Any) -> Any:
+    raise Unavailable("the database is unavailable; retry later")
+
+
+class HealthMonitor:
+    """Pings the database and sets every health status; see the module docstring."""
+
+    def __init__(self, servicer: health.aio.HealthServicer, ping: Callable[[], Awaitable[Any]],
+                 pipeline: WritePipeline, service_names: Sequence[str], *,
+                 tracking_service: str, interval: float = 1.0, timeout: float = 1.0) -> None:
+        self._servicer = servicer
+        self._ping = ping
+        self._pipeline = pipeline
+        self._service_names = tuple(service_names)
+        self._tracking_service = tracking_service
+        self.interval = interval
+        self.timeout = timeout
+        self.database_up = True  # create_server connected moments ago
+        self._statuses: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queue_full(self) -> bool:
+        pipeline = self._pipeline
+        return pipeline.queued_events >= pipeline.config.max_queued_events
+
+    async def start(self) -> None:
+        await self._publish()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def mark_down(self) -> None:
+        """The database is known to be gone (its process died): fail fast from now on,
+        until a ping answers."""
+        if self.database_up:
+            log.warning("database down; answering UNAVAILABLE until it answers again")
+        self.database_up = False
+        metrics.set_database_up(False)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Check now (a call just failed UNAVAILABLE), not at the next interval."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            await self.check()
+
+    async def check(self) -> None:
+        """One ping; then every status as it now stands."""
+        await self._publish()  # a mark_down is told at once, not after the ping's timeout
+        try:
+            await asyncio.wait_for(self._ping(), self.timeout)
+            up = True
+        except Exception as exc:  # any failure to answer is "unreachable"
+            up = False
+            if self.database_up:
+                log.warning("database unreachable (%s); answering UNAVAILABLE until it "
+                            "answers again", type(exc).__name__)
+        if up and not self.database_up:
+            log.warning("database reachable again; serving")
+        self.database_up = up
+        metrics.set_database_up(up)
+        await self._publish()
+
+    async def _publish(self) -> None:
+        up, queue_ok = self.database_up, not self.queue_full
+        wanted = {
+            "": SERVING if up and queue_ok else NOT_SERVING,
+            DATABASE_CHECK: SERVING if up else NOT_SERVING,
+            WRITE_QUEUE_CHECK: SERVING if queue_ok else NOT_SERVING,
+        }
+        for name in self._service_names:
+            ok = up and (queue_ok or name != self._tracking_service)
+            wanted[name] = SERVING if ok else NOT_SERVING
+        for name, status in wanted.items():
+            if self._statuses.get(name) != status:
+                self._statuses[name] = status
+                await self._servicer.set(name, status)
+
+
+class AvailabilityGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+    """Fails trackd calls fast while the database is down; see the module docstring."""
+
+    def __init__(self, monitor: HealthMonitor) -> None:
+        self._monitor = monitor
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None \
+                or not handler_call_details.method.startswith(GATED_PREFIX):
+            return handler
+        inner = handler.unary_unary
+        monitor = self._monitor
+        carrier = handler_call_details.method == CARRIER_METHOD
+
+        async def gated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if not monitor.database_up:
+                if carrier:
+                    return await track_events(_refuse, request, context)
+                raise Unavailable("the database is unavailable; retry later")
+            try:
+                response = await inner(request, context)
+            except Unavailable:
+                monitor.wake()
+                raise
+            if carrier and any(result.error.code == _UNAVAILABLE
+                               for result in response.results):
+                monitor.wake()
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            gated,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
