@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import logging
 import signal
@@ -12,7 +13,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -29,6 +30,9 @@ from server.websites import canonical_origin
 from storage import InvalidUri, StorageUnavailable, Store, connect
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 
+if TYPE_CHECKING:
+    from cli.workers import WorkerRole
+
 log = logging.getLogger("trackd")
 
 DEV_PROJECT = "default"
@@ -38,7 +42,7 @@ DEV_PROJECT = "default"
 FLAGS = {
     "mongodb_uri": "--mongodb-uri", "data_dir": "--data-dir", "database": "--database",
     "host": "--host", "grpc_port": "--grpc-port", "http_port": "--http-port",
-    "log_level": "--log-level",
+    "log_level": "--log-level", "workers": "--workers",
 }
 SECRET_SETTINGS = ("mongodb_uri",)  # may hold a password: never echoed
 
@@ -187,19 +191,39 @@ async def open_store(settings: Settings, uri: str) -> Store:
                            "TRACKD_MONGODB_TIMEOUT_SECONDS") from exc
 
 
+async def ensure_development_key(store: Store) -> None:
+    """A first key for the development project, printed once; none if it has one."""
+    issued = await issue_development_key(store.keys, DEV_PROJECT)  # at most one, atomically
+    if issued is not None:
+        print(f"Created a development API key for project '{DEV_PROJECT}' "
+              f"(shown only this once):\n  {issued.secret}", flush=True)
+    else:
+        log.info("project '%s' already has an API key (its secret was shown when it was "
+                 "made); make another with: trackd keys create --project %s",
+                 DEV_PROJECT, DEV_PROJECT)
+
+
 async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None = None,
-                lock: ServeLock | None = None) -> int:
+                lock: ServeLock | None = None, worker: WorkerRole | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then drain. ``worker``: one of ``--workers N``'s
+    processes (cli/workers.py): the ports are shared and the supervisor has done the rest.
+    """
     store = await open_store(settings, uri)
     supervisor: asyncio.Task[None] | None = None
     try:
         # Asked first, so that the usual case (a port taken) gets the OS's reason and
-        # grpc does not log a bind error of its own.
+        # grpc does not log a bind error of its own. A worker's ports are held (shared)
+        # by its supervisor, which asked.
         for what, setting, port in (("gRPC", "grpc_port", settings.grpc_port),
                                     ("the REST gateway", "http_port", settings.http_port)):
-            if port and (problem := bind_problem(settings.host, port)):
+            if worker is None and port and (problem := bind_problem(settings.host, port)):
                 raise cannot_listen(what, setting, settings.host, port, problem)
+        config = settings.server_config()
+        if worker is not None:
+            config = dataclasses.replace(config, reuse_port=True,
+                                         local_address=worker.grpc_target)
         try:
-            server = await create_server(store, settings.server_config())
+            server = await create_server(store, config)
         except PortInUse as exc:
             raise cannot_listen("gRPC", "grpc_port", exc.host, exc.port,
                                 bind_problem(exc.host, exc.port)
@@ -215,10 +239,14 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
 
             supervisor = asyncio.get_running_loop().create_task(
                 embedded.supervise(on_death=database_died))
-        runner = GatewayRunner(create_app(settings.gateway_settings(server.port)),
+        gateway = settings.gateway_settings(server.port)
+        if worker is not None:
+            gateway = dataclasses.replace(gateway, grpc_target=worker.grpc_target)
+        runner = GatewayRunner(create_app(gateway),
                                access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.http_port)
+        site = web.TCPSite(runner, settings.host, settings.http_port,
+                           reuse_port=worker is not None)
         try:
             await site.start()
         except OSError as exc:
@@ -228,19 +256,15 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
                                 settings.http_port,
                                 bind_problem(settings.host, settings.http_port)
                                 or "the port is in use or not available") from exc
-        # Only once both ports are ours: a start that fails mints no key.
-        issued = await issue_development_key(store.keys, DEV_PROJECT)  # at most one, atomically
-        if issued is not None:
-            print(f"Created a development API key for project '{DEV_PROJECT}' "
-                  f"(shown only this once):\n  {issued.secret}", flush=True)
+        if worker is not None:
+            worker.ready(settings.host, server.port, settings.http_port)
         else:
-            log.info("project '%s' already has an API key (its secret was shown when it was "
-                     "made); make another with: trackd keys create --project %s",
-                     DEV_PROJECT, DEV_PROJECT)
-        if lock is not None:
-            lock.record(settings.host, server.port, settings.http_port)
-        log.info("trackd is serving: gRPC on %s:%d, REST gateway on http://%s:%d",
-                 settings.host, server.port, settings.host, settings.http_port)
+            # Only once both ports are ours: a start that fails mints no key.
+            await ensure_development_key(store)
+            if lock is not None:
+                lock.record(settings.host, server.port, settings.http_port)
+            log.info("trackd is serving: gRPC on %s:%d, REST gateway on http://%s:%d",
+                     settings.host, server.port, settings.host, settings.http_port)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -357,6 +381,8 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--log-format", choices=("auto", "json", "text"),
                            help="env TRACKD_LOG_FORMAT, default auto: text on a terminal, "
                            "else one JSON object per line")
+    serve_cmd.add_argument("--workers", help="processes serving the same ports, a number or "
+                           "auto (one per core); env TRACKD_WORKERS, default 1")
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True)
@@ -394,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {
         name: getattr(args, name, None)
         for name in ("mongodb_uri", "data_dir", "database", "host", "grpc_port", "http_port",
-                     "log_level", "log_format")
+                     "log_level", "log_format", "workers")
     }
     try:
         try:
@@ -406,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(level, settings.log_format)
         if args.command == "serve":
             with database_uri(settings, serving=True) as (uri, embedded, lock):
+                if settings.workers > 1:
+                    from cli.workers import serve_workers  # it imports this module
+                    return run(serve_workers(settings, uri, embedded, lock))
                 return run(serve(settings, uri, embedded, lock))
         with database_uri(settings) as (uri, _, _):
             actions: dict[str, Callable[[Store], Awaitable[int]]] = {

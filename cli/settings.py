@@ -6,6 +6,7 @@ it trackd runs the embedded database in ``data_dir``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="address both servers listen on")
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port")
     http_port: int = Field(default=8080, ge=0, le=65535, description="REST gateway port")
+    workers: int = Field(
+        default=1, ge=1, description="processes serving, each a gateway and a gRPC server "
+        "sharing both ports, under one supervisor; auto: one per CPU core trackd may use")
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0,
                                 description="largest request body, after decompression")
     rpc_timeout_seconds: float = Field(default=30.0, gt=0,
@@ -78,6 +82,13 @@ class Settings(BaseSettings):
         default=None, description="Cueflow requests per key (vendor default 100/60)")
     rate_limit_grpc: str | None = Field(
         default=None, description="direct gRPC callers' requests per key (default off)")
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_auto(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return available_cores()
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -124,6 +135,14 @@ class Settings(BaseSettings):
             max_body_bytes=self.max_body_bytes,
             rpc_timeout_seconds=self.rpc_timeout_seconds,
         )
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity), for ``workers = auto``."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def load(overrides: dict[str, Any]) -> Settings:

@@ -64,6 +64,12 @@ class ServerConfig:
     # How often the health monitor pings the database, and how long a ping may take.
     health_interval_seconds: float = 1.0
     health_timeout_seconds: float = 1.0
+    # One of several worker processes sharing ``port`` (SO_REUSEPORT, cli/workers.py).
+    # Off for a single process, so a second trackd on the same port fails to bind.
+    reuse_port: bool = False
+    # Also listen here (``unix:/path``): this process's own gateway calls this address,
+    # so its calls never land on another worker's server behind the shared port.
+    local_address: str | None = None
 
     # The index's memory budget (estimated bytes); past it, least recently evaluated
     # projects are dropped.
@@ -132,7 +138,7 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0),
         ],
     )
     limiter = RateLimiter(config.rate_limits, RateCounterRepository(store.db))
@@ -158,6 +164,8 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
         port = server.add_insecure_port(f"{config.host}:{config.port}")
+        if config.local_address is not None:
+            server.add_insecure_port(config.local_address)
     except RuntimeError as exc:  # grpc says only "Failed to bind to address ..."
         await monitor.close()
         await pipeline.close()

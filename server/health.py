@@ -73,6 +73,12 @@ class HealthMonitor:
         self._statuses: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The ping under way. A check that times out leaves it running, and the next
+        # check waits on the same one: cancelling it would also cancel the connection it
+        # is opening, and under load (a process busy refusing a storm of requests) every
+        # fresh attempt could then take longer than the timeout, so the database would
+        # never be seen again although it answers.
+        self._ping_task: asyncio.Future[Any] | None = None
 
     @property
     def queue_full(self) -> bool:
@@ -89,6 +95,11 @@ class HealthMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._ping_task is not None:
+            self._ping_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._ping_task
+            self._ping_task = None
 
     def mark_down(self) -> None:
         """The database is known to be gone (its process died): fail fast from now on,
@@ -114,7 +125,11 @@ class HealthMonitor:
         """One ping; then every status as it now stands."""
         await self._publish()  # a mark_down is told at once, not after the ping's timeout
         try:
-            await asyncio.wait_for(self._ping(), self.timeout)
+            ping = self._ping_task
+            if ping is None or ping.done():
+                ping = self._ping_task = asyncio.ensure_future(self._ping())
+            # shield: on timeout the ping goes on, for the next check to wait on.
+            await asyncio.wait_for(asyncio.shield(ping), self.timeout)
             up = True
         except Exception as exc:  # any failure to answer is "unreachable"
             up = False

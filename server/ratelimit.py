@@ -61,7 +61,6 @@ CLIENT_ADDRESS_METADATA = "trackd-client-address"
 GRPC_SCOPE = "grpc"
 POLICY_METADATA = "ratelimit-policy"
 STATE_METADATA = "ratelimit"
-RATE_LIMITED = reason_name(errors_pb2.ERROR_REASON_RATE_LIMITED)
 
 SYNC_SECONDS = 0.25
 # An instance whose heartbeat is older than this no longer shares new keys' budgets.
@@ -116,7 +115,7 @@ DEFAULT_LIMITS: Mapping[str, RateLimit | None] = {
 
 class RateLimited(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason = RATE_LIMITED
+    reason = reason_name(errors_pb2.ERROR_REASON_RATE_LIMITED)
 
     def __init__(self, limit: RateLimit, retry_after_seconds: int) -> None:
         super().__init__(f"rate limit exceeded: {limit} per key; "

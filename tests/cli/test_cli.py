@@ -107,12 +107,16 @@ class Serve:
     def stderr(self) -> str:
         return self._err_path.read_text(errors="replace")
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, *, port_may_be_taken: bool = False) -> bool:
+        """Wait until it serves; False if it exited because a port it was given was taken
+        meanwhile (free ports are only free when looked at) and ``port_may_be_taken``."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if READY_LINE in self.stderr:
-                return
+                return True
             if self.proc.poll() is not None:
+                if port_may_be_taken and "address already in use" in self.stderr:
+                    return False
                 pytest.fail(f"trackd serve exited with {self.proc.returncode} before serving:\n"
                             f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
             time.sleep(0.1)
@@ -140,13 +144,18 @@ class Serve:
 
 @contextlib.contextmanager
 def serving(data_dir: Path, logs: Path) -> Iterator[Serve]:
-    """``trackd serve`` on ``data_dir``, ready for requests, stopped afterwards."""
-    serve = Serve(data_dir, logs)
-    try:
-        serve.wait_ready()
-        yield serve
-    finally:
-        serve.close()
+    """``trackd serve`` on ``data_dir``, ready for requests, stopped afterwards. A port
+    taken between picking it and trackd's bind means new ports (a failed start makes no
+    key: both ports are bound first)."""
+    for attempt in range(3):
+        serve = Serve(data_dir, logs)
+        try:
+            if not serve.wait_ready(port_may_be_taken=attempt < 2):
+                continue
+            yield serve
+            return
+        finally:
+            serve.close()
 
 
 def dev_key(stdout: str) -> str:

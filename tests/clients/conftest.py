@@ -4,7 +4,6 @@ date), and a helper that runs a client process against a live trackd gRPC server
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import subprocess
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 GEN = ROOT / "gen"
@@ -57,14 +58,4 @@ def stubs() -> Path:
 async def run(argv: Sequence[str], *, env: dict[str, str] | None = None,
               cwd: Path = ROOT) -> tuple[int, str, str]:
     """Run a process to its end: its exit status, stdout and stderr."""
-    process = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT_SECONDS)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    return await processes.run(argv, bound_seconds=TIMEOUT_SECONDS, env=env, cwd=cwd)

@@ -62,7 +62,8 @@ async def test_database_sigkill_mid_load_answers_503_then_recovers_keeping_every
         restarted = time.monotonic()
         # The same trackd process recovers by itself.
         await until(lambda: load.count(lambda o: o.acked and o.sent >= restarted)
-                    >= RECOVERED_ACKS, "acks after the database is back", detail=load.summary)
+                    >= RECOVERED_ACKS, "acks after the database is back",
+                    detail=lambda: f"{load.summary()}\n{trackd.output()}")
         await load.stop()
 
     outcomes = load.outcomes

@@ -37,6 +37,7 @@ from tests.durability.harness import (
     process_state,
     until,
 )
+from tests.scrape import Samples, parse, value
 
 WARM_UP_ACKS = 200
 RECOVERED_ACKS = 100
@@ -82,6 +83,12 @@ def all_(status: str) -> dict[str, str]:
     return dict.fromkeys(HEALTH_NAMES, status)
 
 
+async def metrics(session: aiohttp.ClientSession, trackd: Trackd) -> Samples:
+    async with session.get(f"{trackd.url}/metrics") as response:
+        assert response.status == 200
+        return parse(await response.text())
+
+
 async def test_embedded_database_sigkill_under_serve_comes_back_by_itself(
         embedded_trackd: Trackd) -> None:
     trackd = embedded_trackd
@@ -94,6 +101,9 @@ async def test_embedded_database_sigkill_under_serve_comes_back_by_itself(
             grpc.aio.insecure_channel(f"127.0.0.1:{trackd.grpc_port}") as channel:
         assert await readiness(session, trackd) == (200, READY)
         assert await health(channel) == all_("SERVING")
+        assert value(await metrics(session, trackd), "trackd_database_up") == 1
+        restarts_before = value(await metrics(session, trackd),
+                                "trackd_embedded_database_restarts_total")
 
         async with Load(trackd, key, workers=8, grpc_workers=2) as load:
             await until(lambda: len(load.acked_ids()) >= WARM_UP_ACKS, "acks before the kill",
@@ -104,18 +114,23 @@ async def test_embedded_database_sigkill_under_serve_comes_back_by_itself(
             # While it is down (it comes back within seconds, so look often).
             seen_down: list[tuple[int, Any]] = []
             seen_not_serving: list[dict[str, str]] = []
+            seen_gauge_down = False
             deadline = time.monotonic() + 60
-            while not (seen_down and seen_not_serving) and time.monotonic() < deadline:
+            while not (seen_down and seen_not_serving and seen_gauge_down) \
+                    and time.monotonic() < deadline:
                 answer = await readiness(session, trackd)
                 if answer[0] != 200:
                     seen_down.append(answer)
                 statuses = await health(channel)
                 if statuses == all_("NOT_SERVING"):
                     seen_not_serving.append(statuses)
+                if value(await metrics(session, trackd), "trackd_database_up") == 0:
+                    seen_gauge_down = True
                 await asyncio.sleep(0.02)
             assert seen_down, "readyz never said the database was down"
             assert seen_down[0] == (503, DOWN)
             assert seen_not_serving, "gRPC health never said NOT_SERVING"
+            assert seen_gauge_down, "/metrics never said trackd_database_up 0"
 
             # Back by itself: ready, serving, acknowledging.
             await until(lambda: process_state(before["pid"]) == "", "the dead one reaped")
@@ -123,10 +138,15 @@ async def test_embedded_database_sigkill_under_serve_comes_back_by_itself(
                         "the database restarted", detail=trackd.output)
             recovered_at = time.monotonic()
             await until(lambda: load.count(lambda o: o.acked and o.sent >= recovered_at)
-                        >= RECOVERED_ACKS, "acks after the restart", detail=load.summary)
+                        >= RECOVERED_ACKS, "acks after the restart",
+                        detail=lambda: f"{load.summary()}\n{trackd.output()}")
             await load.stop()
         assert await readiness(session, trackd) == (200, READY)
         assert await health(channel) == all_("SERVING")
+        after_metrics = await metrics(session, trackd)
+        assert value(after_metrics, "trackd_database_up") == 1
+        assert value(after_metrics, "trackd_embedded_database_restarts_total") \
+            == restarts_before + 1
 
     outcomes = load.outcomes
     not_acked = [o for o in outcomes if not o.acked]

@@ -7,8 +7,6 @@ gRPC server; the test then checks what the database holds.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
 import uuid
 from pathlib import Path
@@ -19,8 +17,8 @@ from aiohttp.test_utils import TestClient
 
 from storage import Store
 from tests.conftest import stored_events
+from tests.processes import ROOT, run_for_json
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("databuddy_sdk.mjs")
 SDK = ROOT / "node_modules" / "@databuddy" / "sdk" / "package.json"
 NODE = shutil.which("node")
@@ -34,18 +32,8 @@ async def run_sdk(api_url: str, key: str, website_id: str) -> dict[str, Any]:
     if not SDK.exists():
         pytest.fail("@databuddy/sdk is missing from node_modules: scripts/test installs "
                     "the pinned node tools (or run `npm ci`)")
-    process = await asyncio.create_subprocess_exec(
-        NODE, str(SCRIPT), api_url, key, website_id, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT_SECONDS)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, stderr.decode()
-    result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
-    return result
+    return await run_for_json([NODE, str(SCRIPT), api_url, key, website_id],
+                              bound_seconds=TIMEOUT_SECONDS)
 
 
 async def test_official_sdk_against_trackd(

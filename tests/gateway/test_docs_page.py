@@ -9,8 +9,6 @@ it the test is skipped, except in CI (``CI=true``), where it fails.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import shutil
 from pathlib import Path
@@ -23,8 +21,8 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.openapi.document import build_document
 from gateway.settings import GatewaySettings
+from tests.processes import ROOT, run_for_json
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("docs_page.mjs")
 PLAYWRIGHT = ROOT / "node_modules" / "playwright-core" / "package.json"
 NODE = shutil.which("node")
@@ -45,19 +43,8 @@ def _missing() -> str:
 async def open_docs(base_url: str, tmp_path: Path) -> dict[str, Any]:
     assert NODE is not None
     assert CHROMIUM is not None
-    process = await asyncio.create_subprocess_exec(
-        NODE, str(SCRIPT), base_url, str(tmp_path / "docs.png"), CHROMIUM,
-        str(tmp_path / "profile"), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT_SECONDS)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, stderr.decode()
-    result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
-    return result
+    return await run_for_json([NODE, str(SCRIPT), base_url, str(tmp_path / "docs.png"),
+                               CHROMIUM, str(tmp_path / "profile")], bound_seconds=TIMEOUT_SECONDS)
 
 
 async def test_docs_page_renders_every_operation_with_no_failed_request(

@@ -256,10 +256,15 @@ async def test_a_rate_limit_split_over_both_instances_holds(
                                 retry.append(delay.retry_delay.seconds)
         await asyncio.sleep(0.3)  # past a sync window: each instance knows the other's count
     print(f"gRPC 5/60 over two instances, 8 calls 0.3 s apart: {[c.name for c in codes]}")
-    # Calls a sync window apart: each instance has seen the other's before the next.
-    assert codes == [grpc.StatusCode.OK] * 5 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
-    assert [info.reason for info in details] == ["RATE_LIMITED"] * 3
-    assert len(retry) == 3
+    # Calls a sync window apart: each instance has usually seen the other's before the
+    # next, but a sync delayed on a busy machine lets each instance be one over its share,
+    # the README's bound (about n per sync window): 5 to 5 + 2 admitted, then refusals.
+    admitted = codes.count(grpc.StatusCode.OK)
+    assert 5 <= admitted <= 5 + 2
+    assert codes == [grpc.StatusCode.OK] * admitted \
+        + [grpc.StatusCode.RESOURCE_EXHAUSTED] * (8 - admitted)
+    assert [info.reason for info in details] == ["RATE_LIMITED"] * (8 - admitted)
+    assert len(retry) == 8 - admitted
     assert all(seconds >= 1 for seconds in retry)
 
 

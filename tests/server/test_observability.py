@@ -86,7 +86,7 @@ async def test_a_message_that_cannot_be_decoded_is_counted_and_logged(
         "INVALID_ARGUMENT", len(garbage), 0)
 
 
-async def test_failed_flush_is_counted_and_the_database_marked_down(
+async def test_failed_flush_is_counted(
     events_down: tuple[TrackdServer, tracking_pb2_grpc.TrackingServiceStub], api_key: str,
 ) -> None:
     _, stub = events_down
@@ -103,20 +103,10 @@ async def test_failed_flush_is_counted_and_the_database_marked_down(
     assert delta(before, after, "trackd_events_total", outcome="stored", source="grpc") == 0
     assert delta(before, after, "trackd_grpc_requests_total", service=TRACKING,
                  method="BatchTrack", code="UNAVAILABLE") == 1
-    assert value(after, "trackd_database_up") == 0
+    # trackd_database_up is not asserted here: this server's health monitor pings the
+    # test database (only its events are unreachable) and rightly sets it back to 1; the
+    # gauge is asserted against a real outage in tests/durability/test_supervision.py.
     assert value(after, "trackd_write_queue_events") == value(before, "trackd_write_queue_events")
-
-
-async def test_database_up_follows_the_next_successful_write(
-    events_down: tuple[TrackdServer, tracking_pb2_grpc.TrackingServiceStub],
-    tracking: tracking_pb2_grpc.TrackingServiceStub, api_key: str,
-) -> None:
-    _, down = events_down
-    with pytest.raises(grpc.aio.AioRpcError):
-        await down.TrackEvent(track(event()), metadata=auth(api_key))
-    assert value(local(), "trackd_database_up") == 0
-    await tracking.TrackEvent(track(event()), metadata=auth(api_key))
-    assert value(local(), "trackd_database_up") == 1
 
 
 async def test_log_records_made_for_a_call_carry_its_request_id_and_a_flush_none(
