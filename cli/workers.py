@@ -267,7 +267,8 @@ class Supervisor:
                         slot.index, process.pid, describe_exit(returncode), delay,
                         slot.restarts)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
             if self.stopping.is_set():
                 return
             delay = min(delay * 2, RESTART_MAX_DELAY)

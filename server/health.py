@@ -36,6 +36,7 @@ from server import metrics
 from server.errors import Unavailable
 from server.pipeline import WritePipeline
 from server.services.carried import track_events
+from server.tasks import cancel_and_wait
 from trackd.v1 import tracking_pb2
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,9 @@ class HealthMonitor:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._ping_task is not None:
-            self._ping_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._ping_task
-            self._ping_task = None
+        await cancel_and_wait(self._task)
+        await cancel_and_wait(self._ping_task)
+        self._task = self._ping_task = None
 
     def mark_down(self) -> None:
         """The database is known to be gone (its process died): fail fast from now on,
@@ -116,8 +110,12 @@ class HealthMonitor:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a
+            # cancellation that arrives as the wake is set, and close() would then wait
+            # on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             self._wake.clear()
             await self.check()
 
@@ -129,7 +127,8 @@ class HealthMonitor:
             if ping is None or ping.done():
                 ping = self._ping_task = asyncio.ensure_future(self._ping())
             # shield: on timeout the ping goes on, for the next check to wait on.
-            await asyncio.wait_for(asyncio.shield(ping), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(ping)
             up = True
         except Exception as exc:  # any failure to answer is "unreachable"
             up = False
