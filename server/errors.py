@@ -168,14 +168,18 @@ class _Status(grpc.Status):  # type: ignore[misc]  # grpc is untyped
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
-def to_status(error: ServiceError) -> grpc.Status:
+def status_message(error: ServiceError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of ``error``: its code, message and packed details."""
     packed = []
     for detail in error.details():
         holder = any_pb2.Any()
         holder.Pack(detail)
         packed.append(holder)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
-    result: grpc.Status = rpc_status.to_status(status)
+    return status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
+
+
+def to_status(error: ServiceError) -> grpc.Status:
+    result: grpc.Status = rpc_status.to_status(status_message(error))
     extra = CALL_METADATA.get()
     if extra:
         return _Status(result.code, result.details, (*result.trailing_metadata, *extra))

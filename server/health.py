@@ -15,6 +15,10 @@ service (``grpc.health.v1.Health``) in step:
 is down, every trackd call fails at once with UNAVAILABLE + RetryInfo instead of waiting
 out the driver's server selection; and any call that ends UNAVAILABLE makes the monitor
 ping at once, so an outage is noticed on the first failed request, not a second later.
+A ``TrackEvents`` call is gated per carried call, as the TrackEvent calls it stands for:
+each gets its own UNAVAILABLE + RetryInfo result (counted and logged as its own
+TrackEvent, server/services/carried.py) and the carrying call itself answers OK; a
+carried call that ends UNAVAILABLE wakes the monitor as a call of its own would.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from grpc_health.v1 import health, health_pb2
 from server import metrics
 from server.errors import Unavailable
 from server.pipeline import WritePipeline
+from server.services.carried import track_events
 from server.tasks import cancel_and_wait
+from trackd.v1 import tracking_pb2
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,12 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 # The services whose calls the gate fails fast (health and reflection always answer).
 GATED_PREFIX = "/trackd.v1."
+CARRIER_METHOD = "/trackd.v1.TrackingService/TrackEvents"
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+
+
+async def _refuse(request: tracking_pb2.TrackEventRequest, context: Any) -> Any:
+    raise Unavailable("the database is unavailable; retry later")
 
 
 class HealthMonitor:
@@ -162,15 +174,22 @@ class AvailabilityGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             return handler
         inner = handler.unary_unary
         monitor = self._monitor
+        carrier = handler_call_details.method == CARRIER_METHOD
 
         async def gated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if not monitor.database_up:
+                if carrier:
+                    return await track_events(_refuse, request, context)
                 raise Unavailable("the database is unavailable; retry later")
             try:
-                return await inner(request, context)
+                response = await inner(request, context)
             except Unavailable:
                 monitor.wake()
                 raise
+            if carrier and any(result.error.code == _UNAVAILABLE
+                               for result in response.results):
+                monitor.wake()
+            return response
 
         return grpc.unary_unary_rpc_method_handler(
             gated,
