@@ -20,18 +20,19 @@ from server.errors import FieldViolation
 from storage.users import UserChange
 from trackd.v1 import tracking_pb2, users_pb2
 
+# The wire's (the decode limit bounds it), re-exported as one of the server's limits.
+from trackd_wire.limits import MAX_PROPERTY_DEPTH as MAX_PROPERTY_DEPTH
+from trackd_wire.limits import timestamp_in_range
+
 MAX_BATCH_EVENTS = 500
 MAX_NAME_CHARS = 512
 MAX_ID_CHARS = 256
 MAX_PROPERTY_KEYS = 100
 MAX_PROPERTIES_BYTES = 1024 * 1024
-MAX_PROPERTY_DEPTH = 32
 MAX_PROPERTY_KEY_CHARS = 256
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 CONTEXT_LIMITS = {"namespace": 64, "session_id": MAX_ID_CHARS, "source": 64, "website_id": 64}
 
-# Timestamp's own valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
-_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 # Integral doubles in this range are exact, and are stored as integers.
 _EXACT_INT = 2.0**53
 
@@ -150,7 +151,7 @@ def event_document(
     timestamp = received_at
     if event.HasField("timestamp"):
         ts = event.timestamp
-        if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not 0 <= ts.nanos < 10**9:
+        if not timestamp_in_range(ts.seconds, ts.nanos):
             violations.append(FieldViolation(f"{path}.timestamp", "is out of range"))
         else:
             timestamp = ts.ToDatetime(tzinfo=UTC)
@@ -242,7 +243,7 @@ def user_change(user: users_pb2.User, path: str,
     change.add_anonymous_ids = _unique(list(user.anonymous_ids))
     if user.HasField("signed_up_at"):
         ts = user.signed_up_at
-        if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not 0 <= ts.nanos < 10**9:
+        if not timestamp_in_range(ts.seconds, ts.nanos):
             violations.append(FieldViolation(f"{path}.signed_up_at", "is out of range"))
         else:
             change.set_fields["signed_up_at"] = ts.ToDatetime(tzinfo=UTC)

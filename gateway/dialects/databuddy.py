@@ -66,18 +66,21 @@ from gateway.dialects.base import Dialect, Handler, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, WEBSITES
 from trackd.v1 import tracking_pb2, websites_pb2
+from trackd_wire.limits import TIMESTAMP_MIN_SECONDS
 
 # --- Databuddy's own limits ------------------------------------------------------------
+# Named as Databuddy's: the server's limits of the same kind (server/validation.py)
+# differ, and both apply to a Databuddy request.
 
-MAX_NAME_CHARS = 256
-MAX_NAMESPACE_CHARS = 64
-MAX_ID_CHARS = 256
-MAX_SOURCE_CHARS = 64
-MAX_PROPERTY_KEYS = 50
-MAX_PROPERTY_KEY_CHARS = 128
-MAX_PROPERTIES_BYTES = 32 * 1024
+DATABUDDY_MAX_NAME_CHARS = 256
+DATABUDDY_MAX_NAMESPACE_CHARS = 64
+DATABUDDY_MAX_ID_CHARS = 256
+DATABUDDY_MAX_SOURCE_CHARS = 64
+DATABUDDY_MAX_PROPERTY_KEYS = 50
+DATABUDDY_MAX_PROPERTY_KEY_CHARS = 128
+DATABUDDY_MAX_PROPERTIES_BYTES = 32 * 1024
 # A timestamp later than this past the gateway's clock is refused (clock skew allowed).
-MAX_FUTURE = timedelta(hours=24)
+DATABUDDY_MAX_FUTURE = timedelta(hours=24)
 
 # --- messages ---------------------------------------------------------------------------
 
@@ -124,11 +127,11 @@ _ALLOWED_ORIGIN = web.RequestKey("databuddy_allowed_origin", str)
 _STRICT = ConfigDict(strict=True, extra="ignore")
 
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
-Namespace = Annotated[str, StringConstraints(max_length=MAX_NAMESPACE_CHARS)]
-Identifier = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]
-Source = Annotated[str, StringConstraints(max_length=MAX_SOURCE_CHARS)]
-ProfileId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=DATABUDDY_MAX_NAME_CHARS)]
+Namespace = Annotated[str, StringConstraints(max_length=DATABUDDY_MAX_NAMESPACE_CHARS)]
+Identifier = Annotated[str, StringConstraints(max_length=DATABUDDY_MAX_ID_CHARS)]
+Source = Annotated[str, StringConstraints(max_length=DATABUDDY_MAX_SOURCE_CHARS)]
+ProfileId = Annotated[str, StringConstraints(min_length=1, max_length=DATABUDDY_MAX_ID_CHARS)]
 
 
 @with_config(_STRICT)
@@ -260,7 +263,7 @@ async def _metadata(request: web.Request) -> list[tuple[str, str]]:
 
 def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
     """Unix milliseconds or ISO-8601 (UTC when without an offset), not far in the future."""
-    latest = datetime.now(UTC) + MAX_FUTURE
+    latest = datetime.now(UTC) + DATABUDDY_MAX_FUTURE
     if isinstance(value, str):
         try:
             when = datetime.fromisoformat(value.strip())
@@ -275,22 +278,22 @@ def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
         except UnencodableValue as exc:
             raise _invalid() from exc
     if not math.isfinite(value) or value > latest.timestamp() * 1000 \
-            or value < datetime.min.replace(tzinfo=UTC).timestamp() * 1000:
+            or value < TIMESTAMP_MIN_SECONDS * 1000:
         raise _invalid()
     return timestamp_from_millis(value)
 
 
 def _properties(values: dict[str, Any]) -> None:
     """Databuddy's bounds on properties: keys, key lengths, serialized size."""
-    if len(values) > MAX_PROPERTY_KEYS:
+    if len(values) > DATABUDDY_MAX_PROPERTY_KEYS:
         raise _invalid()
-    if any(len(key) > MAX_PROPERTY_KEY_CHARS for key in values):
+    if any(len(key) > DATABUDDY_MAX_PROPERTY_KEY_CHARS for key in values):
         raise _invalid()
     try:
         size = len(orjson.dumps(values))
     except orjson.JSONEncodeError as exc:  # integers beyond 64 bits, nesting past 255
         raise _invalid() from exc
-    if size > MAX_PROPERTIES_BYTES:
+    if size > DATABUDDY_MAX_PROPERTIES_BYTES:
         raise _invalid()
 
 

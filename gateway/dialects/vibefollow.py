@@ -39,6 +39,7 @@ from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
+from trackd_wire.keys import snake_case
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -157,14 +158,6 @@ CANONICAL_REQUIRED_PROPERTIES: Mapping[str, str] = {
     "trial_expiring": "daysLeft",
     "user_invited": "invitedEmail",
 }
-
-_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
-
-
-def snake_case(key: str) -> str:
-    """``workspaceId`` -> ``workspace_id``: one property key, whichever spelling."""
-    return _CAMEL_HUMP.sub(r"_\1", key).lower()
-
 
 def _invalid(field: str, description: str) -> ProblemError:
     return ProblemError(Problem(VIBEFOLLOW.invalid_status, f"{field} {description}", field,

@@ -27,12 +27,12 @@ from server.audiences.rules import (
 from server.errors import FieldViolation, InvalidArgument
 from server.validation import MAX_NAME_CHARS
 from trackd.v1 import audiences_pb2
+from trackd_wire.limits import timestamp_in_range
 
 MAX_GROUPS = 20
 MAX_RULES_PER_GROUP = 20
-# The ranges of google.protobuf.Timestamp (years 1 to 9999) and Duration (10,000 years);
-# beyond them the conversions to datetime and timedelta fail.
-_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+# google.protobuf.Duration's range (10,000 years; Timestamp's is the wire's,
+# trackd_wire.limits): beyond it the conversion to timedelta fails.
 _MAX_DURATION_SECONDS = 315_576_000_000
 
 
@@ -64,7 +64,7 @@ def _duration(value: Any, path: str, violations: list[FieldViolation]) -> timede
 
 def _timestamp(value: Any, path: str, violations: list[FieldViolation]) -> datetime | None:
     """A Timestamp as a datetime; None, with a violation, when out of Timestamp's range."""
-    if not (_MIN_SECONDS <= value.seconds <= _MAX_SECONDS) or not 0 <= value.nanos < 10**9:
+    if not timestamp_in_range(value.seconds, value.nanos):
         violations.append(FieldViolation(path, "is out of range"))
         return None
     moment: datetime = value.ToDatetime(tzinfo=UTC)
