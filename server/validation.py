@@ -39,6 +39,23 @@ _EXACT_INT = 2.0**53
 _EVENT_ID_NAMESPACE = uuid.UUID("6f9c7f3e-2c1a-4a5e-9a43-3b1f0d7e8c21")
 
 
+def valid_property_key(key: str) -> bool:
+    """A key of an event's properties (at any depth): not empty, no leading ``$``, no NUL.
+
+    Properties are stored as one whole subdocument, so a ``.`` in a key is just a
+    character; a leading ``$`` reads as an operator to MongoDB, and NUL ends a BSON key.
+    Nested trait keys follow this rule too."""
+    return bool(key) and not key.startswith("$") and "\x00" not in key
+
+
+def valid_trait_key(key: str) -> bool:
+    """A top-level key of a user's traits: a property key that also holds no ``.``.
+
+    Traits are set and unset key by key as ``traits.<key>`` (storage/users.py), where a
+    ``.`` would address a nested field instead of naming one."""
+    return valid_property_key(key) and "." not in key
+
+
 def _join(parent: str, key: str | int) -> str:
     return f"{parent}[{key}]" if isinstance(key, int) else f"{parent}.{key}"
 
@@ -57,7 +74,7 @@ class _Properties:
             return {}
         out: dict[str, Any] = {}
         for key, value in struct.fields.items():
-            if not key or key.startswith("$") or "\x00" in key:
+            if not valid_property_key(key):
                 self.violations.append(FieldViolation(
                     f"{path}.{key}" if key else path,
                     "property keys must be non-empty, not start with '$' and not contain NUL"))
@@ -256,7 +273,7 @@ def user_change(user: users_pb2.User, path: str,
             converter = _Properties(traits_path, violations)
             for key, trait in user.traits.fields.items():
                 key_path = f"{traits_path}.{key}"
-                if not key or key.startswith("$") or "." in key or "\x00" in key:
+                if not valid_trait_key(key):
                     violations.append(FieldViolation(
                         key_path, "trait keys must be non-empty and contain no '.', '$' or NUL"))
                 elif len(key) > MAX_PROPERTY_KEY_CHARS:
