@@ -23,8 +23,6 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from gateway.grpc_errors import Problem, ProblemError
-
 # Re-exported (the redundant aliases say so to mypy): the gateway's depth constants are
 # read from here, whichever module defines them.
 from trackd_wire.limits import DEPTH_EVENT_PROPERTIES as DEPTH_EVENT_PROPERTIES
@@ -138,10 +136,6 @@ def timestamp_from_millis(millis: int | float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromMilliseconds(math.floor(millis))
     return ts
-
-
-def problem(status: int, error: UnencodableValue) -> ProblemError:
-    return ProblemError(Problem(status, str(error), error.path, "INVALID_ARGUMENT"))
 
 
 def struct_values(struct: struct_pb2.Struct) -> dict[str, Any]:

@@ -47,22 +47,14 @@ from typing import (
 )
 from uuid import UUID
 
-import grpc
 import orjson
 from aiohttp import web
 from google.protobuf import timestamp_pb2
 from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.body import parse_json, read_body
-from gateway.convert import (
-    DEPTH_IDENTIFY_TRAITS,
-    UnencodableValue,
-    fill_struct,
-    timestamp,
-    timestamp_from_millis,
-)
-from gateway.dialects.base import Dialect, Handler, call, json_response
+from gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, timestamp, timestamp_from_millis
+from gateway.dialects.base import Dialect, Handler, call, json_response, retry_headers
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, WEBSITES
 from trackd.v1 import tracking_pb2, websites_pb2
@@ -173,8 +165,8 @@ IDENTIFY_BODY = TypeAdapter(DatabuddyIdentify)
 def _render(problem: Problem) -> web.Response:
     message = REASON_MESSAGES.get(problem.reason) or STATUS_MESSAGES.get(
         problem.status, "Request failed")
-    headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after else None
-    return json_response({"status": "error", "message": message}, problem.status, headers)
+    return json_response({"status": "error", "message": message}, problem.status,
+                         retry_headers(problem))
 
 
 def _api_key(request: web.Request) -> str:
@@ -191,10 +183,9 @@ DATABUDDY = Dialect(
 )
 
 
-def _fail(status: int, reason: str,
-          code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> ProblemError:
-    return ProblemError(Problem(status, REASON_MESSAGES.get(reason, ""), reason=reason,
-                                grpc_code=code))
+def _fail(status: int, reason: str) -> ProblemError:
+    """Databuddy's answers name no field: the reason picks the message."""
+    return ProblemError(Problem(status, REASON_MESSAGES.get(reason, ""), reason=reason))
 
 
 def _invalid() -> ProblemError:
@@ -225,7 +216,7 @@ def _website_id(request: web.Request) -> str:
     try:
         return str(UUID(value))
     except ValueError as exc:
-        raise _fail(404, "WEBSITE_NOT_FOUND", grpc.StatusCode.NOT_FOUND) from exc
+        raise _fail(404, "WEBSITE_NOT_FOUND") from exc
 
 
 async def _check_origin(request: web.Request, website_id: str, origin: str) -> None:
@@ -240,19 +231,19 @@ async def _metadata(request: web.Request) -> list[tuple[str, str]]:
     website_id = _website_id(request)
     origin = request.headers.get("Origin", "")
     if origin and not (origin.isascii() and origin.isprintable()):
-        raise _fail(403, "ORIGIN_NOT_AUTHORIZED", grpc.StatusCode.PERMISSION_DENIED)
+        raise _fail(403, "ORIGIN_NOT_AUTHORIZED")
     if website_id and origin:
         await _check_origin(request, website_id, origin)
     metadata: list[tuple[str, str]] = []
     key = _api_key(request)
     if key:
         if not (key.isascii() and key.isprintable()):
-            raise _fail(401, "API_KEY_INVALID", grpc.StatusCode.UNAUTHENTICATED)
+            raise _fail(401, "API_KEY_INVALID")
         metadata.append(("authorization", f"Bearer {key}"))
     elif request.headers.get("Authorization", "").strip():
-        raise _fail(401, "API_KEY_INVALID", grpc.StatusCode.UNAUTHENTICATED)
+        raise _fail(401, "API_KEY_INVALID")
     elif not website_id:
-        raise _fail(401, "API_KEY_MISSING", grpc.StatusCode.UNAUTHENTICATED)
+        raise _fail(401, "API_KEY_MISSING")
     if website_id:
         metadata.append(("trackd-website-id", website_id))
         if origin:
@@ -273,10 +264,8 @@ def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
             when = when.replace(tzinfo=UTC)
         if when > latest:
             raise _invalid()
-        try:
-            return timestamp(when, "timestamp")
-        except UnencodableValue as exc:
-            raise _invalid() from exc
+        # Beyond a Timestamp's range: the handler answers UnencodableValue with 400.
+        return timestamp(when, "timestamp")
     if not math.isfinite(value) or value > latest.timestamp() * 1000 \
             or value < TIMESTAMP_MIN_SECONDS * 1000:
         raise _invalid()
@@ -310,10 +299,7 @@ def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
     properties = item.get("properties")
     if properties is not None:
         _properties(properties)
-        try:
-            fill_struct(event.properties, properties, "properties")
-        except UnencodableValue as exc:
-            raise _invalid() from exc
+        fill_struct(event.properties, properties, "properties")
     website = item.get("websiteId")
     context = tracking_pb2.EventContext(
         namespace=item.get("namespace") or "", session_id=item.get("sessionId") or "",
@@ -331,7 +317,7 @@ def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
 async def track(request: web.Request) -> web.StreamResponse:
     """POST /track: one event, or an array of them (all or nothing)."""
     metadata = await _metadata(request)
-    body = parse_json(TRACK_BODY, await read_body(request), invalid_status=400)
+    body = await DATABUDDY.body(request, TRACK_BODY)
     items = body if isinstance(body, list) else [body]
     if not items:
         raise _invalid()
@@ -346,16 +332,13 @@ async def track(request: web.Request) -> web.StreamResponse:
 async def identify(request: web.Request) -> web.StreamResponse:
     """POST /identify: upsert a profile and link an anonymous id to it."""
     metadata = await _metadata(request)
-    body = parse_json(IDENTIFY_BODY, await read_body(request), invalid_status=400)
+    body = await DATABUDDY.body(request, IDENTIFY_BODY)
     message = tracking_pb2.IdentifyRequest(
         external_id=body["profileId"], anonymous_id=body.get("anonymousId") or "",
         website_id=str(body["websiteId"]))
     traits = body.get("traits")
     if traits is not None:
-        try:
-            fill_struct(message.traits, traits, "traits", DEPTH_IDENTIFY_TRAITS)
-        except UnencodableValue as exc:
-            raise _invalid() from exc
+        fill_struct(message.traits, traits, "traits", DEPTH_IDENTIFY_TRAITS)
     await call(request, request.app[TRACKING].Identify, message, metadata)
     return json_response({"status": "success", "type": "identify"})
 
@@ -367,7 +350,7 @@ async def preflight(request: web.Request) -> web.StreamResponse:
     website_id = _website_id(request)
     origin = request.headers.get("Origin", "")
     if not website_id or not origin or not (origin.isascii() and origin.isprintable()):
-        raise _fail(403, "ORIGIN_NOT_AUTHORIZED", grpc.StatusCode.PERMISSION_DENIED)
+        raise _fail(403, "ORIGIN_NOT_AUTHORIZED")
     await _check_origin(request, website_id, origin)
     return web.Response(status=204, headers=PREFLIGHT_HEADERS)
 
