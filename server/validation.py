@@ -56,6 +56,17 @@ def valid_trait_key(key: str) -> bool:
     return valid_property_key(key) and "." not in key
 
 
+def checked_datetime(value: Any, path: str,
+                     violations: list[FieldViolation]) -> datetime | None:
+    """A Timestamp as a datetime; None, with a violation, when out of Timestamp's range
+    (beyond it the conversion fails). Every Timestamp a request carries is read so."""
+    if not timestamp_in_range(value.seconds, value.nanos):
+        violations.append(FieldViolation(path, "is out of range"))
+        return None
+    moment: datetime = value.ToDatetime(tzinfo=UTC)
+    return moment
+
+
 def _join(parent: str, key: str | int) -> str:
     return f"{parent}[{key}]" if isinstance(key, int) else f"{parent}.{key}"
 
@@ -167,11 +178,8 @@ def event_document(
 
     timestamp = received_at
     if event.HasField("timestamp"):
-        ts = event.timestamp
-        if not timestamp_in_range(ts.seconds, ts.nanos):
-            violations.append(FieldViolation(f"{path}.timestamp", "is out of range"))
-        else:
-            timestamp = ts.ToDatetime(tzinfo=UTC)
+        timestamp = checked_datetime(event.timestamp, f"{path}.timestamp",
+                                     violations) or received_at
 
     properties: dict[str, Any] = {}
     if event.HasField("properties"):
@@ -259,11 +267,9 @@ def user_change(user: users_pb2.User, path: str,
                                    if "phone" in change.set_fields else []), *user.phones])
     change.add_anonymous_ids = _unique(list(user.anonymous_ids))
     if user.HasField("signed_up_at"):
-        ts = user.signed_up_at
-        if not timestamp_in_range(ts.seconds, ts.nanos):
-            violations.append(FieldViolation(f"{path}.signed_up_at", "is out of range"))
-        else:
-            change.set_fields["signed_up_at"] = ts.ToDatetime(tzinfo=UTC)
+        signed_up_at = checked_datetime(user.signed_up_at, f"{path}.signed_up_at", violations)
+        if signed_up_at is not None:
+            change.set_fields["signed_up_at"] = signed_up_at
     if user.HasField("traits"):
         traits_path = f"{path}.traits"
         if len(user.traits.fields) > MAX_TRAIT_KEYS:
