@@ -23,8 +23,7 @@ from bench.loadgen import (
     run_window,
 )
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+from trackd_wire.limits import MAX_MESSAGE_BYTES
 
 
 def template_event() -> tracking_pb2.Event:

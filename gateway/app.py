@@ -35,9 +35,7 @@ from trackd.v1 import (
     users_pb2_grpc,
     websites_pb2_grpc,
 )
-
-# Matches the server's limit; a 5 MB JSON body becomes a somewhat larger message.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+from trackd_wire.limits import MAX_MESSAGE_BYTES
 
 
 def create_app(settings: GatewaySettings | None = None) -> web.Application:

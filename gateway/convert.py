@@ -6,13 +6,13 @@ nesting deeper than a proto message can be decoded, and times outside a Timestam
 years 1 to 9999 (UTC). Every other limit on properties is the server's.
 
 Depth is counted the way protobuf's decoder (upb) counts it: every message on the way
-down is one level, and it refuses a message more than :data:`MAX_DECODE_DEPTH` levels
-below the request. A JSON object inside a Struct costs three (map entry, ``Value``,
-``Struct``), an array two (``Value``, ``ListValue``); the Struct field itself sits
-``at`` levels below the request (``TrackEventRequest.event.properties``: 2). Measured
-with python-protobuf 7.36 (upb) for every request that carries a Struct: properties or
-traits nested 33 objects deep decode, 34 do not (arrays: 48 below one object);
-tests/gateway/test_hostile_input.py holds it route by route.
+down is one level, and it refuses a message more than ``MAX_DECODE_DEPTH`` levels below
+the request (:mod:`trackd_wire.limits`). A JSON object inside a Struct costs three (map
+entry, ``Value``, ``Struct``), an array two (``Value``, ``ListValue``); the Struct field
+itself sits ``at`` levels below the request (``TrackEventRequest.event.properties``: 2).
+Measured with python-protobuf 7.36 (upb) for every request that carries a Struct:
+properties or traits nested 33 objects deep decode, 34 do not (arrays: 48 below one
+object); tests/gateway/test_hostile_input.py holds it route by route.
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from gateway.grpc_errors import Problem, ProblemError
+# Re-exported (the redundant aliases say so to mypy): the gateway's depth constants are
+# read from here, whichever module defines them.
+from trackd_wire.limits import DEPTH_EVENT_PROPERTIES as DEPTH_EVENT_PROPERTIES
+from trackd_wire.limits import MAX_DECODE_DEPTH as MAX_DECODE_DEPTH
+from trackd_wire.limits import decodable_objects
 
 MAX_EXACT_INT = 2**53
-# upb's kUpb_WireFormat_DefaultDepthLimit, which python-protobuf and grpc decode with.
-MAX_DECODE_DEPTH = 100
-# Where the Struct (or Value) fields the gateway fills sit below their request message.
-DEPTH_EVENT_PROPERTIES = 2  # TrackEventRequest.event / BatchTrackRequest.events[]
+# Where the Struct (or Value) fields the gateway fills sit below their request message
+# (DEPTH_EVENT_PROPERTIES, imported above, is the wire's: the server's rule depends on it).
 DEPTH_USER_TRAITS = 2  # UpsertUserRequest.user / BatchUpsertUsersRequest.users[]
 DEPTH_IDENTIFY_TRAITS = 1  # IdentifyRequest.traits
 # EvaluateAudienceRequest.audience.groups[].rules[].property.value is a Value 5 levels
@@ -67,9 +69,9 @@ def check_depth(values: dict[str, Any], path: str, at: int) -> None:
         step = 3 if isinstance(container, dict) else 2
         deepest = depth + step - 1 if container else depth
         if deepest > MAX_DECODE_DEPTH:
-            objects = (MAX_DECODE_DEPTH - at + 1) // 3
             raise UnencodableValue(
-                where, f"nests too deeply for protobuf to decode (at most {objects} "
+                where, "nests too deeply for protobuf to decode (at most "
+                f"{decodable_objects(at)} "
                 "nested objects here; an array counts two thirds of one)")
         if isinstance(container, dict):
             todo.extend((item, depth + 3, f"{where}.{key}") for key, item in container.items()
@@ -134,10 +136,6 @@ def timestamp_from_millis(millis: int | float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromMilliseconds(math.floor(millis))
     return ts
-
-
-def problem(status: int, error: UnencodableValue) -> ProblemError:
-    return ProblemError(Problem(status, str(error), error.path, "INVALID_ARGUMENT"))
 
 
 def struct_values(struct: struct_pb2.Struct) -> dict[str, Any]:

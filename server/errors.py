@@ -34,6 +34,7 @@ from grpc_status import rpc_status
 from server import metrics
 from storage.errors import StorageError, StorageUnavailable
 from trackd.v1 import errors_pb2
+from trackd_wire.limits import MAX_PROPERTY_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                 except DecodeError as exc:
                     raise InvalidArgument.one(
                         "", "the request could not be decoded: it is malformed or nested "
-                        "deeper than protobuf allows (properties nest at most 32 levels)",
+                        "deeper than protobuf allows (properties nest at most "
+                        f"{MAX_PROPERTY_DEPTH} levels)",
                         reason=errors_pb2.ERROR_REASON_MALFORMED_REQUEST) from exc
                 return await inner(request, context)
             except grpc.aio.AbortError:

@@ -20,22 +20,51 @@ from server.errors import FieldViolation
 from storage.users import UserChange
 from trackd.v1 import tracking_pb2, users_pb2
 
+# The wire's (the decode limit bounds it), re-exported as one of the server's limits.
+from trackd_wire.limits import MAX_PROPERTY_DEPTH as MAX_PROPERTY_DEPTH
+from trackd_wire.limits import timestamp_in_range
+
 MAX_BATCH_EVENTS = 500
 MAX_NAME_CHARS = 512
 MAX_ID_CHARS = 256
 MAX_PROPERTY_KEYS = 100
 MAX_PROPERTIES_BYTES = 1024 * 1024
-MAX_PROPERTY_DEPTH = 32
 MAX_PROPERTY_KEY_CHARS = 256
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 CONTEXT_LIMITS = {"namespace": 64, "session_id": MAX_ID_CHARS, "source": 64, "website_id": 64}
 
-# Timestamp's own valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
-_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 # Integral doubles in this range are exact, and are stored as integers.
 _EXACT_INT = 2.0**53
 
 _EVENT_ID_NAMESPACE = uuid.UUID("6f9c7f3e-2c1a-4a5e-9a43-3b1f0d7e8c21")
+
+
+def valid_property_key(key: str) -> bool:
+    """A key of an event's properties (at any depth): not empty, no leading ``$``, no NUL.
+
+    Properties are stored as one whole subdocument, so a ``.`` in a key is just a
+    character; a leading ``$`` reads as an operator to MongoDB, and NUL ends a BSON key.
+    Nested trait keys follow this rule too."""
+    return bool(key) and not key.startswith("$") and "\x00" not in key
+
+
+def valid_trait_key(key: str) -> bool:
+    """A top-level key of a user's traits: a property key that also holds no ``.``.
+
+    Traits are set and unset key by key as ``traits.<key>`` (storage/users.py), where a
+    ``.`` would address a nested field instead of naming one."""
+    return valid_property_key(key) and "." not in key
+
+
+def checked_datetime(value: Any, path: str,
+                     violations: list[FieldViolation]) -> datetime | None:
+    """A Timestamp as a datetime; None, with a violation, when out of Timestamp's range
+    (beyond it the conversion fails). Every Timestamp a request carries is read so."""
+    if not timestamp_in_range(value.seconds, value.nanos):
+        violations.append(FieldViolation(path, "is out of range"))
+        return None
+    moment: datetime = value.ToDatetime(tzinfo=UTC)
+    return moment
 
 
 def _join(parent: str, key: str | int) -> str:
@@ -56,7 +85,7 @@ class _Properties:
             return {}
         out: dict[str, Any] = {}
         for key, value in struct.fields.items():
-            if not key or key.startswith("$") or "\x00" in key:
+            if not valid_property_key(key):
                 self.violations.append(FieldViolation(
                     f"{path}.{key}" if key else path,
                     "property keys must be non-empty, not start with '$' and not contain NUL"))
@@ -149,11 +178,8 @@ def event_document(
 
     timestamp = received_at
     if event.HasField("timestamp"):
-        ts = event.timestamp
-        if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not 0 <= ts.nanos < 10**9:
-            violations.append(FieldViolation(f"{path}.timestamp", "is out of range"))
-        else:
-            timestamp = ts.ToDatetime(tzinfo=UTC)
+        timestamp = checked_datetime(event.timestamp, f"{path}.timestamp",
+                                     violations) or received_at
 
     properties: dict[str, Any] = {}
     if event.HasField("properties"):
@@ -241,11 +267,9 @@ def user_change(user: users_pb2.User, path: str,
                                    if "phone" in change.set_fields else []), *user.phones])
     change.add_anonymous_ids = _unique(list(user.anonymous_ids))
     if user.HasField("signed_up_at"):
-        ts = user.signed_up_at
-        if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not 0 <= ts.nanos < 10**9:
-            violations.append(FieldViolation(f"{path}.signed_up_at", "is out of range"))
-        else:
-            change.set_fields["signed_up_at"] = ts.ToDatetime(tzinfo=UTC)
+        signed_up_at = checked_datetime(user.signed_up_at, f"{path}.signed_up_at", violations)
+        if signed_up_at is not None:
+            change.set_fields["signed_up_at"] = signed_up_at
     if user.HasField("traits"):
         traits_path = f"{path}.traits"
         if len(user.traits.fields) > MAX_TRAIT_KEYS:
@@ -255,7 +279,7 @@ def user_change(user: users_pb2.User, path: str,
             converter = _Properties(traits_path, violations)
             for key, trait in user.traits.fields.items():
                 key_path = f"{traits_path}.{key}"
-                if not key or key.startswith("$") or "." in key or "\x00" in key:
+                if not valid_trait_key(key):
                     violations.append(FieldViolation(
                         key_path, "trait keys must be non-empty and contain no '.', '$' or NUL"))
                 elif len(key) > MAX_PROPERTY_KEY_CHARS:
