@@ -45,7 +45,6 @@ from grpc_status import rpc_status
 from cli.settings import load
 from gateway.app import create_app
 from gateway.settings import TRACKING
-from server.app import MAX_MESSAGE_BYTES
 from server.auth import Authenticator
 from server.errors import INTERNAL, ErrorInterceptor, ServiceError, to_status
 from server.idempotency import IdempotencyGuard
@@ -54,6 +53,7 @@ from server.services.tracking import TrackingService
 from server.websites import WebsiteGuard
 from storage import connect
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
+from trackd_wire.limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("bench.hop_serve")
 
