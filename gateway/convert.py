@@ -13,6 +13,11 @@ below the request. A JSON object inside a Struct costs three (map entry, ``Value
 with python-protobuf 7.36 (upb) for every request that carries a Struct: properties or
 traits nested 33 objects deep decode, 34 do not (arrays: 48 below one object);
 tests/gateway/test_hostile_input.py holds it route by route.
+
+An event's properties cross the hop as JSON bytes (``Event.properties_json``, made by
+:func:`properties_json`), which protobuf never walks: they are refused where
+:func:`fill_struct` would refuse them, depth included, so what a REST client sees does
+not depend on the encoding.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from gateway.grpc_errors import Problem, ProblemError
@@ -79,6 +85,40 @@ def check_depth(values: dict[str, Any], path: str, at: int) -> None:
                         for index, item in enumerate(container) if isinstance(item, dict | list))
 
 
+def properties_json(values: dict[str, Any], path: str,
+                    at: int = DEPTH_EVENT_PROPERTIES) -> bytes:
+    """``values`` as ``Event.properties_json``: UnencodableValue exactly where
+    :func:`fill_struct` would raise it (depth first, then the first bad number in the
+    same order), else compact JSON with sorted keys, so that, as with a Struct's
+    deterministic encoding, key order does not change a request's idempotency
+    fingerprint."""
+    check_depth(values, path, at)
+    _check_numbers(values, path)
+    return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+
+
+def _check_numbers(container: dict[str, Any] | list[Any], path: str) -> None:
+    items = container.items() if type(container) is dict else enumerate(container)
+    for key, value in items:
+        kind = type(value)
+        if kind is int:
+            if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+                raise UnencodableValue(_at(path, key), BEYOND_EXACT)
+        elif kind is float:
+            if not math.isfinite(value):
+                raise UnencodableValue(_at(path, key), NOT_FINITE)
+        elif kind is dict or kind is list:
+            _check_numbers(value, _at(path, key))
+
+
+def _at(path: str, key: str | int) -> str:
+    return f"{path}[{key}]" if type(key) is int else f"{path}.{key}"
+
+
+BEYOND_EXACT = "is an integer beyond ±2^53; send it as a string to keep every digit"
+NOT_FINITE = "must be a finite number"
+
+
 def _fill_value(target: struct_pb2.Value, value: Any, path: str) -> None:
     if isinstance(value, str):
         target.string_value = value
@@ -86,12 +126,11 @@ def _fill_value(target: struct_pb2.Value, value: Any, path: str) -> None:
         target.bool_value = value
     elif isinstance(value, int):
         if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-            raise UnencodableValue(
-                path, "is an integer beyond ±2^53; send it as a string to keep every digit")
+            raise UnencodableValue(path, BEYOND_EXACT)
         target.number_value = value
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise UnencodableValue(path, "must be a finite number")
+            raise UnencodableValue(path, NOT_FINITE)
         target.number_value = value
     elif value is None:
         target.null_value = struct_pb2.NULL_VALUE

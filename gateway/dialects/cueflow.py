@@ -59,6 +59,7 @@ from gateway.convert import (
     UnencodableValue,
     fill_struct,
     problem,
+    properties_json,
     struct_values,
     timestamp,
 )
@@ -281,7 +282,7 @@ async def track_event(request: web.Request) -> web.StreamResponse:
     event = tracking_pb2.Event(name=item["eventKey"], external_user_id=item["externalId"])
     event.timestamp.CopyFrom(timestamp(now, "timestamp"))
     try:
-        fill_struct(event.properties, properties, "properties")
+        event.properties_json = properties_json(properties, "properties")
     except UnencodableValue as exc:
         raise problem(CUEFLOW.invalid_status, exc) from exc
     message = tracking_pb2.TrackEventRequest(

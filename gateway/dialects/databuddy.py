@@ -59,6 +59,7 @@ from gateway.convert import (
     DEPTH_IDENTIFY_TRAITS,
     UnencodableValue,
     fill_struct,
+    properties_json,
     timestamp,
     timestamp_from_millis,
 )
@@ -308,7 +309,7 @@ def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
     if properties is not None:
         _properties(properties)
         try:
-            fill_struct(event.properties, properties, "properties")
+            event.properties_json = properties_json(properties, "properties")
         except UnencodableValue as exc:
             raise _invalid() from exc
     website = item.get("websiteId")

@@ -32,7 +32,7 @@ from pydantic import AwareDatetime, ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, timestamp
+from gateway.convert import UnencodableValue, properties_json, timestamp
 from gateway.dialects.base import Dialect, call, json_response
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, USERS
@@ -205,7 +205,7 @@ def _event(item: FlywheelEvent) -> tracking_pb2.Event:
                            f"{FLAT_VALUE} (nested objects and arrays are not allowed)")
     if properties:
         try:
-            fill_struct(event.properties, properties, "properties")
+            event.properties_json = properties_json(properties, "properties")
         except UnencodableValue as exc:
             raise _invalid(exc.path, exc.description) from exc
     return event

@@ -33,6 +33,7 @@ from gateway.convert import (
     UnencodableValue,
     fill_struct,
     problem,
+    properties_json,
     timestamp,
 )
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
@@ -116,7 +117,7 @@ def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
     properties = item.get("properties")
     if properties is not None:
         try:
-            fill_struct(event.properties, properties, f"{path}properties")
+            event.properties_json = properties_json(properties, f"{path}properties")
         except UnencodableValue as exc:
             raise problem(VIBEFOLLOW.invalid_status, exc) from exc
     return event
