@@ -92,9 +92,43 @@ def properties_json(values: dict[str, Any], path: str,
     same order), else compact JSON with sorted keys, so that, as with a Struct's
     deterministic encoding, key order does not change a request's idempotency
     fingerprint."""
-    check_depth(values, path, at)
-    _check_numbers(values, path)
+    try:
+        bad_number = _scan(values, at)
+    except _TooDeep:
+        check_depth(values, path, at)  # raises, naming the place
+        raise  # pragma: no cover - check_depth and _scan count alike
+    if bad_number:
+        _check_numbers(values, path)  # raises, naming the number
     return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _scan(container: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Whether ``container`` (``depth`` message levels down) holds a number a Struct
+    cannot carry; _TooDeep where :func:`check_depth` would refuse it. One pass, no path
+    built: the slower checks run again only to name what this found."""
+    values: Any
+    if type(container) is dict:
+        step, values = 3, container.values()
+    else:
+        step, values = 2, container
+    # As check_depth: a container's entries sit step - 1 levels below it.
+    if (depth + step - 1 if container else depth) > MAX_DECODE_DEPTH:
+        raise _TooDeep
+    child = depth + step
+    bad = False
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            bad = bad or not -MAX_EXACT_INT <= value <= MAX_EXACT_INT
+        elif kind is float:
+            bad = bad or not math.isfinite(value)
+        elif kind is dict or kind is list:
+            bad = _scan(value, child) or bad
+    return bad
 
 
 def _check_numbers(container: dict[str, Any] | list[Any], path: str) -> None:

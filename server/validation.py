@@ -163,6 +163,37 @@ class _PlainProperties:
         raise TypeError(f"orjson decoded a {kind.__name__}")  # pragma: no cover
 
 
+def _clean(values: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Whether ``values`` (at ``depth``) is stored exactly as parsed: no rule broken, no
+    number to normalize. One pass building nothing; :class:`_PlainProperties` does the
+    rest when it is not."""
+    if depth > MAX_PROPERTY_DEPTH:
+        return False
+    if type(values) is dict:
+        for key in values:
+            if not key or key[0] == "$" or "\x00" in key or len(key) > MAX_PROPERTY_KEY_CHARS:
+                return False
+        items: Any = values.values()
+    else:
+        items = values
+    for value in items:
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            continue
+        if kind is int:
+            if not -_EXACT_INT <= value <= _EXACT_INT:
+                return False
+        elif kind is float:
+            if value.is_integer() or not math.isfinite(value):
+                return False
+        elif kind is dict or kind is list:
+            if not _clean(value, depth + 1):
+                return False
+        else:
+            return False  # pragma: no cover - orjson decodes no other types
+    return True
+
+
 def _duplicate_key(raw: bytes) -> str | None:
     """The first key found twice in one object of ``raw`` (valid JSON, nested at most
     :data:`MAX_PROPERTY_DEPTH` levels: the standard library's parser is recursive)."""
@@ -202,13 +233,16 @@ def _json_properties(raw: bytes, path: str,
             props_path, f"at most {MAX_PROPERTY_KEYS} property keys are allowed"))
         return {}
     before = len(violations)
-    properties = _PlainProperties(violations).object(values, props_path, 1)
+    # Most properties break no rule and hold no number to normalize: stored as parsed.
+    clean = _clean(values, 1)
+    properties = values if clean else _PlainProperties(violations).object(values, props_path, 1)
     stored = orjson.dumps(properties)
     _check_size(violations, props_path, len(stored))
     # orjson keeps the last of duplicate keys. Bytes equal to a dict's encoding have
     # none, which settles it for every producer that writes compact JSON (the gateway's
     # orjson.dumps) without a second parse.
-    if len(violations) == before and stored != raw and orjson.dumps(values) != raw:
+    if len(violations) == before and stored != raw \
+            and (clean or orjson.dumps(values) != raw):
         duplicate = _duplicate_key(raw)
         if duplicate is not None:
             violations.append(FieldViolation(
