@@ -209,7 +209,10 @@ def _duplicate_key(raw: bytes) -> str | None:
                 seen.add(key)
         return {}
 
-    json.loads(raw, object_pairs_hook=pairs)
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):  # pragma: no cover - orjson parsed it already
+        return None
     return found[0] if found else None
 
 
