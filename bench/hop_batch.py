@@ -1,5 +1,6 @@
-"""How a batch's properties cross the hop: ``google.protobuf.Struct`` (today) against the
-properties as one JSON-encoded ``bytes`` value per event, CPU per event of each half.
+"""How a batch's properties cross the hop: ``google.protobuf.Struct`` against the
+properties as one JSON-encoded ``bytes`` value per event (``Event.properties_json``, what
+the gateway sends since issue 14), CPU per event of each half.
 
 In one process, no network and no database, ``time.process_time`` around each half of a
 500-event VibeFollow batch that the gateway has already parsed (orjson, once, for the
@@ -7,11 +8,10 @@ body's validation):
 
 - ``struct``: gateway ``fill_struct`` and ``BatchTrackRequest`` encoding; server decoding
   and the Struct walk of :func:`server.validation.event_document` (with its JSON size check);
-- ``json bytes``: the gateway encodes each event without properties and its properties
-  with ``orjson.dumps`` into a bytes value (a ``google.protobuf.BytesValue`` here, standing
-  for a field the proto could carry); the server decodes, ``orjson.loads`` the bytes (the
-  second and last parse), walks the plain dict for the same key rules (non-empty, no
-  ``$``, no NUL, length, depth) and takes the size check from ``len()``.
+- ``json bytes``: the gateway's :func:`gateway.convert.properties_json` (the same checks
+  as ``fill_struct``, then ``orjson.dumps``) into ``properties_json`` and the encoding;
+  the server decodes and :func:`server.validation.event_document` ``orjson.loads`` the
+  bytes (the second and last parse) and walks the plain dict by the Struct's rules.
 
 ``python -m bench.hop_batch [--events 500] [--rounds 20]`` prints the table; ``bench/run
 hop`` runs it after the servers and reports it with their rows.
@@ -25,17 +25,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from google.protobuf import wrappers_pb2
-
-from gateway.convert import fill_struct
+from gateway.convert import fill_struct, properties_json
 from server.errors import FieldViolation
-from server.validation import (
-    MAX_PROPERTIES_BYTES,
-    MAX_PROPERTY_DEPTH,
-    MAX_PROPERTY_KEY_CHARS,
-    event_document,
-)
+from server.validation import event_document
 from trackd.v1 import tracking_pb2
 
 SHAPES: dict[str, Callable[[int], dict[str, Any]]] = {
@@ -49,27 +41,6 @@ SHAPES: dict[str, Callable[[int], dict[str, Any]]] = {
         "nested": {"a": {"b": {"c": n}}},
     },
 }
-
-
-def _check_plain(value: Any, path: str, depth: int, violations: list[FieldViolation]) -> None:
-    """The server's property rules on a plain (orjson-decoded) value."""
-    if isinstance(value, dict):
-        if depth > MAX_PROPERTY_DEPTH:
-            violations.append(FieldViolation(path, "too deep"))
-            return
-        for key, item in value.items():
-            if not key or key.startswith("$") or "\0" in key \
-                    or len(key) > MAX_PROPERTY_KEY_CHARS:
-                violations.append(FieldViolation(path, "bad key"))
-            if isinstance(item, dict | list):
-                _check_plain(item, path, depth + 1, violations)
-    elif isinstance(value, list):
-        if depth > MAX_PROPERTY_DEPTH:
-            violations.append(FieldViolation(path, "too deep"))
-            return
-        for item in value:
-            if isinstance(item, dict | list):
-                _check_plain(item, path, depth + 1, violations)
 
 
 def measure(shape: str, events: int, rounds: int) -> dict[str, float]:
@@ -98,27 +69,21 @@ def measure(shape: str, events: int, rounds: int) -> dict[str, float]:
 
         started = time.process_time()
         request = tracking_pb2.BatchTrackRequest()
-        blobs = []
         for body in bodies:
             request.events.add(name=body["name"], event_id=body["event_id"],
-                               external_user_id=body["external_user_id"])
-            blobs.append(wrappers_pb2.BytesValue(
-                value=orjson.dumps(body["properties"])).SerializeToString())
+                               external_user_id=body["external_user_id"],
+                               properties_json=properties_json(body["properties"],
+                                                               "properties"))
         wire = request.SerializeToString()
         middle = time.process_time()
         decoded = tracking_pb2.BatchTrackRequest.FromString(wire)
         violations = []
-        for i, (event, blob) in enumerate(zip(decoded.events, blobs, strict=True)):
-            raw = wrappers_pb2.BytesValue.FromString(blob).value
-            if len(raw) > MAX_PROPERTIES_BYTES:
-                violations.append(FieldViolation("properties", "too big"))
-            properties = orjson.loads(raw)
-            _check_plain(properties, "properties", 1, violations)
-            doc = event_document(event, f"events[{i}]", "p", now, event.event_id, violations)
-            doc["properties"] = properties
+        for i, event in enumerate(decoded.events):
+            event_document(event, f"events[{i}]", "p", now, event.event_id, violations)
         done = time.process_time()
         timings["json.gateway"] += middle - started
         timings["json.server"] += done - middle
+    assert not violations, violations
     scale = 1e6 / (events * rounds)
     return {name: seconds * scale for name, seconds in timings.items()}
 

@@ -13,6 +13,11 @@ itself sits ``at`` levels below the request (``TrackEventRequest.event.propertie
 Measured with python-protobuf 7.36 (upb) for every request that carries a Struct:
 properties or traits nested 33 objects deep decode, 34 do not (arrays: 48 below one
 object); tests/gateway/test_hostile_input.py holds it route by route.
+
+An event's properties cross the hop as JSON bytes (``Event.properties_json``, made by
+:func:`properties_json`), which protobuf never walks: they are refused where
+:func:`fill_struct` would refuse them, depth included, so what a REST client sees does
+not depend on the encoding.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf import struct_pb2, timestamp_pb2
 
 # Re-exported (the redundant aliases say so to mypy): the gateway's depth constants are
@@ -81,6 +87,74 @@ def check_depth(values: dict[str, Any], path: str, at: int) -> None:
                         for index, item in enumerate(container) if isinstance(item, dict | list))
 
 
+def properties_json(values: dict[str, Any], path: str,
+                    at: int = DEPTH_EVENT_PROPERTIES) -> bytes:
+    """``values`` as ``Event.properties_json``: UnencodableValue exactly where
+    :func:`fill_struct` would raise it (depth first, then the first bad number in the
+    same order), else compact JSON with sorted keys, so that, as with a Struct's
+    deterministic encoding, key order does not change a request's idempotency
+    fingerprint."""
+    try:
+        bad_number = _scan(values, at)
+    except _TooDeep:
+        check_depth(values, path, at)  # raises, naming the place
+        bad_number = True  # pragma: no cover - not reached: both count alike
+    if bad_number:
+        _check_numbers(values, path)  # raises, naming the number
+    return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _scan(container: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Whether ``container`` (``depth`` message levels down) holds a number a Struct
+    cannot carry; _TooDeep where :func:`check_depth` would refuse it. One pass, no path
+    built: the slower checks run again only to name what this found."""
+    values: Any
+    if type(container) is dict:
+        step, values = 3, container.values()
+    else:
+        step, values = 2, container
+    # As check_depth: a container's entries sit step - 1 levels below it.
+    if (depth + step - 1 if container else depth) > MAX_DECODE_DEPTH:
+        raise _TooDeep
+    child = depth + step
+    bad = False
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            bad = bad or not -MAX_EXACT_INT <= value <= MAX_EXACT_INT
+        elif kind is float:
+            bad = bad or not math.isfinite(value)
+        elif kind is dict or kind is list:
+            bad = _scan(value, child) or bad
+    return bad
+
+
+def _check_numbers(container: dict[str, Any] | list[Any], path: str) -> None:
+    items = container.items() if type(container) is dict else enumerate(container)
+    for key, value in items:
+        kind = type(value)
+        if kind is int:
+            if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+                raise UnencodableValue(_at(path, key), BEYOND_EXACT)
+        elif kind is float:
+            if not math.isfinite(value):
+                raise UnencodableValue(_at(path, key), NOT_FINITE)
+        elif kind is dict or kind is list:
+            _check_numbers(value, _at(path, key))
+
+
+def _at(path: str, key: str | int) -> str:
+    return f"{path}[{key}]" if type(key) is int else f"{path}.{key}"
+
+
+BEYOND_EXACT = "is an integer beyond ±2^53; send it as a string to keep every digit"
+NOT_FINITE = "must be a finite number"
+
+
 def _fill_value(target: struct_pb2.Value, value: Any, path: str) -> None:
     if isinstance(value, str):
         target.string_value = value
@@ -88,12 +162,11 @@ def _fill_value(target: struct_pb2.Value, value: Any, path: str) -> None:
         target.bool_value = value
     elif isinstance(value, int):
         if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-            raise UnencodableValue(
-                path, "is an integer beyond ±2^53; send it as a string to keep every digit")
+            raise UnencodableValue(path, BEYOND_EXACT)
         target.number_value = value
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise UnencodableValue(path, "must be a finite number")
+            raise UnencodableValue(path, NOT_FINITE)
         target.number_value = value
     elif value is None:
         target.null_value = struct_pb2.NULL_VALUE

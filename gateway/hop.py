@@ -16,7 +16,8 @@ be upgraded before its servers). So is a request whose properties nest so deep t
 carried two message levels further down (``TrackEventsRequest.calls[].request``), protobuf
 could no longer decode it (gateway/convert.py counts the levels): alone it gets the
 answer it always got (the server's limit is lower), and it never fails the calls it
-would have been carried with.
+would have been carried with (only properties sent as a Struct can: the gateway's
+dialects send them as JSON bytes).
 
 What :meth:`CoalescingTracking.TrackEvent` returns behaves as a grpc.aio unary call
 for what the gateway reads of one (gateway/dialects/base.py ``call``): ``await rpc``
@@ -65,7 +66,12 @@ def _error(status: tracking_pb2.CallStatus,
 
 
 def _carriable(request: tracking_pb2.TrackEventRequest) -> bool:
-    """Whether ``request`` still decodes :data:`CARRIED_DEPTH` levels further down."""
+    """Whether ``request`` still decodes :data:`CARRIED_DEPTH` levels further down.
+
+    Only a Struct nests messages: properties carried as JSON bytes (``properties_json``,
+    what the gateway's dialects send) are one field at any depth of their own."""
+    if not request.event.HasField("properties"):
+        return True
     limit = MAX_DECODE_DEPTH - CARRIED_DEPTH
     # Counted as gateway/convert.py's check_depth counts: a Struct at level d holds
     # Values at d + 2, a ListValue at d holds Values at d + 1; nested ones are d + 3 / d + 2.

@@ -53,7 +53,13 @@ from google.protobuf import timestamp_pb2
 from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.convert import DEPTH_USER_TRAITS, fill_struct, struct_values, timestamp
+from gateway.convert import (
+    DEPTH_USER_TRAITS,
+    fill_struct,
+    properties_json,
+    struct_values,
+    timestamp,
+)
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response, retry_headers
 from gateway.grpc_errors import Problem
 from gateway.settings import TRACKING, USERS
@@ -264,7 +270,7 @@ async def track_event(request: web.Request) -> web.StreamResponse:
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the database keeps ms
     event = tracking_pb2.Event(name=item["eventKey"], external_user_id=item["externalId"])
     event.timestamp.CopyFrom(timestamp(now, "timestamp"))
-    fill_struct(event.properties, properties, "properties")
+    event.properties_json = properties_json(properties, "properties")
     message = tracking_pb2.TrackEventRequest(
         event=event, unknown_user=tracking_pb2.UNKNOWN_USER_POLICY_REJECT)
     response = await call(request, request.app[TRACKING].TrackEvent, message, metadata)

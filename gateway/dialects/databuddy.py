@@ -53,7 +53,13 @@ from google.protobuf import timestamp_pb2
 from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, timestamp, timestamp_from_millis
+from gateway.convert import (
+    DEPTH_IDENTIFY_TRAITS,
+    fill_struct,
+    properties_json,
+    timestamp,
+    timestamp_from_millis,
+)
 from gateway.dialects.base import Dialect, Handler, call, json_response, retry_headers
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, WEBSITES
@@ -299,7 +305,7 @@ def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
     properties = item.get("properties")
     if properties is not None:
         _properties(properties)
-        fill_struct(event.properties, properties, "properties")
+        event.properties_json = properties_json(properties, "properties")
     website = item.get("websiteId")
     context = tracking_pb2.EventContext(
         namespace=item.get("namespace") or "", session_id=item.get("sessionId") or "",

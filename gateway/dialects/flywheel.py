@@ -29,7 +29,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.convert import fill_struct, timestamp
+from gateway.convert import properties_json, timestamp
 from gateway.dialects.base import Dialect, call, json_response, retry_headers
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, USERS
@@ -194,7 +194,7 @@ def _event(item: FlywheelEvent) -> tracking_pb2.Event:
             raise _invalid(f"properties.{key}",
                            f"{FLAT_VALUE} (nested objects and arrays are not allowed)")
     if properties:
-        fill_struct(event.properties, properties, "properties")
+        event.properties_json = properties_json(properties, "properties")
     return event
 
 

@@ -28,7 +28,13 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from gateway.body import describe, field_path
-from gateway.convert import DEPTH_USER_TRAITS, UnencodableValue, fill_struct, timestamp
+from gateway.convert import (
+    DEPTH_USER_TRAITS,
+    UnencodableValue,
+    fill_struct,
+    properties_json,
+    timestamp,
+)
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response, retry_headers
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, USERS
@@ -109,7 +115,7 @@ def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
         event.timestamp.CopyFrom(timestamp(item["timestamp"], f"{path}timestamp"))
     properties = item.get("properties")
     if properties is not None:
-        fill_struct(event.properties, properties, f"{path}properties")
+        event.properties_json = properties_json(properties, f"{path}properties")
     return event
 
 

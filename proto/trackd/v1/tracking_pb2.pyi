@@ -22,7 +22,7 @@ UNKNOWN_USER_POLICY_BUFFER: UnknownUserPolicy
 UNKNOWN_USER_POLICY_REJECT: UnknownUserPolicy
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "name", "external_user_id", "anonymous_id", "timestamp", "properties", "context")
+    __slots__ = ("event_id", "name", "external_user_id", "anonymous_id", "timestamp", "properties", "context", "properties_json")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class Event(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_JSON_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     name: str
     external_user_id: str
@@ -37,7 +38,8 @@ class Event(_message.Message):
     timestamp: _timestamp_pb2.Timestamp
     properties: _struct_pb2.Struct
     context: EventContext
-    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., external_user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[EventContext, _Mapping]] = ...) -> None: ...
+    properties_json: bytes
+    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., external_user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[EventContext, _Mapping]] = ..., properties_json: _Optional[bytes] = ...) -> None: ...
 
 class EventContext(_message.Message):
     __slots__ = ("namespace", "session_id", "source", "website_id")
