@@ -15,7 +15,9 @@ COPY cli ./cli
 COPY server ./server
 COPY gateway ./gateway
 COPY storage ./storage
+COPY trackd_wire ./trackd_wire
 COPY proto ./proto
+COPY client ./client
 RUN pip install . \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/trackd trackd
 

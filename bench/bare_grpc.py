@@ -16,8 +16,8 @@ from typing import Any
 import grpc
 
 from trackd.v1 import tracking_pb2
+from trackd_wire.limits import MAX_MESSAGE_BYTES
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVICE = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name
 
 

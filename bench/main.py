@@ -8,7 +8,8 @@ measurement in its own window, every load generator in its own process:
 2. a bare aiohttp server answering 202 (:mod:`bench.bare_http`, load from wrk) and a
    no-op grpc.aio server (:mod:`bench.bare_grpc`, load from :mod:`bench.grpc_load`);
 3. ``trackd serve`` as a subprocess on the same database: REST single events, REST
-   batches, gRPC ``TrackEvent``, gRPC ``BatchTrack``;
+   batches, gRPC ``TrackEvent``, gRPC ``BatchTrack`` (properties as ``properties_json``,
+   and as a Struct);
 4. optionally (``--profile``) py-spy on trackd under one of those loads.
 
 CPU per event is the ``/proc/<pid>/stat`` utime+stime delta of the server's process tree
@@ -59,7 +60,8 @@ from bench.report import Measurement, measurements_table, ratios, ratios_table
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 
 GROUPS = ("raw", "bare", "trackd")
-TRACKD_PHASES = ("rest.single", "rest.batch", "grpc.track", "grpc.batch")
+TRACKD_PHASES = ("rest.single", "rest.batch", "grpc.track", "grpc.batch",
+                 "grpc.batch.struct")
 RESULTS = REPO / "bench" / "results"
 # Time a Python load generator gets to import and connect before its warm-up starts.
 STARTUP_SECONDS = 2.0
@@ -417,6 +419,11 @@ class Bench:
                 "trackd.grpc.batch", f"trackd gRPC BatchTrack of {a.batch}", "RPC",
                 [*grpc_argv, "--rpc", "BatchTrack"], procs=a.grpc_procs,
                 concurrency=a.batch_concurrency, events_per_op=a.batch, server_pids=pids),
+            "grpc.batch.struct": lambda: self.python_load(
+                "trackd.grpc.batch.struct", f"trackd gRPC BatchTrack of {a.batch}, Struct",
+                "RPC", [*grpc_argv, "--rpc", "BatchTrack", "--properties", "struct"],
+                procs=a.grpc_procs, concurrency=a.batch_concurrency, events_per_op=a.batch,
+                server_pids=pids),
         }
 
     def _profile(self, phase: str, pid: int, loads: dict[str, Any]) -> None:

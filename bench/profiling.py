@@ -135,6 +135,7 @@ def _is_trackd(frame: str) -> bool:
 def _ignored_inclusive(frame: str) -> bool:
     # Event-loop plumbing is on every stack; it says nothing about where time goes.
     return any(part in frame for part in ("asyncio/", "uvloop", "runners.py", "cli/main.py",
+                                          "cli/serve.py",
                                           "<module>", "threading.py"))
 
 

@@ -5,7 +5,7 @@ in the same run.
 1. ``trackd serve`` on the embedded database (or ``MONGODB_URI``), as ``bench/run`` runs it;
 2. raw: :mod:`bench.grpc_load` keeping ``--batch-concurrency`` BatchTrack calls of
    ``--batch`` events in flight (each event prebuilt from a template: the floor of what a
-   client costs);
+   client costs; properties as a Struct, as the SDK sends them);
 3. SDK: :mod:`bench.sdk_load`, one process calling ``Client.track()`` in a loop with
    ``max_in_flight`` = ``--batch-concurrency`` and ``batch_size`` = ``--batch``: every
    event checked, given its time and encoded, as a service's would be.
@@ -42,7 +42,7 @@ from bench.main import (
 from bench.procs import NotReady
 from bench.report import Ratio, measurements_table, ratios_table
 
-RAW = "trackd.grpc.batch"
+RAW = "trackd.grpc.batch.struct"  # the SDK sends properties as a Struct too
 SDK = "trackd.sdk"
 
 
@@ -61,7 +61,7 @@ class SdkBench(Bench):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    args.groups, args.loads, args.profiles = ["trackd"], ["grpc.batch", "sdk"], []
+    args.groups, args.loads, args.profiles = ["trackd"], ["grpc.batch.struct", "sdk"], []
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{secrets.token_hex(3)}"
     work = Path(tempfile.mkdtemp(prefix="trackd-bench-sdk-"))

@@ -1,5 +1,10 @@
 """Every setting trackd has, read in one place: command-line flags over TRACKD_* variables.
 
+A setting that configures a component takes its default from that component's own
+configuration dataclass (:class:`server.app.ServerConfig`, :class:`server.pipeline.PipelineConfig`,
+:class:`gateway.settings.GatewaySettings`), so each default is written once; the rest are
+written here. tests/cli/test_settings_table.py holds README's settings table to these.
+
 ``MONGODB_URI`` (also accepted as ``TRACKD_MONGODB_URI``) selects a MongoDB server; without
 it trackd runs the embedded database in ``data_dir``.
 """
@@ -14,9 +19,8 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cli.logs import LogFormat, parse_level
-from gateway.settings import DEFAULT_MAX_BODY_BYTES, GatewaySettings
+from gateway.settings import GatewaySettings
 from server.app import ServerConfig
-from server.audiences.index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.pipeline import PipelineConfig
 from server.ratelimit import RateLimit, limits_from
 
@@ -34,36 +38,41 @@ class Settings(BaseSettings):
     database: str = Field(default="trackd", description="database name")
     data_dir: Path = Field(default=Path(".trackd"),
                            description="where the embedded database keeps its files")
-    host: str = Field(default="127.0.0.1", description="address both servers listen on")
-    grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port")
+    host: str = Field(default=ServerConfig.host, description="address both servers listen on")
+    grpc_port: int = Field(default=ServerConfig.port, ge=0, le=65535, description="gRPC port")
     http_port: int = Field(default=8080, ge=0, le=65535, description="REST gateway port")
     workers: int = Field(
         default=1, ge=1, description="processes serving, each a gateway and a gRPC server "
         "sharing both ports, under one supervisor; auto: one per CPU core trackd may use")
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0,
+    max_body_bytes: int = Field(default=GatewaySettings.max_body_bytes, gt=0,
                                 description="largest request body, after decompression")
-    rpc_timeout_seconds: float = Field(default=30.0, gt=0,
+    rpc_timeout_seconds: float = Field(default=GatewaySettings.rpc_timeout_seconds, gt=0,
                                        description="gateway's deadline for each RPC")
-    batch_max_events: int = Field(default=1000, gt=0,
+    batch_max_events: int = Field(default=PipelineConfig.max_batch_events, gt=0,
                                   description="most events in one database insert")
     batch_linger_ms: float = Field(
-        default=20.0, ge=0, description="longest an event waits behind a running flush")
+        default=PipelineConfig.linger_seconds * 1000, ge=0,
+        description="longest an event waits behind a running flush")
     batch_parallel_events: int = Field(
-        default=64, gt=0, description="queued events that start a parallel flush")
-    max_in_flight_flushes: int = Field(default=4, gt=0,
+        default=PipelineConfig.parallel_batch_events, gt=0,
+        description="queued events that start a parallel flush")
+    max_in_flight_flushes: int = Field(default=PipelineConfig.max_in_flight, gt=0,
                                        description="database inserts running at once")
-    max_queued_events: int = Field(default=100_000, gt=0,
+    max_queued_events: int = Field(default=PipelineConfig.max_queued_events, gt=0,
                                    description="events waiting or being written; beyond: 503")
-    auth_cache_seconds: float = Field(default=5.0, ge=0,
+    auth_cache_seconds: float = Field(default=ServerConfig.auth_cache_seconds, ge=0,
                                       description="how long a key lookup is cached")
     idempotency_lease_seconds: float = Field(
-        default=5.0, ge=1, description="how long a running request holds its idempotency "
+        default=ServerConfig.idempotency_lease_seconds, ge=1,
+        description="how long a running request holds its idempotency "
         "key without renewing it (a crashed instance's keys are free this long after)")
     audience_index: bool = Field(
-        default=True, description="evaluate audiences from an in-memory index kept by the "
+        default=ServerConfig.audience_index,
+        description="evaluate audiences from an in-memory index kept by the "
         "database's change stream (false: read the events each time)")
     audience_index_max_bytes: int = Field(
-        default=AUDIENCE_INDEX_MAX_BYTES, gt=0, description="the audience index's memory budget "
+        default=ServerConfig.audience_index_max_bytes, gt=0,
+        description="the audience index's memory budget "
         "(estimated); past it, the least recently evaluated projects are dropped")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")

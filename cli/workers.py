@@ -12,7 +12,7 @@ The supervisor (:func:`serve_workers`, run by ``trackd serve`` itself) owns what
 - the development key, made once before any worker starts.
 
 Each worker (``python -m cli.workers``, a new interpreter: never a fork of a process with
-grpc's threads) is a whole gateway and gRPC server, as :func:`cli.main.serve` runs them.
+grpc's threads) is a whole gateway and gRPC server, as :func:`cli.serve.serve` runs them.
 Its gRPC server also listens on a private Unix socket, which its own gateway calls: a REST
 request is handled start to end by the worker that accepted it. Workers read their settings
 from the environment the supervisor gives them (every setting, resolved), run in sessions
@@ -51,20 +51,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.database import open_store
 from cli.instance import ServeLock
 from cli.logs import configure as configure_logging
-from cli.main import (
-    StartupError,
-    UsageError,
-    bind_problem,
-    cannot_listen,
-    ensure_development_key,
-    env_name,
-    open_store,
-    run,
-    serve,
-)
+from cli.serve import bind_problem, cannot_listen, ensure_development_key, run, serve
 from cli.settings import Settings, load
+from cli.usage import StartupError, UsageError, env_name
 from server import metrics
 from storage.embedded import EmbeddedDatabase, describe_exit
 
@@ -84,7 +76,7 @@ PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class WorkerRole:
-    """What makes :func:`cli.main.serve` a worker: its number and its private socket."""
+    """What makes :func:`cli.serve.serve` a worker: its number and its private socket."""
 
     index: int
     socket_path: str
@@ -267,7 +259,8 @@ class Supervisor:
                         slot.index, process.pid, describe_exit(returncode), delay,
                         slot.restarts)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
             if self.stopping.is_set():
                 return
             delay = min(delay * 2, RESTART_MAX_DELAY)

@@ -10,7 +10,8 @@ proto conversion (:mod:`gateway.body`, :mod:`gateway.convert`), and one module p
 under :mod:`gateway.dialects` that parses that vendor's requests and renders its
 responses and error envelopes.
 
-May import: the generated ``trackd.v1`` code, grpc, google.rpc, aiohttp, pydantic, orjson.
-Never imports :mod:`storage` or :mod:`server`: every rule it does not own is decided by
-the server and arrives as a gRPC result or status.
+May import: the generated ``trackd.v1`` code, :mod:`trackd_wire` (the limits it shares
+with the server), grpc, google.rpc, aiohttp, pydantic, orjson. Never imports
+:mod:`storage` or :mod:`server` (checked by ``lint-imports``): every rule it does not own
+is decided by the server and arrives as a gRPC result or status.
 """

@@ -13,8 +13,9 @@ For every request it
 - logs one line on the ``trackd.access`` logger. Never a key or a body: the line is built
   from the fields below only.
 
-The dialect is set by the dialect's handler wrapper (:meth:`Dialect.handler`); routes of
-no dialect (``/metrics``) are ``none``.
+The dialect is set by the dialect's handler wrapper
+(:meth:`gateway.dialects.base.Dialect.handler`); routes of no dialect (``/metrics``) are
+``none``.
 """
 
 from __future__ import annotations

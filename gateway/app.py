@@ -20,6 +20,7 @@ from gateway.dialects import (
     vibefollow,
 )
 from gateway.errors_middleware import error_envelopes
+from gateway.hop import CoalescingTracking
 from gateway.openapi import routes as openapi_routes
 from gateway.settings import (
     AUDIENCES,
@@ -31,13 +32,10 @@ from gateway.settings import (
 )
 from trackd.v1 import (
     audiences_pb2_grpc,
-    tracking_pb2_grpc,
     users_pb2_grpc,
     websites_pb2_grpc,
 )
-
-# Matches the server's limit; a 5 MB JSON body becomes a somewhat larger message.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+from trackd_wire.limits import MAX_MESSAGE_BYTES
 
 
 def create_app(settings: GatewaySettings | None = None) -> web.Application:
@@ -72,7 +70,8 @@ async def _grpc_channel(app: web.Application) -> AsyncIterator[None]:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    app[TRACKING] = tracking_pb2_grpc.TrackingServiceStub(channel)
+    # Single events coalesced into TrackEvents calls: see gateway/hop.py.
+    app[TRACKING] = CoalescingTracking(channel)
     app[USERS] = users_pb2_grpc.UserServiceStub(channel)
     app[WEBSITES] = websites_pb2_grpc.WebsiteServiceStub(channel)
     app[AUDIENCES] = audiences_pb2_grpc.AudienceServiceStub(channel)

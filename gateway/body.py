@@ -141,6 +141,4 @@ def parse_json(adapter: TypeAdapter[T], raw: bytes, *, invalid_status: int,
             raise ProblemError(Problem(
                 invalid_status, f"request body {describe(first)}", reason="INVALID_ARGUMENT",
             )) from exc
-        raise ProblemError(Problem(
-            invalid_status, f"{path} {describe(first)}", path, "INVALID_ARGUMENT",
-        )) from exc
+        raise ProblemError(Problem.invalid(invalid_status, path, describe(first))) from exc

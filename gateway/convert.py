@@ -6,13 +6,18 @@ nesting deeper than a proto message can be decoded, and times outside a Timestam
 years 1 to 9999 (UTC). Every other limit on properties is the server's.
 
 Depth is counted the way protobuf's decoder (upb) counts it: every message on the way
-down is one level, and it refuses a message more than :data:`MAX_DECODE_DEPTH` levels
-below the request. A JSON object inside a Struct costs three (map entry, ``Value``,
-``Struct``), an array two (``Value``, ``ListValue``); the Struct field itself sits
-``at`` levels below the request (``TrackEventRequest.event.properties``: 2). Measured
-with python-protobuf 7.36 (upb) for every request that carries a Struct: properties or
-traits nested 33 objects deep decode, 34 do not (arrays: 48 below one object);
-tests/gateway/test_hostile_input.py holds it route by route.
+down is one level, and it refuses a message more than ``MAX_DECODE_DEPTH`` levels below
+the request (:mod:`trackd_wire.limits`). A JSON object inside a Struct costs three (map
+entry, ``Value``, ``Struct``), an array two (``Value``, ``ListValue``); the Struct field
+itself sits ``at`` levels below the request (``TrackEventRequest.event.properties``: 2).
+Measured with python-protobuf 7.36 (upb) for every request that carries a Struct:
+properties or traits nested 33 objects deep decode, 34 do not (arrays: 48 below one
+object); tests/gateway/test_hostile_input.py holds it route by route.
+
+An event's properties cross the hop as JSON bytes (``Event.properties_json``, made by
+:func:`properties_json`), which protobuf never walks: they are refused where
+:func:`fill_struct` would refuse them, depth included, so what a REST client sees does
+not depend on the encoding.
 """
 
 from __future__ import annotations
@@ -21,15 +26,18 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from gateway.grpc_errors import Problem, ProblemError
+# Re-exported (the redundant aliases say so to mypy): the gateway's depth constants are
+# read from here, whichever module defines them.
+from trackd_wire.limits import DEPTH_EVENT_PROPERTIES as DEPTH_EVENT_PROPERTIES
+from trackd_wire.limits import MAX_DECODE_DEPTH as MAX_DECODE_DEPTH
+from trackd_wire.limits import decodable_objects
 
 MAX_EXACT_INT = 2**53
-# upb's kUpb_WireFormat_DefaultDepthLimit, which python-protobuf and grpc decode with.
-MAX_DECODE_DEPTH = 100
-# Where the Struct (or Value) fields the gateway fills sit below their request message.
-DEPTH_EVENT_PROPERTIES = 2  # TrackEventRequest.event / BatchTrackRequest.events[]
+# Where the Struct (or Value) fields the gateway fills sit below their request message
+# (DEPTH_EVENT_PROPERTIES, imported above, is the wire's: the server's rule depends on it).
 DEPTH_USER_TRAITS = 2  # UpsertUserRequest.user / BatchUpsertUsersRequest.users[]
 DEPTH_IDENTIFY_TRAITS = 1  # IdentifyRequest.traits
 # EvaluateAudienceRequest.audience.groups[].rules[].property.value is a Value 5 levels
@@ -67,9 +75,9 @@ def check_depth(values: dict[str, Any], path: str, at: int) -> None:
         step = 3 if isinstance(container, dict) else 2
         deepest = depth + step - 1 if container else depth
         if deepest > MAX_DECODE_DEPTH:
-            objects = (MAX_DECODE_DEPTH - at + 1) // 3
             raise UnencodableValue(
-                where, f"nests too deeply for protobuf to decode (at most {objects} "
+                where, "nests too deeply for protobuf to decode (at most "
+                f"{decodable_objects(at)} "
                 "nested objects here; an array counts two thirds of one)")
         if isinstance(container, dict):
             todo.extend((item, depth + 3, f"{where}.{key}") for key, item in container.items()
@@ -79,6 +87,74 @@ def check_depth(values: dict[str, Any], path: str, at: int) -> None:
                         for index, item in enumerate(container) if isinstance(item, dict | list))
 
 
+def properties_json(values: dict[str, Any], path: str,
+                    at: int = DEPTH_EVENT_PROPERTIES) -> bytes:
+    """``values`` as ``Event.properties_json``: UnencodableValue exactly where
+    :func:`fill_struct` would raise it (depth first, then the first bad number in the
+    same order), else compact JSON with sorted keys, so that, as with a Struct's
+    deterministic encoding, key order does not change a request's idempotency
+    fingerprint."""
+    try:
+        bad_number = _scan(values, at)
+    except _TooDeep:
+        check_depth(values, path, at)  # raises, naming the place
+        bad_number = True  # pragma: no cover - not reached: both count alike
+    if bad_number:
+        _check_numbers(values, path)  # raises, naming the number
+    return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _scan(container: dict[str, Any] | list[Any], depth: int) -> bool:
+    """Whether ``container`` (``depth`` message levels down) holds a number a Struct
+    cannot carry; _TooDeep where :func:`check_depth` would refuse it. One pass, no path
+    built: the slower checks run again only to name what this found."""
+    values: Any
+    if type(container) is dict:
+        step, values = 3, container.values()
+    else:
+        step, values = 2, container
+    # As check_depth: a container's entries sit step - 1 levels below it.
+    if (depth + step - 1 if container else depth) > MAX_DECODE_DEPTH:
+        raise _TooDeep
+    child = depth + step
+    bad = False
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            bad = bad or not -MAX_EXACT_INT <= value <= MAX_EXACT_INT
+        elif kind is float:
+            bad = bad or not math.isfinite(value)
+        elif kind is dict or kind is list:
+            bad = _scan(value, child) or bad
+    return bad
+
+
+def _check_numbers(container: dict[str, Any] | list[Any], path: str) -> None:
+    items = container.items() if type(container) is dict else enumerate(container)
+    for key, value in items:
+        kind = type(value)
+        if kind is int:
+            if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+                raise UnencodableValue(_at(path, key), BEYOND_EXACT)
+        elif kind is float:
+            if not math.isfinite(value):
+                raise UnencodableValue(_at(path, key), NOT_FINITE)
+        elif kind is dict or kind is list:
+            _check_numbers(value, _at(path, key))
+
+
+def _at(path: str, key: str | int) -> str:
+    return f"{path}[{key}]" if type(key) is int else f"{path}.{key}"
+
+
+BEYOND_EXACT = "is an integer beyond ±2^53; send it as a string to keep every digit"
+NOT_FINITE = "must be a finite number"
+
+
 def _fill_value(target: struct_pb2.Value, value: Any, path: str) -> None:
     if isinstance(value, str):
         target.string_value = value
@@ -86,12 +162,11 @@ def _fill_value(target: struct_pb2.Value, value: Any, path: str) -> None:
         target.bool_value = value
     elif isinstance(value, int):
         if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-            raise UnencodableValue(
-                path, "is an integer beyond ±2^53; send it as a string to keep every digit")
+            raise UnencodableValue(path, BEYOND_EXACT)
         target.number_value = value
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise UnencodableValue(path, "must be a finite number")
+            raise UnencodableValue(path, NOT_FINITE)
         target.number_value = value
     elif value is None:
         target.null_value = struct_pb2.NULL_VALUE
@@ -134,10 +209,6 @@ def timestamp_from_millis(millis: int | float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromMilliseconds(math.floor(millis))
     return ts
-
-
-def problem(status: int, error: UnencodableValue) -> ProblemError:
-    return ProblemError(Problem(status, str(error), error.path, "INVALID_ARGUMENT"))
 
 
 def struct_values(struct: struct_pb2.Struct) -> dict[str, Any]:

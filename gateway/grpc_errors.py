@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -73,7 +73,22 @@ class Problem:
     field: str = ""
     reason: str = ""
     retry_after: int | None = None
-    grpc_code: grpc.StatusCode | None = None
+    # For a problem with one field: what is wrong with it, without its name. ``message``
+    # is then "<field> <description>", so a dialect renames the field (:meth:`renamed`)
+    # without rewriting text.
+    description: str = ""
+
+    @classmethod
+    def invalid(cls, status: int, field: str, description: str) -> Problem:
+        """``field`` fails validation (INVALID_ARGUMENT): "<field> <description>"."""
+        return cls(status, f"{field} {description}", field, "INVALID_ARGUMENT",
+                   description=description)
+
+    def renamed(self, field: str) -> Problem:
+        """This problem about ``field`` instead: its name in the message too."""
+        if not self.description:
+            return replace(self, field=field)
+        return replace(self, field=field, message=f"{field} {self.description}")
 
     @property
     def code(self) -> str:
@@ -112,7 +127,7 @@ def problem_from_rpc_error(
     status = (overrides or {}).get(code) or HTTP_STATUS.get(code, 500)
     message = error.details() or code.name.lower()
     from_trackd = False
-    field = reason = ""
+    field = reason = description = ""
     retry_after = None
     for key, value in error.trailing_metadata() or ():
         if key != _DETAILS_KEY or not isinstance(value, bytes):
@@ -125,8 +140,8 @@ def problem_from_rpc_error(
                 if bad_request.field_violations and not field:
                     violation = bad_request.field_violations[0]
                     field = field_name(violation.field)
-                    message = f"{field} {violation.description}" if field else \
-                        violation.description
+                    description = violation.description if field else ""
+                    message = f"{field} {description}" if field else violation.description
             elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
@@ -137,7 +152,7 @@ def problem_from_rpc_error(
                 delay = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
                 retry_after = max(1, math.ceil(delay))
     if not from_trackd:
-        message, field = GENERIC_MESSAGES.get(code, GENERIC_MESSAGE), ""
+        message, field, description = GENERIC_MESSAGES.get(code, GENERIC_MESSAGE), "", ""
     if status in (429, 503) and retry_after is None:
         retry_after = 1  # a 429 or 503 always tells the client when to come back
-    return Problem(status, message, field, reason, retry_after, code)
+    return Problem(status, message, field, reason, retry_after, description)

@@ -7,6 +7,7 @@ the group-commit write pipeline (:mod:`server.pipeline`), audiences (:mod:`serve
 rules, parsing, evaluation and the in-memory index kept by the change feed) and
 the one mapping from domain exceptions to ``grpc.Status`` (:mod:`server.errors`).
 
-May import: the generated ``trackd.v1`` code, :mod:`storage`, grpc and google.rpc.
-Never imports :mod:`gateway` or the driver (pymongo) directly.
+May import: the generated ``trackd.v1`` code, :mod:`storage`, :mod:`trackd_wire` (the
+limits it shares with the gateway), grpc and google.rpc. Never imports :mod:`gateway`
+or the driver (pymongo) directly (checked by ``lint-imports``).
 """

@@ -38,11 +38,10 @@ from trackd.v1 import (
     websites_pb2,
     websites_pb2_grpc,
 )
+from trackd_wire.limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-# A 5 MB REST body becomes a somewhat larger proto message; leave headroom.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 SERVICE_NAMES = (
     tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name,

@@ -11,7 +11,6 @@ refused by every instance at once. Without change streams, the cache's time is t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -25,6 +24,7 @@ from server import metrics
 from server.errors import PermissionDenied, Unauthenticated, Unavailable
 from server.observability import note_project
 from server.ratelimit import RateLimiter
+from server.tasks import cancel_and_wait
 from storage import StorageUnavailable
 from storage.keys import ApiKeyRecord, ApiKeyRepository, KeyFeedUnsupported
 from trackd.v1 import errors_pb2
@@ -127,10 +127,7 @@ class Authenticator:
         await asyncio.wait([opened, self._follower], return_when=asyncio.FIRST_COMPLETED)
 
     async def close(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+        await cancel_and_wait(self._follower)
 
     async def _follow(self, opened: asyncio.Future[None]) -> None:
         while True:

@@ -34,6 +34,7 @@ from grpc_status import rpc_status
 from server import metrics
 from storage.errors import StorageError, StorageUnavailable
 from trackd.v1 import errors_pb2
+from trackd_wire.limits import MAX_PROPERTY_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +169,18 @@ class _Status(grpc.Status):  # type: ignore[misc]  # grpc is untyped
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
-def to_status(error: ServiceError) -> grpc.Status:
+def status_message(error: ServiceError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of ``error``: its code, message and packed details."""
     packed = []
     for detail in error.details():
         holder = any_pb2.Any()
         holder.Pack(detail)
         packed.append(holder)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
-    result: grpc.Status = rpc_status.to_status(status)
+    return status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
+
+
+def to_status(error: ServiceError) -> grpc.Status:
+    result: grpc.Status = rpc_status.to_status(status_message(error))
     extra = CALL_METADATA.get()
     if extra:
         return _Status(result.code, result.details, (*result.trailing_metadata, *extra))
@@ -211,7 +216,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                 except DecodeError as exc:
                     raise InvalidArgument.one(
                         "", "the request could not be decoded: it is malformed or nested "
-                        "deeper than protobuf allows (properties nest at most 32 levels)",
+                        "deeper than protobuf allows (properties nest at most "
+                        f"{MAX_PROPERTY_DEPTH} levels)",
                         reason=errors_pb2.ERROR_REASON_MALFORMED_REQUEST) from exc
                 return await inner(request, context)
             except grpc.aio.AbortError:

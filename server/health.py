@@ -15,6 +15,10 @@ service (``grpc.health.v1.Health``) in step:
 is down, every trackd call fails at once with UNAVAILABLE + RetryInfo instead of waiting
 out the driver's server selection; and any call that ends UNAVAILABLE makes the monitor
 ping at once, so an outage is noticed on the first failed request, not a second later.
+A ``TrackEvents`` call is gated per carried call, as the TrackEvent calls it stands for:
+each gets its own UNAVAILABLE + RetryInfo result (counted and logged as its own
+TrackEvent, server/services/carried.py) and the carrying call itself answers OK; a
+carried call that ends UNAVAILABLE wakes the monitor as a call of its own would.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from grpc_health.v1 import health, health_pb2
 from server import metrics
 from server.errors import Unavailable
 from server.pipeline import WritePipeline
+from server.services.carried import track_events
+from server.tasks import cancel_and_wait
+from trackd.v1 import tracking_pb2
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,12 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 # The services whose calls the gate fails fast (health and reflection always answer).
 GATED_PREFIX = "/trackd.v1."
+CARRIER_METHOD = "/trackd.v1.TrackingService/TrackEvents"
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+
+
+async def _refuse(request: tracking_pb2.TrackEventRequest, context: Any) -> Any:
+    raise Unavailable("the database is unavailable; retry later")
 
 
 class HealthMonitor:
@@ -78,16 +91,9 @@ class HealthMonitor:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._ping_task is not None:
-            self._ping_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._ping_task
-            self._ping_task = None
+        await cancel_and_wait(self._task)
+        await cancel_and_wait(self._ping_task)
+        self._task = self._ping_task = None
 
     def mark_down(self) -> None:
         """The database is known to be gone (its process died): fail fast from now on,
@@ -104,8 +110,12 @@ class HealthMonitor:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a
+            # cancellation that arrives as the wake is set, and close() would then wait
+            # on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             self._wake.clear()
             await self.check()
 
@@ -117,7 +127,8 @@ class HealthMonitor:
             if ping is None or ping.done():
                 ping = self._ping_task = asyncio.ensure_future(self._ping())
             # shield: on timeout the ping goes on, for the next check to wait on.
-            await asyncio.wait_for(asyncio.shield(ping), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(ping)
             up = True
         except Exception as exc:  # any failure to answer is "unreachable"
             up = False
@@ -163,15 +174,22 @@ class AvailabilityGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             return handler
         inner = handler.unary_unary
         monitor = self._monitor
+        carrier = handler_call_details.method == CARRIER_METHOD
 
         async def gated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if not monitor.database_up:
+                if carrier:
+                    return await track_events(_refuse, request, context)
                 raise Unavailable("the database is unavailable; retry later")
             try:
-                return await inner(request, context)
+                response = await inner(request, context)
             except Unavailable:
                 monitor.wake()
                 raise
+            if carrier and any(result.error.code == _UNAVAILABLE
+                               for result in response.results):
+                monitor.wake()
+            return response
 
         return grpc.unary_unary_rpc_method_handler(
             gated,

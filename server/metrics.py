@@ -103,7 +103,7 @@ for _reason in ("unavailable", "error"):
     FAILED_FLUSHES.labels(_reason)
 for _via in ("load", "feed"):
     AUDIENCE_EVENTS.labels(_via)
-DATABASE_UP.set(1)  # the server starts only once the database answered (cli/main.py)
+DATABASE_UP.set(1)  # the server starts only once the database answered (cli/database.py)
 
 
 def set_database_up(up: bool) -> None:

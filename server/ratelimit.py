@@ -50,6 +50,7 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 
 from server.errors import CALL_METADATA, ServiceError, reason_name
+from server.tasks import cancel_and_wait
 from storage import StorageUnavailable
 from storage.ratelimits import RateCounterRepository, others, sharers, slot_id
 from trackd.v1 import errors_pb2
@@ -258,9 +259,7 @@ class RateLimiter:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
             with contextlib.suppress(Exception):
                 await self.sync()  # what was admitted since the last sync still counts

@@ -121,7 +121,8 @@ async def _wait_reachable(client: AsyncMongoClient[dict[str, object]], seconds: 
     deadline = time.monotonic() + seconds
     while (remaining := deadline - time.monotonic()) > 0:
         try:
-            await asyncio.wait_for(client.admin.command("ping"), remaining)
+            async with asyncio.timeout(remaining):
+                await client.admin.command("ping")
             return
         except TimeoutError:
             break

@@ -112,9 +112,8 @@ class AsyncClient:
                 if policy == "raise":
                     raise QueueFull(f"the trackd client's queue holds {buffer.capacity} items")
                 try:
-                    await asyncio.wait_for(
-                        cond.wait_for(lambda: not buffer.full() or self._closed),
-                        self.options.block_timeout)
+                    async with asyncio.timeout(self.options.block_timeout):
+                        await cond.wait_for(lambda: not buffer.full() or self._closed)
                 except TimeoutError:
                     raise QueueFull(f"the trackd client's queue holds "
                                     f"{buffer.capacity} items") from None
@@ -133,8 +132,8 @@ class AsyncClient:
             self._flushing += 1
             cond.notify_all()
             try:
-                await asyncio.wait_for(
-                    cond.wait_for(lambda: self._buffer.done_through(target)), timeout)
+                async with asyncio.timeout(timeout):
+                    await cond.wait_for(lambda: self._buffer.done_through(target))
                 return True
             except TimeoutError:
                 return False
@@ -186,8 +185,9 @@ class AsyncClient:
                         break
                     due = self._buffer.due_at()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            cond.wait(), None if due is None else max(0.0, due - now))
+                        async with asyncio.timeout(
+                                None if due is None else max(0.0, due - now)):
+                            await cond.wait()
             await self._deliver(batch)
 
     async def _deliver(self, batch: Batch) -> None:

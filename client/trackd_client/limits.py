@@ -1,8 +1,9 @@
 """The server's limits, as data: what ``track()`` and ``identify()`` check before queueing.
 
-The server (``server/validation.py``) is the source of truth and enforces every one of
-these itself; the SDK must not import the server, so it keeps a copy, and
-``tests/client/test_limits.py`` fails when the two differ.
+The server (``server/validation.py``, and ``trackd_wire/limits.py`` for the message size and
+the nesting) is the source of truth and enforces every one of these itself; the SDK must
+not import the server, so it keeps a copy, and ``tests/client/test_package.py`` fails when
+the two differ.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """One module per vendor REST API; :mod:`gateway.dialects.base` holds what they share.
 
-A dialect module parses its vendor's requests into one RPC request, and renders the
-RPC's response or status in its vendor's exact shapes. Rules only that vendor has live in
-its module, as data where possible; nothing is copied between dialects.
+A dialect module parses its vendor's requests into RPC requests (most routes make one),
+and renders the responses or status in its vendor's exact shapes. Rules only that vendor
+has live in its module, as data where possible, under names that say whose they are;
+what every dialect does alike is :mod:`gateway.dialects.base`'s.
 """

@@ -1,4 +1,11 @@
-"""What every dialect shares: the RPC call, and turning failures into its envelope.
+"""What every dialect shares: a handler's opening and closing steps, and the RPC call.
+
+:class:`Dialect` holds a vendor's conventions as data, and does for every route what is
+the same in each: reads the body against the route's schema (:meth:`Dialect.body`),
+makes the problems of a field that fails validation (:meth:`Dialect.invalid`), and
+turns whatever a route raises (a :class:`~gateway.grpc_errors.ProblemError`, a value
+protobuf cannot carry, an RPC's status) into the vendor's envelope. A dialect module
+keeps only its data, its parsing into RPC requests and its rendering.
 
 Rate limits are the server's (server/ratelimit.py): each call names its dialect in
 ``trackd-dialect`` metadata and the client's address in ``trackd-client-address``, and the
@@ -17,14 +24,17 @@ import grpc
 import orjson
 from aiohttp import web
 from google.protobuf.message import Message
+from pydantic import TypeAdapter
 
 from gateway.access import DIALECT_METADATA, call_metadata, set_dialect
+from gateway.body import parse_json, read_body
 from gateway.convert import UnencodableValue
 from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
 from gateway.metrics import RATE_LIMITED
 from gateway.settings import GATEWAY_SETTINGS, GatewaySettings
 
 ResponseT = TypeVar("ResponseT", bound=Message)
+BodyT = TypeVar("BodyT")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -32,6 +42,11 @@ def json_response(body: Any, status: int = 200,
                   headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status,
                         content_type="application/json", headers=headers)
+
+
+def retry_headers(problem: Problem) -> dict[str, str] | None:
+    """``Retry-After`` when the problem says when to come back (every 429 and 503 does)."""
+    return {"Retry-After": str(problem.retry_after)} if problem.retry_after else None
 
 
 def _same_path(path: str) -> str:
@@ -66,6 +81,20 @@ class Dialect:
         """The HTTP status this dialect gives a request that fails validation."""
         return self.status_overrides.get(grpc.StatusCode.INVALID_ARGUMENT, 400)
 
+    def invalid(self, field: str, description: str) -> ProblemError:
+        """``field`` fails validation: "<field> <description>", at :attr:`invalid_status`."""
+        return ProblemError(Problem.invalid(self.invalid_status, field, description))
+
+    def unencodable(self, error: UnencodableValue) -> Problem:
+        """A value protobuf cannot carry (a time, a number, nesting), as a field problem."""
+        return Problem.invalid(self.invalid_status, error.path, error.description)
+
+    async def body(self, request: web.Request, adapter: TypeAdapter[BodyT]) -> BodyT:
+        """The request's body read (gateway.body's limits) and parsed against
+        ``adapter``; a Problem at :attr:`invalid_status` when it does not fit."""
+        return parse_json(adapter, await read_body(request),
+                          invalid_status=self.invalid_status)
+
     def handler(self, fn: Handler) -> Handler:
         """Wrap a route: its calls name this dialect, every failure is in its envelope
         (a refused body also closes the connection: see gateway.errors_middleware), and
@@ -79,8 +108,7 @@ class Dialect:
             except ProblemError as exc:
                 response = self._failure(exc.problem)
             except UnencodableValue as exc:  # a time or value protobuf cannot carry
-                response = self._failure(Problem(self.invalid_status, str(exc), exc.path,
-                                                 "INVALID_ARGUMENT"))
+                response = self._failure(self.unencodable(exc))
             except grpc.aio.AioRpcError as exc:
                 _keep_rate_limit_fields(request, exc.trailing_metadata())
                 response = self._failure(
@@ -132,5 +160,5 @@ def bearer_metadata(request: web.Request) -> list[tuple[str, str]]:
     if scheme.lower() != "bearer" or not key.strip():
         raise ProblemError(Problem(
             401, "missing or malformed Authorization header: expected 'Bearer <key>'",
-            reason="API_KEY_MISSING", grpc_code=grpc.StatusCode.UNAUTHENTICATED))
+            reason="API_KEY_MISSING"))
     return [("authorization", f"Bearer {key.strip()}")]

@@ -53,17 +53,15 @@ from google.protobuf import timestamp_pb2
 from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.body import parse_json, read_body
 from gateway.convert import (
     DEPTH_USER_TRAITS,
-    UnencodableValue,
     fill_struct,
-    problem,
+    properties_json,
     struct_values,
     timestamp,
 )
-from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
-from gateway.grpc_errors import Problem, ProblemError
+from gateway.dialects.base import Dialect, bearer_metadata, call, json_response, retry_headers
+from gateway.grpc_errors import Problem
 from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
 
@@ -116,8 +114,7 @@ def _render(problem: Problem) -> web.Response:
         title = TITLES.get(problem.status)
         message = f"{title}: {problem.message}" if title and problem.message else \
             title or problem.message
-    headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after else None
-    return json_response({"error": message}, problem.status, headers)
+    return json_response({"error": message}, problem.status, retry_headers(problem))
 
 
 CUEFLOW = Dialect(
@@ -189,8 +186,7 @@ def _contact(user: users_pb2.User) -> dict[str, Any]:
     return {"data": contact}
 
 
-def _invalid(field: str, description: str) -> ProblemError:
-    return ProblemError(Problem(400, f"{field} {description}", field, "INVALID_ARGUMENT"))
+_invalid = CUEFLOW.invalid
 
 
 def _user(external_id: str, body: ContactChange | NewContact) -> users_pb2.User:
@@ -201,20 +197,15 @@ def _user(external_id: str, body: ContactChange | NewContact) -> users_pb2.User:
     if "signedUpAt" in body:
         user.signed_up_at.CopyFrom(timestamp(body["signedUpAt"], "signedUpAt"))
     if "customAttributes" in body:
-        try:
-            fill_struct(user.traits, body["customAttributes"], "customAttributes",
-                        DEPTH_USER_TRAITS)
-        except UnencodableValue as exc:
-            raise problem(CUEFLOW.invalid_status, exc) from exc
+        fill_struct(user.traits, body["customAttributes"], "customAttributes", DEPTH_USER_TRAITS)
     return user
-
 
 
 @CUEFLOW.handler
 async def upsert_contact(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/contacts: create (201) or update (200) a contact."""
     metadata = bearer_metadata(request)
-    body = parse_json(NEW_CONTACT, await read_body(request), invalid_status=CUEFLOW.invalid_status)
+    body = await CUEFLOW.body(request, NEW_CONTACT)
     message = users_pb2.UpsertUserRequest()
     message.user.CopyFrom(_user(body.get("externalId", body["email"]), body))  # any depth
     response = await call(request, request.app[USERS].UpsertUser, message, metadata)
@@ -235,8 +226,7 @@ async def update_contact(request: web.Request) -> web.StreamResponse:
     """PATCH /api/v1/contacts/{externalId}: change the fields present in the body."""
     metadata = bearer_metadata(request)
     external_id = request.match_info["external_id"]
-    body = parse_json(CONTACT_CHANGE, await read_body(request),
-                      invalid_status=CUEFLOW.invalid_status)
+    body = await CUEFLOW.body(request, CONTACT_CHANGE)
     if body.get("externalId", external_id) != external_id:
         raise _invalid("externalId", "cannot be changed")
     message = users_pb2.UpdateUserRequest()
@@ -273,17 +263,14 @@ def _check_flat(properties: dict[str, Any]) -> None:
 async def track_event(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/events (a Cueflow-shaped body): one event for a known contact."""
     metadata = bearer_metadata(request)
-    item = parse_json(EVENT, await read_body(request), invalid_status=CUEFLOW.invalid_status)
+    item = await CUEFLOW.body(request, EVENT)
     properties = item.get("properties") or {}
     _check_flat(properties)
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the database keeps ms
     event = tracking_pb2.Event(name=item["eventKey"], external_user_id=item["externalId"])
     event.timestamp.CopyFrom(timestamp(now, "timestamp"))
-    try:
-        fill_struct(event.properties, properties, "properties")
-    except UnencodableValue as exc:
-        raise problem(CUEFLOW.invalid_status, exc) from exc
+    event.properties_json = properties_json(properties, "properties")
     message = tracking_pb2.TrackEventRequest(
         event=event, unknown_user=tracking_pb2.UNKNOWN_USER_POLICY_REJECT)
     response = await call(request, request.app[TRACKING].TrackEvent, message, metadata)

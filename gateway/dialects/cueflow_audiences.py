@@ -44,14 +44,7 @@ from google.protobuf import duration_pb2, struct_pb2
 from pydantic import ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.body import parse_json, read_body
-from gateway.convert import (
-    DEPTH_RULE_VALUE,
-    UnencodableValue,
-    fill_struct,
-    problem,
-    timestamp,
-)
+from gateway.convert import DEPTH_RULE_VALUE, fill_struct, timestamp
 from gateway.dialects.base import bearer_metadata, call, json_response
 from gateway.dialects.cueflow import CUEFLOW
 from gateway.grpc_errors import Problem, ProblemError
@@ -135,8 +128,7 @@ EVALUATE = TypeAdapter(EvaluateBody)
 AUDIENCE = TypeAdapter(AudienceBody)
 
 
-def _invalid(field: str, description: str) -> ProblemError:
-    return ProblemError(Problem(400, f"{field} {description}", field, "INVALID_ARGUMENT"))
+_invalid = AUDIENCE_API.invalid
 
 
 def parse_duration(text: str, field: str) -> duration_pb2.Duration:
@@ -183,10 +175,7 @@ def _rule(body: RuleBody, path: str) -> audiences_pb2.Rule:
             raise _invalid(f"{path}.op", f"must be one of {', '.join(PROPERTY_OPS)}")
         if body.get("value") is not None:
             holder = struct_pb2.Struct()
-            try:
-                fill_struct(holder, {"value": body["value"]}, path, DEPTH_RULE_VALUE)
-            except UnencodableValue as exc:
-                raise problem(400, exc) from exc
+            fill_struct(holder, {"value": body["value"]}, path, DEPTH_RULE_VALUE)
             prop.value.CopyFrom(holder.fields["value"])
         if "before" in body:
             prop.before.CopyFrom(timestamp(body["before"], f"{path}.before"))
@@ -210,7 +199,7 @@ def _audience(body: AudienceBody) -> audiences_pb2.Audience:
 async def evaluate(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/audiences/evaluate."""
     metadata = bearer_metadata(request)
-    body = parse_json(EVALUATE, await read_body(request), invalid_status=400)
+    body = await AUDIENCE_API.body(request, EVALUATE)
     if "limit" in body and not 1 <= body["limit"] <= MAX_LIMIT:
         raise _invalid("limit", f"must be 1 to {MAX_LIMIT}")
     message = audiences_pb2.EvaluateAudienceRequest(
@@ -228,7 +217,7 @@ async def evaluate(request: web.Request) -> web.StreamResponse:
 async def match(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/contacts/{externalId}/match."""
     metadata = bearer_metadata(request)
-    body = parse_json(AUDIENCE, await read_body(request), invalid_status=400)
+    body = await AUDIENCE_API.body(request, AUDIENCE)
     external_id = request.match_info["external_id"]
     message = audiences_pb2.MatchUserRequest(external_id=external_id)
     message.audience.CopyFrom(_audience(body))

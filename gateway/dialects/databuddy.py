@@ -47,37 +47,38 @@ from typing import (
 )
 from uuid import UUID
 
-import grpc
 import orjson
 from aiohttp import web
 from google.protobuf import timestamp_pb2
 from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.body import parse_json, read_body
 from gateway.convert import (
     DEPTH_IDENTIFY_TRAITS,
-    UnencodableValue,
     fill_struct,
+    properties_json,
     timestamp,
     timestamp_from_millis,
 )
-from gateway.dialects.base import Dialect, Handler, call, json_response
+from gateway.dialects.base import Dialect, Handler, call, json_response, retry_headers
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, WEBSITES
 from trackd.v1 import tracking_pb2, websites_pb2
+from trackd_wire.limits import TIMESTAMP_MIN_SECONDS
 
 # --- Databuddy's own limits ------------------------------------------------------------
+# Named as Databuddy's: the server's limits of the same kind (server/validation.py)
+# differ, and both apply to a Databuddy request.
 
-MAX_NAME_CHARS = 256
-MAX_NAMESPACE_CHARS = 64
-MAX_ID_CHARS = 256
-MAX_SOURCE_CHARS = 64
-MAX_PROPERTY_KEYS = 50
-MAX_PROPERTY_KEY_CHARS = 128
-MAX_PROPERTIES_BYTES = 32 * 1024
+DATABUDDY_MAX_NAME_CHARS = 256
+DATABUDDY_MAX_NAMESPACE_CHARS = 64
+DATABUDDY_MAX_ID_CHARS = 256
+DATABUDDY_MAX_SOURCE_CHARS = 64
+DATABUDDY_MAX_PROPERTY_KEYS = 50
+DATABUDDY_MAX_PROPERTY_KEY_CHARS = 128
+DATABUDDY_MAX_PROPERTIES_BYTES = 32 * 1024
 # A timestamp later than this past the gateway's clock is refused (clock skew allowed).
-MAX_FUTURE = timedelta(hours=24)
+DATABUDDY_MAX_FUTURE = timedelta(hours=24)
 
 # --- messages ---------------------------------------------------------------------------
 
@@ -124,11 +125,11 @@ _ALLOWED_ORIGIN = web.RequestKey("databuddy_allowed_origin", str)
 _STRICT = ConfigDict(strict=True, extra="ignore")
 
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
-Namespace = Annotated[str, StringConstraints(max_length=MAX_NAMESPACE_CHARS)]
-Identifier = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]
-Source = Annotated[str, StringConstraints(max_length=MAX_SOURCE_CHARS)]
-ProfileId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=DATABUDDY_MAX_NAME_CHARS)]
+Namespace = Annotated[str, StringConstraints(max_length=DATABUDDY_MAX_NAMESPACE_CHARS)]
+Identifier = Annotated[str, StringConstraints(max_length=DATABUDDY_MAX_ID_CHARS)]
+Source = Annotated[str, StringConstraints(max_length=DATABUDDY_MAX_SOURCE_CHARS)]
+ProfileId = Annotated[str, StringConstraints(min_length=1, max_length=DATABUDDY_MAX_ID_CHARS)]
 
 
 @with_config(_STRICT)
@@ -170,8 +171,8 @@ IDENTIFY_BODY = TypeAdapter(DatabuddyIdentify)
 def _render(problem: Problem) -> web.Response:
     message = REASON_MESSAGES.get(problem.reason) or STATUS_MESSAGES.get(
         problem.status, "Request failed")
-    headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after else None
-    return json_response({"status": "error", "message": message}, problem.status, headers)
+    return json_response({"status": "error", "message": message}, problem.status,
+                         retry_headers(problem))
 
 
 def _api_key(request: web.Request) -> str:
@@ -188,10 +189,9 @@ DATABUDDY = Dialect(
 )
 
 
-def _fail(status: int, reason: str,
-          code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> ProblemError:
-    return ProblemError(Problem(status, REASON_MESSAGES.get(reason, ""), reason=reason,
-                                grpc_code=code))
+def _fail(status: int, reason: str) -> ProblemError:
+    """Databuddy's answers name no field: the reason picks the message."""
+    return ProblemError(Problem(status, REASON_MESSAGES.get(reason, ""), reason=reason))
 
 
 def _invalid() -> ProblemError:
@@ -222,7 +222,7 @@ def _website_id(request: web.Request) -> str:
     try:
         return str(UUID(value))
     except ValueError as exc:
-        raise _fail(404, "WEBSITE_NOT_FOUND", grpc.StatusCode.NOT_FOUND) from exc
+        raise _fail(404, "WEBSITE_NOT_FOUND") from exc
 
 
 async def _check_origin(request: web.Request, website_id: str, origin: str) -> None:
@@ -237,19 +237,19 @@ async def _metadata(request: web.Request) -> list[tuple[str, str]]:
     website_id = _website_id(request)
     origin = request.headers.get("Origin", "")
     if origin and not (origin.isascii() and origin.isprintable()):
-        raise _fail(403, "ORIGIN_NOT_AUTHORIZED", grpc.StatusCode.PERMISSION_DENIED)
+        raise _fail(403, "ORIGIN_NOT_AUTHORIZED")
     if website_id and origin:
         await _check_origin(request, website_id, origin)
     metadata: list[tuple[str, str]] = []
     key = _api_key(request)
     if key:
         if not (key.isascii() and key.isprintable()):
-            raise _fail(401, "API_KEY_INVALID", grpc.StatusCode.UNAUTHENTICATED)
+            raise _fail(401, "API_KEY_INVALID")
         metadata.append(("authorization", f"Bearer {key}"))
     elif request.headers.get("Authorization", "").strip():
-        raise _fail(401, "API_KEY_INVALID", grpc.StatusCode.UNAUTHENTICATED)
+        raise _fail(401, "API_KEY_INVALID")
     elif not website_id:
-        raise _fail(401, "API_KEY_MISSING", grpc.StatusCode.UNAUTHENTICATED)
+        raise _fail(401, "API_KEY_MISSING")
     if website_id:
         metadata.append(("trackd-website-id", website_id))
         if origin:
@@ -260,7 +260,7 @@ async def _metadata(request: web.Request) -> list[tuple[str, str]]:
 
 def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
     """Unix milliseconds or ISO-8601 (UTC when without an offset), not far in the future."""
-    latest = datetime.now(UTC) + MAX_FUTURE
+    latest = datetime.now(UTC) + DATABUDDY_MAX_FUTURE
     if isinstance(value, str):
         try:
             when = datetime.fromisoformat(value.strip())
@@ -270,27 +270,25 @@ def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
             when = when.replace(tzinfo=UTC)
         if when > latest:
             raise _invalid()
-        try:
-            return timestamp(when, "timestamp")
-        except UnencodableValue as exc:
-            raise _invalid() from exc
+        # Beyond a Timestamp's range: the handler answers UnencodableValue with 400.
+        return timestamp(when, "timestamp")
     if not math.isfinite(value) or value > latest.timestamp() * 1000 \
-            or value < datetime.min.replace(tzinfo=UTC).timestamp() * 1000:
+            or value < TIMESTAMP_MIN_SECONDS * 1000:
         raise _invalid()
     return timestamp_from_millis(value)
 
 
 def _properties(values: dict[str, Any]) -> None:
     """Databuddy's bounds on properties: keys, key lengths, serialized size."""
-    if len(values) > MAX_PROPERTY_KEYS:
+    if len(values) > DATABUDDY_MAX_PROPERTY_KEYS:
         raise _invalid()
-    if any(len(key) > MAX_PROPERTY_KEY_CHARS for key in values):
+    if any(len(key) > DATABUDDY_MAX_PROPERTY_KEY_CHARS for key in values):
         raise _invalid()
     try:
         size = len(orjson.dumps(values))
     except orjson.JSONEncodeError as exc:  # integers beyond 64 bits, nesting past 255
         raise _invalid() from exc
-    if size > MAX_PROPERTIES_BYTES:
+    if size > DATABUDDY_MAX_PROPERTIES_BYTES:
         raise _invalid()
 
 
@@ -307,10 +305,7 @@ def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
     properties = item.get("properties")
     if properties is not None:
         _properties(properties)
-        try:
-            fill_struct(event.properties, properties, "properties")
-        except UnencodableValue as exc:
-            raise _invalid() from exc
+        event.properties_json = properties_json(properties, "properties")
     website = item.get("websiteId")
     context = tracking_pb2.EventContext(
         namespace=item.get("namespace") or "", session_id=item.get("sessionId") or "",
@@ -328,7 +323,7 @@ def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
 async def track(request: web.Request) -> web.StreamResponse:
     """POST /track: one event, or an array of them (all or nothing)."""
     metadata = await _metadata(request)
-    body = parse_json(TRACK_BODY, await read_body(request), invalid_status=400)
+    body = await DATABUDDY.body(request, TRACK_BODY)
     items = body if isinstance(body, list) else [body]
     if not items:
         raise _invalid()
@@ -343,16 +338,13 @@ async def track(request: web.Request) -> web.StreamResponse:
 async def identify(request: web.Request) -> web.StreamResponse:
     """POST /identify: upsert a profile and link an anonymous id to it."""
     metadata = await _metadata(request)
-    body = parse_json(IDENTIFY_BODY, await read_body(request), invalid_status=400)
+    body = await DATABUDDY.body(request, IDENTIFY_BODY)
     message = tracking_pb2.IdentifyRequest(
         external_id=body["profileId"], anonymous_id=body.get("anonymousId") or "",
         website_id=str(body["websiteId"]))
     traits = body.get("traits")
     if traits is not None:
-        try:
-            fill_struct(message.traits, traits, "traits", DEPTH_IDENTIFY_TRAITS)
-        except UnencodableValue as exc:
-            raise _invalid() from exc
+        fill_struct(message.traits, traits, "traits", DEPTH_IDENTIFY_TRAITS)
     await call(request, request.app[TRACKING].Identify, message, metadata)
     return json_response({"status": "success", "type": "identify"})
 
@@ -364,7 +356,7 @@ async def preflight(request: web.Request) -> web.StreamResponse:
     website_id = _website_id(request)
     origin = request.headers.get("Origin", "")
     if not website_id or not origin or not (origin.isascii() and origin.isprintable()):
-        raise _fail(403, "ORIGIN_NOT_AUTHORIZED", grpc.StatusCode.PERMISSION_DENIED)
+        raise _fail(403, "ORIGIN_NOT_AUTHORIZED")
     await _check_origin(request, website_id, origin)
     return web.Response(status=204, headers=PREFLIGHT_HEADERS)
 

@@ -23,17 +23,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, NotRequired  # pydantic needs typing_extensions.TypedDict on 3.11
 
-import grpc
 from aiohttp import web
 from pydantic import AwareDatetime, ConfigDict, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.body import parse_json, read_body
-from gateway.convert import UnencodableValue, fill_struct, timestamp
-from gateway.dialects.base import Dialect, call, json_response
+from gateway.convert import properties_json, timestamp
+from gateway.dialects.base import Dialect, call, json_response, retry_headers
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
@@ -129,8 +126,8 @@ def _render(problem: Problem) -> web.Response:
     message = problem.message
     if problem.status == 400:
         message = f"Validation failed: {message}"
-    headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after else None
-    return json_response({"error": message, "code": code}, problem.status, headers)
+    return json_response({"error": message, "code": code}, problem.status,
+                         retry_headers(problem))
 
 
 def _credential(request: web.Request) -> str:
@@ -145,14 +142,11 @@ FLYWHEEL = Dialect(
 )
 
 
-def _invalid(field: str, description: str) -> ProblemError:
-    return ProblemError(Problem(400, f"{field} {description}", field, "INVALID_ARGUMENT",
-                                grpc_code=grpc.StatusCode.INVALID_ARGUMENT))
+_invalid = FLYWHEEL.invalid
 
 
 def _unauthorized(message: str) -> ProblemError:
-    return ProblemError(Problem(401, message, reason="API_KEY_MISSING",
-                                grpc_code=grpc.StatusCode.UNAUTHENTICATED))
+    return ProblemError(Problem(401, message, reason="API_KEY_MISSING"))
 
 
 def _auth_metadata(request: web.Request) -> list[tuple[str, str]]:
@@ -168,16 +162,15 @@ def _auth_metadata(request: web.Request) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {key}")]
 
 
-def _parse(raw: bytes) -> FlywheelEvent:
+async def _parse(request: web.Request) -> FlywheelEvent:
+    """The body's ``event``; a field that fails the schema is named as Flywheel names it."""
     try:
-        return parse_json(BODY, raw, invalid_status=400)["event"]
+        return (await FLYWHEEL.body(request, BODY))["event"]
     except ProblemError as exc:
         problem = exc.problem
         if not problem.field:
             raise
-        name = _field_name(problem.field)
-        raise ProblemError(replace(
-            problem, field=name, message=name + problem.message[len(problem.field):])) from exc
+        raise ProblemError(problem.renamed(_field_name(problem.field))) from exc
 
 
 def _event(item: FlywheelEvent) -> tracking_pb2.Event:
@@ -194,20 +187,14 @@ def _event(item: FlywheelEvent) -> tracking_pb2.Event:
                                event_id=item.get("event_id") or "")
     when = item.get("timestamp")
     if when is not None:
-        try:
-            event.timestamp.CopyFrom(timestamp(when, "timestamp"))
-        except UnencodableValue as exc:
-            raise _invalid(exc.path, exc.description) from exc
+        event.timestamp.CopyFrom(timestamp(when, "timestamp"))
     properties = item.get("properties") or {}
     for key, value in properties.items():
         if value is None or isinstance(value, dict | list):
             raise _invalid(f"properties.{key}",
                            f"{FLAT_VALUE} (nested objects and arrays are not allowed)")
     if properties:
-        try:
-            fill_struct(event.properties, properties, "properties")
-        except UnencodableValue as exc:
-            raise _invalid(exc.path, exc.description) from exc
+        event.properties_json = properties_json(properties, "properties")
     return event
 
 
@@ -248,8 +235,7 @@ def _profile(item: FlywheelEvent, event: tracking_pb2.Event) -> users_pb2.User:
 async def track_event(request: web.Request) -> web.StreamResponse:
     """POST /v1/events: one event; with ``identify: true`` the profile is upserted first."""
     metadata = _auth_metadata(request)
-    raw = await read_body(request)
-    item = _parse(raw)
+    item = await _parse(request)
     event = _event(item)
     tracking = request.app[TRACKING]
     if item.get("identify"):

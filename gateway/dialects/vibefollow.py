@@ -27,18 +27,19 @@ from aiohttp import web
 from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
-from gateway.body import describe, field_path, parse_json, read_body
+from gateway.body import describe, field_path
 from gateway.convert import (
     DEPTH_USER_TRAITS,
     UnencodableValue,
     fill_struct,
-    problem,
+    properties_json,
     timestamp,
 )
-from gateway.dialects.base import Dialect, bearer_metadata, call, json_response
+from gateway.dialects.base import Dialect, bearer_metadata, call, json_response, retry_headers
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
+from trackd_wire.keys import snake_case
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
@@ -81,8 +82,7 @@ def _render(problem: Problem) -> web.Response:
     error: dict[str, str] = {"code": problem.code, "message": problem.message}
     if problem.field:
         error["field"] = problem.field
-    headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after else None
-    return json_response({"errors": [error]}, problem.status, headers)
+    return json_response({"errors": [error]}, problem.status, retry_headers(problem))
 
 
 VIBEFOLLOW = Dialect(
@@ -115,19 +115,15 @@ def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
         event.timestamp.CopyFrom(timestamp(item["timestamp"], f"{path}timestamp"))
     properties = item.get("properties")
     if properties is not None:
-        try:
-            fill_struct(event.properties, properties, f"{path}properties")
-        except UnencodableValue as exc:
-            raise problem(VIBEFOLLOW.invalid_status, exc) from exc
+        event.properties_json = properties_json(properties, f"{path}properties")
     return event
-
 
 
 @VIBEFOLLOW.handler
 async def track_event(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/events: one event for a user."""
     metadata = bearer_metadata(request)
-    item = parse_json(EVENT, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
+    item = await VIBEFOLLOW.body(request, EVENT)
     message = tracking_pb2.TrackEventRequest(
         event=_event(item, ""), idempotency_key=_idempotency_key(request))
     await call(request, request.app[TRACKING].TrackEvent, message, metadata)
@@ -138,7 +134,7 @@ async def track_event(request: web.Request) -> web.StreamResponse:
 async def batch_track(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/events/batch: 1 to 500 events, all or nothing."""
     metadata = bearer_metadata(request)
-    batch = parse_json(BATCH, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
+    batch = await VIBEFOLLOW.body(request, BATCH)
     message = tracking_pb2.BatchTrackRequest(
         events=[_event(item, f"events[{i}].") for i, item in enumerate(batch["events"])],
         idempotency_key=_idempotency_key(request))
@@ -158,17 +154,7 @@ CANONICAL_REQUIRED_PROPERTIES: Mapping[str, str] = {
     "user_invited": "invitedEmail",
 }
 
-_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
-
-
-def snake_case(key: str) -> str:
-    """``workspaceId`` -> ``workspace_id``: one property key, whichever spelling."""
-    return _CAMEL_HUMP.sub(r"_\1", key).lower()
-
-
-def _invalid(field: str, description: str) -> ProblemError:
-    return ProblemError(Problem(VIBEFOLLOW.invalid_status, f"{field} {description}", field,
-                                "INVALID_ARGUMENT", grpc_code=grpc.StatusCode.INVALID_ARGUMENT))
+_invalid = VIBEFOLLOW.invalid
 
 
 def _check_canonical(item: VibeFollowEvent, path: str) -> None:
@@ -252,20 +238,14 @@ def _user(item: VibeFollowUser) -> users_pb2.User:
         if field is None:
             free[key] = value
         elif field == "signed_up_at":
-            try:
-                user.signed_up_at.CopyFrom(timestamp(_signup_date(value, f"traits.{key}"),
-                                                      f"traits.{key}"))
-            except UnencodableValue as exc:  # a ProblemError: users/bulk reports it per record
-                raise problem(VIBEFOLLOW.invalid_status, exc) from exc
+            user.signed_up_at.CopyFrom(timestamp(_signup_date(value, f"traits.{key}"),
+                                                  f"traits.{key}"))
         elif value is None or isinstance(value, str):
             setattr(user, field, value or "")  # null or "" clears it
         else:
             raise _invalid(f"traits.{key}", "must be a string")
     if free:
-        try:
-            fill_struct(user.traits, free, "traits", DEPTH_USER_TRAITS)
-        except UnencodableValue as exc:
-            raise problem(VIBEFOLLOW.invalid_status, exc) from exc
+        fill_struct(user.traits, free, "traits", DEPTH_USER_TRAITS)
     return user
 
 
@@ -279,7 +259,10 @@ def _record(record: Any) -> users_pb2.User:
         if not path:
             raise _invalid("record", describe(first)) from exc
         raise _invalid(path, describe(first)) from exc
-    return _user(item)
+    try:
+        return _user(item)
+    except UnencodableValue as exc:  # reported per record, like any invalid field
+        raise ProblemError(VIBEFOLLOW.unencodable(exc)) from exc
 
 
 def _record_error(index: int, code: str, message: str, field: str) -> dict[str, Any]:
@@ -293,7 +276,7 @@ def _record_error(index: int, code: str, message: str, field: str) -> dict[str, 
 async def upsert_user(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/users: create or update one user in place."""
     metadata = bearer_metadata(request)
-    item = parse_json(USER, await read_body(request), invalid_status=VIBEFOLLOW.invalid_status)
+    item = await VIBEFOLLOW.body(request, USER)
     message = users_pb2.UpsertUserRequest(
         user=_user(item), idempotency_key=_idempotency_key(request))
     await call(request, request.app[USERS].UpsertUser, message, metadata)
@@ -304,8 +287,7 @@ async def upsert_user(request: web.Request) -> web.StreamResponse:
 async def bulk_upsert_users(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/users/bulk: 1 to 1000 users; valid ones stored, the rest reported."""
     metadata = bearer_metadata(request)
-    body = parse_json(USERS_BULK, await read_body(request),
-                      invalid_status=VIBEFOLLOW.invalid_status)
+    body = await VIBEFOLLOW.body(request, USERS_BULK)
     users: list[users_pb2.User] = []
     errors: dict[int, dict[str, Any]] = {}
     for index, record in enumerate(body["users"]):
@@ -326,9 +308,8 @@ async def bulk_upsert_users(request: web.Request) -> web.StreamResponse:
         if error.index in errors:
             continue
         field = _user_field_name(error.field) if error.field else ""
-        text = error.message
-        if error.field and text.startswith(error.field):
-            text = field + text[len(error.field):]
+        # The server's message names the proto path; the body's name replaces it.
+        text = f"{field} {error.description}" if field and error.description else error.message
         errors[error.index] = _record_error(
             error.index, RECORD_ERROR_CODES.get(error.code, error.code), text, field)
     return json_response({

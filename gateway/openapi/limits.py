@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# The wire's, which the server enforces: imported, not restated.
+from trackd_wire.limits import MAX_PROPERTY_DEPTH as MAX_PROPERTY_DEPTH
+
 MAX_BATCH_EVENTS = 500
 MAX_BATCH_USERS = 1000
 MAX_NAME_CHARS = 512
 MAX_ID_CHARS = 256
 MAX_PROPERTY_KEYS = 100
 MAX_PROPERTIES_BYTES = 1024 * 1024
-MAX_PROPERTY_DEPTH = 32
 MAX_PROPERTY_KEY_CHARS = 256
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 MAX_EMAIL_CHARS = 254

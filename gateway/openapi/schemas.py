@@ -13,6 +13,7 @@ from typing import Any
 from gateway.dialects import cueflow_audiences, databuddy, flywheel, vibefollow
 from gateway.grpc_errors import STATUS_CODES
 from gateway.openapi import limits
+from trackd_wire.keys import snake_case
 
 Schema = dict[str, Any]
 
@@ -64,7 +65,7 @@ def _canonical_rules() -> list[Schema]:
     """VibeFollow's canonical events must carry their property (either spelling)."""
     rules: list[Schema] = []
     for name, prop in vibefollow.CANONICAL_REQUIRED_PROPERTIES.items():
-        spellings = sorted({prop, vibefollow.snake_case(prop)})
+        spellings = sorted({prop, snake_case(prop)})
         rules.append({
             "if": {"properties": {"name": {"const": name}}, "required": ["name"]},
             "then": {
@@ -226,31 +227,33 @@ def _flywheel_schemas() -> dict[str, Schema]:
 
 
 def _databuddy_schemas() -> dict[str, Schema]:
+    future_hours = databuddy.DATABUDDY_MAX_FUTURE.total_seconds() / 3600
     return {
         "DatabuddyEvent": {
             "type": "object",
             "required": ["name"],
             "properties": {
-                "name": string(1, databuddy.MAX_NAME_CHARS),
-                "namespace": nullable(string(0, databuddy.MAX_NAMESPACE_CHARS)),
+                "name": string(1, databuddy.DATABUDDY_MAX_NAME_CHARS),
+                "namespace": nullable(string(0, databuddy.DATABUDDY_MAX_NAMESPACE_CHARS)),
                 "timestamp": nullable({
                     "anyOf": [{"type": "number"}, DATE_TIME],
                     "description": "Unix milliseconds or ISO-8601 (UTC without an offset); at "
-                                   f"most {databuddy.MAX_FUTURE.total_seconds() / 3600:g} hours "
+                                   f"most {future_hours:g} hours "
                                    "ahead; default: now."}),
                 "properties": nullable(properties_object(
-                    databuddy.MAX_PROPERTY_KEYS,
-                    string(1, databuddy.MAX_PROPERTY_KEY_CHARS, pattern=PROPERTY_KEY["pattern"]),
-                    f"At most {databuddy.MAX_PROPERTY_KEYS} keys of at most "
-                    f"{databuddy.MAX_PROPERTY_KEY_CHARS} characters, "
-                    f"{databuddy.MAX_PROPERTIES_BYTES} bytes as JSON.")),
-                "anonymousId": nullable(string(0, databuddy.MAX_ID_CHARS)),
-                "sessionId": nullable(string(0, databuddy.MAX_ID_CHARS)),
+                    databuddy.DATABUDDY_MAX_PROPERTY_KEYS,
+                    string(1, databuddy.DATABUDDY_MAX_PROPERTY_KEY_CHARS,
+                           pattern=PROPERTY_KEY["pattern"]),
+                    f"At most {databuddy.DATABUDDY_MAX_PROPERTY_KEYS} keys of at most "
+                    f"{databuddy.DATABUDDY_MAX_PROPERTY_KEY_CHARS} characters, "
+                    f"{databuddy.DATABUDDY_MAX_PROPERTIES_BYTES} bytes as JSON.")),
+                "anonymousId": nullable(string(0, databuddy.DATABUDDY_MAX_ID_CHARS)),
+                "sessionId": nullable(string(0, databuddy.DATABUDDY_MAX_ID_CHARS)),
                 "websiteId": nullable(string(format="uuid")),
-                "source": nullable(string(0, databuddy.MAX_SOURCE_CHARS)),
-                "eventId": nullable(string(0, databuddy.MAX_ID_CHARS,
+                "source": nullable(string(0, databuddy.DATABUDDY_MAX_SOURCE_CHARS)),
+                "eventId": nullable(string(0, databuddy.DATABUDDY_MAX_ID_CHARS,
                                            description="A repeat is accepted, not counted.")),
-                "profileId": nullable(string(0, databuddy.MAX_ID_CHARS,
+                "profileId": nullable(string(0, databuddy.DATABUDDY_MAX_ID_CHARS,
                                              description="The identified user.")),
                 "anonymizeVisitorIds": nullable({"anyOf": [{"type": "boolean"},
                                                            {"const": "auto"}],
@@ -266,8 +269,8 @@ def _databuddy_schemas() -> dict[str, Schema]:
             "type": "object",
             "required": ["profileId", "websiteId"],
             "properties": {
-                "profileId": string(1, databuddy.MAX_ID_CHARS),
-                "anonymousId": nullable(string(0, databuddy.MAX_ID_CHARS)),
+                "profileId": string(1, databuddy.DATABUDDY_MAX_ID_CHARS),
+                "anonymousId": nullable(string(0, databuddy.DATABUDDY_MAX_ID_CHARS)),
                 "traits": nullable(properties_object(limits.MAX_TRAIT_KEYS, TRAIT_KEY,
                                                      "Profile traits.")),
                 "websiteId": string(format="uuid"),

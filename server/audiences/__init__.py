@@ -7,8 +7,8 @@ audience index that evaluation reads when it serves the project, kept exact by t
 database's change feed (:mod:`server.audiences.index`). The servicer is
 :mod:`server.services.audiences`.
 
-May import: :mod:`server.errors`, :mod:`server.validation`, :mod:`storage` and the
-generated ``trackd.v1`` code.
+May import: :mod:`server.errors`, :mod:`server.validation`, :mod:`storage`,
+:mod:`trackd_wire` and the generated ``trackd.v1`` code.
 """
 
 from server.audiences.evaluation import Evaluator

@@ -336,7 +336,8 @@ class AudienceIndex:
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, waiter))
         try:
-            return await asyncio.wait_for(waiter, CATCH_UP_SECONDS)
+            async with asyncio.timeout(CATCH_UP_SECONDS):
+                return await waiter
         except TimeoutError:
             self._waiters = [(s, w) for s, w in self._waiters if w is not waiter]
             return False

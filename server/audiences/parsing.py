@@ -6,7 +6,7 @@ INVALID_ARGUMENT whose field path names it (``audience.groups[1].rules[0].event.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -25,14 +25,13 @@ from server.audiences.rules import (
     property_names,
 )
 from server.errors import FieldViolation, InvalidArgument
-from server.validation import MAX_NAME_CHARS
+from server.validation import MAX_NAME_CHARS, checked_datetime
 from trackd.v1 import audiences_pb2
 
 MAX_GROUPS = 20
 MAX_RULES_PER_GROUP = 20
-# The ranges of google.protobuf.Timestamp (years 1 to 9999) and Duration (10,000 years);
-# beyond them the conversions to datetime and timedelta fail.
-_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+# google.protobuf.Duration's range (10,000 years): beyond it the conversion to timedelta
+# fails. Timestamps are read by server.validation.checked_datetime, as every request's are.
 _MAX_DURATION_SECONDS = 315_576_000_000
 
 
@@ -60,15 +59,6 @@ def _duration(value: Any, path: str, violations: list[FieldViolation]) -> timede
         return None
     within: timedelta = value.ToTimedelta()
     return within
-
-
-def _timestamp(value: Any, path: str, violations: list[FieldViolation]) -> datetime | None:
-    """A Timestamp as a datetime; None, with a violation, when out of Timestamp's range."""
-    if not (_MIN_SECONDS <= value.seconds <= _MAX_SECONDS) or not 0 <= value.nanos < 10**9:
-        violations.append(FieldViolation(path, "is out of range"))
-        return None
-    moment: datetime = value.ToDatetime(tzinfo=UTC)
-    return moment
 
 
 def parse_audience(audience: audiences_pb2.Audience, path: str) -> tuple[Group, ...]:
@@ -124,9 +114,9 @@ def _event_condition(rule: audiences_pb2.EventRule, path: str,
     if rule.operator in WITHIN and (not has_within or within is not None) and \
             (within is None or within <= timedelta(0)):
         violations.append(FieldViolation(f"{path}.within", "must be a positive duration"))
-    since = _timestamp(rule.since, f"{path}.since", violations) \
+    since = checked_datetime(rule.since, f"{path}.since", violations) \
         if rule.HasField("since") else None
-    before = _timestamp(rule.before, f"{path}.before", violations) \
+    before = checked_datetime(rule.before, f"{path}.before", violations) \
         if rule.HasField("before") else None
     if since is not None and before is not None and since >= before:
         violations.append(FieldViolation(f"{path}.before", "must be after since"))
@@ -157,7 +147,7 @@ def _property_condition(rule: audiences_pb2.PropertyRule, path: str,
             (not has_within or within is not None) and \
             (within is None or within <= timedelta(0)):
         violations.append(FieldViolation(f"{path}.within", "must be a positive duration"))
-    before = _timestamp(rule.before, f"{path}.before", violations) \
+    before = checked_datetime(rule.before, f"{path}.before", violations) \
         if rule.HasField("before") else None
     if rule.operator == audiences_pb2.PROPERTY_RULE_OPERATOR_DATE_BEFORE and \
             not rule.HasField("before"):

@@ -9,7 +9,6 @@ over a project is :mod:`server.audiences.evaluation`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from server.validation import PROFILE_LIMITS
 from storage.audiences import EventStats
 from trackd.v1 import audiences_pb2
+from trackd_wire.keys import snake_case
 
 EventOp = audiences_pb2.EventRuleOperator
 PropertyOp = audiences_pb2.PropertyRuleOperator
@@ -56,11 +56,6 @@ def _ago(now: datetime, within: timedelta) -> datetime:
         return now - within
     except OverflowError:
         return _EPOCH_START
-
-
-def snake_case(name: str) -> str:
-    """``workspaceId`` -> ``workspace_id``; snake_case names are returned unchanged."""
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
 def camel_case(name: str) -> str:

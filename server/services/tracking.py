@@ -1,4 +1,5 @@
-"""trackd.v1.TrackingService: TrackEvent, BatchTrack and Identify."""
+"""trackd.v1.TrackingService: TrackEvent, BatchTrack, Identify, and TrackEvents (in
+:mod:`server.services.carried`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from server.errors import (
 from server.idempotency import IdempotencyGuard
 from server.observability import note_events, note_written
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
+from server.services.carried import track_events
 from server.services.users import USER_NOT_FOUND
 from server.validation import (
     CONTEXT_LIMITS,
@@ -98,6 +100,11 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         return await self._idempotency.run(
             principal.project_id, BATCH_TRACK, request.idempotency_key, request,
             tracking_pb2.BatchTrackResponse, store)
+
+    async def TrackEvents(
+        self, request: tracking_pb2.TrackEventsRequest, context: grpc.aio.ServicerContext
+    ) -> tracking_pb2.TrackEventsResponse:
+        return await track_events(self.TrackEvent, request, context)
 
     async def Identify(
         self, request: tracking_pb2.IdentifyRequest, context: grpc.aio.ServicerContext

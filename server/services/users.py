@@ -99,7 +99,8 @@ class UserService(users_pb2_grpc.UserServiceServicer):
                     field = first.field.removeprefix(".")
                     errors.append(users_pb2.RecordError(
                         index=index, code="invalid_argument", field=field,
-                        message=f"{field} {first.description}"))
+                        message=f"{field} {first.description}",
+                        description=first.description))
                 else:
                     valid.append((index, user.external_id, change))
             outcomes = await storage_call(self._users.bulk_upsert(

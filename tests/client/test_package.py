@@ -27,9 +27,9 @@ def test_the_sdk_limits_are_the_servers() -> None:
 
 
 def test_the_servers_message_limit_is_the_sdks() -> None:
-    from server import app
+    from trackd_wire import limits as wire
 
-    assert limits.MAX_MESSAGE_BYTES == app.MAX_MESSAGE_BYTES
+    assert limits.MAX_MESSAGE_BYTES == wire.MAX_MESSAGE_BYTES
 
 
 FORBIDDEN = ("server", "gateway", "storage", "cli", "aiohttp", "pymongo", "pydantic",

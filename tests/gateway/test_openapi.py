@@ -169,14 +169,14 @@ def test_the_documented_constraints_are_the_constants() -> None:
         validation.PROFILE_LIMITS["avatar_url"]
     assert prop("FlywheelEvent", "event")["pattern"] == flywheel.NAME_PATTERN.pattern
     db = "DatabuddyEvent"
-    assert prop(db, "name")["maxLength"] == databuddy.MAX_NAME_CHARS
-    assert prop(db, "namespace")["maxLength"] == databuddy.MAX_NAMESPACE_CHARS
-    assert prop(db, "source")["maxLength"] == databuddy.MAX_SOURCE_CHARS
+    assert prop(db, "name")["maxLength"] == databuddy.DATABUDDY_MAX_NAME_CHARS
+    assert prop(db, "namespace")["maxLength"] == databuddy.DATABUDDY_MAX_NAMESPACE_CHARS
+    assert prop(db, "source")["maxLength"] == databuddy.DATABUDDY_MAX_SOURCE_CHARS
     for field in ("anonymousId", "sessionId", "eventId", "profileId"):
-        assert prop(db, field)["maxLength"] == databuddy.MAX_ID_CHARS, field
-    assert prop(db, "properties")["maxProperties"] == databuddy.MAX_PROPERTY_KEYS
+        assert prop(db, field)["maxLength"] == databuddy.DATABUDDY_MAX_ID_CHARS, field
+    assert prop(db, "properties")["maxProperties"] == databuddy.DATABUDDY_MAX_PROPERTY_KEYS
     assert prop(db, "properties")["propertyNames"]["maxLength"] == \
-        databuddy.MAX_PROPERTY_KEY_CHARS
+        databuddy.DATABUDDY_MAX_PROPERTY_KEY_CHARS
     groups = prop("Audience", "groups")
     assert groups["maxItems"] == server_audiences.MAX_GROUPS
     assert groups["items"]["properties"]["rules"]["maxItems"] == \

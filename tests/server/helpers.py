@@ -8,6 +8,7 @@ a whole, so a test pins the code, the message and every ``google.rpc`` detail at
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -168,3 +169,44 @@ def typed(value: Any) -> Any:
 def to_ms(moment: datetime) -> datetime:
     """``moment`` at the database's millisecond precision (BSON dates truncate)."""
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def struct_plain(struct: Any) -> dict[str, Any]:
+    """A Struct's values as Python values, every number a float (what it holds)."""
+    def plain(value: Any) -> Any:
+        kind = value.WhichOneof("kind")
+        if kind == "struct_value":
+            return struct_plain(value.struct_value)
+        if kind == "list_value":
+            return [plain(item) for item in value.list_value.values]
+        return None if kind in (None, "null_value") else getattr(value, kind)
+    return {key: plain(value) for key, value in struct.fields.items()}
+
+
+def as_json(ev: tracking_pb2.Event) -> tracking_pb2.Event:
+    """``ev`` with its properties moved from the Struct into ``properties_json``, written
+    by the standard library (compact, UTF-8, NaN and Infinity as JavaScript writes them),
+    so not byte for byte what orjson would write; its numbers are the Struct's doubles."""
+    moved = tracking_pb2.Event()
+    moved.CopyFrom(ev)
+    if ev.HasField("properties"):
+        moved.ClearField("properties")
+        moved.properties_json = json.dumps(struct_plain(ev.properties), separators=(",", ":"),
+                                           ensure_ascii=False).encode()
+    return moved
+
+
+def encoded(ev: tracking_pb2.Event, encoding: str) -> tracking_pb2.Event:
+    """``ev`` with its properties in ``encoding``: "struct" (as built) or "json"."""
+    return as_json(ev) if encoding == "json" else ev
+
+
+def stored_form(value: Any) -> Any:
+    """``value`` as trackd stores properties: integral numbers within ±2^53 as integers."""
+    if isinstance(value, dict):
+        return {key: stored_form(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [stored_form(item) for item in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2.0**53:
+        return int(value)
+    return value

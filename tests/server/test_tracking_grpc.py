@@ -412,4 +412,4 @@ async def test_reflection_lists_and_describes_the_tracking_service(
     described = descriptor_pb2.FileDescriptorProto.FromString(files[0])
     assert described.package == "trackd.v1"
     assert [m.name for m in described.service[0].method] == ["TrackEvent", "BatchTrack",
-                                                              "Identify"]
+                                                              "Identify", "TrackEvents"]

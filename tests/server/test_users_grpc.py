@@ -213,12 +213,15 @@ async def test_batch_upsert_stores_valid_and_reports_invalid_by_index(
     assert response == users_pb2.BatchUpsertUsersResponse(
         accepted_count=2, rejected_count=3, created_count=1, errors=[
             users_pb2.RecordError(index=1, code="invalid_argument", field="external_id",
-                                  message="external_id is required"),
+                                  message="external_id is required",
+                                  description="is required"),
             users_pb2.RecordError(index=2, code="invalid_argument", field="email",
-                                  message="email must be an email address"),
+                                  message="email must be an email address",
+                                  description="must be an email address"),
             users_pb2.RecordError(
                 index=4, code="invalid_argument", field="traits.$x",
-                message="traits.$x trait keys must be non-empty and contain no '.', '$' or NUL"),
+                message="traits.$x trait keys must be non-empty and contain no '.', '$' or NUL",
+                description="trait keys must be non-empty and contain no '.', '$' or NUL"),
         ])
     docs = {doc["external_id"]: doc for doc in await user_docs(store)}
     assert sorted(docs) == ["u-0", "u-3"]

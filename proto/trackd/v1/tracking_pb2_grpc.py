@@ -60,6 +60,11 @@ class TrackingServiceStub:
                 request_serializer=trackd_dot_v1_dot_tracking__pb2.IdentifyRequest.SerializeToString,
                 response_deserializer=trackd_dot_v1_dot_tracking__pb2.IdentifyResponse.FromString,
                 _registered_method=True)
+        self.TrackEvents = channel.unary_unary(
+                '/trackd.v1.TrackingService/TrackEvents',
+                request_serializer=trackd_dot_v1_dot_tracking__pb2.TrackEventsRequest.SerializeToString,
+                response_deserializer=trackd_dot_v1_dot_tracking__pb2.TrackEventsResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -102,6 +107,22 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrackEvents(self, request, context):
+        """TrackEvents carries several TrackEvent calls, of one caller or of many, in one
+        RPC, and answers each with its own result, in order. Each carried call brings
+        the metadata it would have had as a call of its own (its `authorization`, and
+        any other entry TrackEvent reads) and is authenticated, authorized, validated,
+        deduplicated (by its event id and its idempotency_key) and stored on its own,
+        exactly as that TrackEvent: one carried call's failure is in its result and never
+        fails another. This RPC itself takes no key; it fails (INVALID_ARGUMENT) only
+        when it carries no call or more than 1000. A result is a success only after its
+        event is durably stored. Made for a gateway that gathers the concurrent requests
+        of many callers into one RPC, as trackd's REST gateway does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +140,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.Identify,
                     request_deserializer=trackd_dot_v1_dot_tracking__pb2.IdentifyRequest.FromString,
                     response_serializer=trackd_dot_v1_dot_tracking__pb2.IdentifyResponse.SerializeToString,
+            ),
+            'TrackEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrackEvents,
+                    request_deserializer=trackd_dot_v1_dot_tracking__pb2.TrackEventsRequest.FromString,
+                    response_serializer=trackd_dot_v1_dot_tracking__pb2.TrackEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -213,6 +239,33 @@ class TrackingService:
             '/trackd.v1.TrackingService/Identify',
             trackd_dot_v1_dot_tracking__pb2.IdentifyRequest.SerializeToString,
             trackd_dot_v1_dot_tracking__pb2.IdentifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrackEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.v1.TrackingService/TrackEvents',
+            trackd_dot_v1_dot_tracking__pb2.TrackEventsRequest.SerializeToString,
+            trackd_dot_v1_dot_tracking__pb2.TrackEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

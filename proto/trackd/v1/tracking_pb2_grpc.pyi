@@ -57,6 +57,18 @@ class TrackingServiceStub:
     UserService.UpsertUser), so a key that may only track can identify too; a key
     limited to websites must name one of them in `website_id`.
     """
+    TrackEvents: _grpc.UnaryUnaryMultiCallable[_tracking_pb2.TrackEventsRequest, _tracking_pb2.TrackEventsResponse]
+    """TrackEvents carries several TrackEvent calls, of one caller or of many, in one
+    RPC, and answers each with its own result, in order. Each carried call brings
+    the metadata it would have had as a call of its own (its `authorization`, and
+    any other entry TrackEvent reads) and is authenticated, authorized, validated,
+    deduplicated (by its event id and its idempotency_key) and stored on its own,
+    exactly as that TrackEvent: one carried call's failure is in its result and never
+    fails another. This RPC itself takes no key; it fails (INVALID_ARGUMENT) only
+    when it carries no call or more than 1000. A result is a success only after its
+    event is durably stored. Made for a gateway that gathers the concurrent requests
+    of many callers into one RPC, as trackd's REST gateway does.
+    """
 
 @_typing.type_check_only
 class TrackingServiceAsyncStub(TrackingServiceStub):
@@ -86,6 +98,18 @@ class TrackingServiceAsyncStub(TrackingServiceStub):
     belong to the user. Needs the `track:events` scope (unlike
     UserService.UpsertUser), so a key that may only track can identify too; a key
     limited to websites must name one of them in `website_id`.
+    """
+    TrackEvents: _aio.UnaryUnaryMultiCallable[_tracking_pb2.TrackEventsRequest, _tracking_pb2.TrackEventsResponse]  # type: ignore[assignment]
+    """TrackEvents carries several TrackEvent calls, of one caller or of many, in one
+    RPC, and answers each with its own result, in order. Each carried call brings
+    the metadata it would have had as a call of its own (its `authorization`, and
+    any other entry TrackEvent reads) and is authenticated, authorized, validated,
+    deduplicated (by its event id and its idempotency_key) and stored on its own,
+    exactly as that TrackEvent: one carried call's failure is in its result and never
+    fails another. This RPC itself takes no key; it fails (INVALID_ARGUMENT) only
+    when it carries no call or more than 1000. A result is a success only after its
+    event is durably stored. Made for a gateway that gathers the concurrent requests
+    of many callers into one RPC, as trackd's REST gateway does.
     """
 
 class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -131,6 +155,24 @@ class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
         belong to the user. Needs the `track:events` scope (unlike
         UserService.UpsertUser), so a key that may only track can identify too; a key
         limited to websites must name one of them in `website_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def TrackEvents(
+        self,
+        request: _tracking_pb2.TrackEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tracking_pb2.TrackEventsResponse, _abc.Awaitable[_tracking_pb2.TrackEventsResponse]]:
+        """TrackEvents carries several TrackEvent calls, of one caller or of many, in one
+        RPC, and answers each with its own result, in order. Each carried call brings
+        the metadata it would have had as a call of its own (its `authorization`, and
+        any other entry TrackEvent reads) and is authenticated, authorized, validated,
+        deduplicated (by its event id and its idempotency_key) and stored on its own,
+        exactly as that TrackEvent: one carried call's failure is in its result and never
+        fails another. This RPC itself takes no key; it fails (INVALID_ARGUMENT) only
+        when it carries no call or more than 1000. A result is a success only after its
+        event is durably stored. Made for a gateway that gathers the concurrent requests
+        of many callers into one RPC, as trackd's REST gateway does.
         """
 
 def add_TrackingServiceServicer_to_server(servicer: TrackingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from trackd.v1 import tracking_pb2 as trackd_dot_v1_dot_tracking__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15trackd/v1/users.proto\x12\ttrackd.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18trackd/v1/tracking.proto\"\xed\x04\n\x04User\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x12\n\x05\x65mail\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06\x65mails\x18\x03 \x03(\t\x12\x12\n\x05phone\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06phones\x18\x05 \x03(\t\x12\x11\n\x04name\x18\x06 \x01(\tH\x02\x88\x01\x01\x12\x17\n\nfirst_name\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x16\n\tlast_name\x18\x08 \x01(\tH\x04\x88\x01\x01\x12\x14\n\x07\x63ompany\x18\t \x01(\tH\x05\x88\x01\x01\x12\x11\n\x04role\x18\n \x01(\tH\x06\x88\x01\x01\x12\x11\n\x04plan\x18\x0b \x01(\tH\x07\x88\x01\x01\x12\x17\n\navatar_url\x18\x0c \x01(\tH\x08\x88\x01\x01\x12\x30\n\x0csigned_up_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12stripe_customer_id\x18\x0e \x01(\tH\t\x88\x01\x01\x12\'\n\x06traits\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\ranonymous_ids\x18\x10 \x03(\t\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_emailB\x08\n\x06_phoneB\x07\n\x05_nameB\r\n\x0b_first_nameB\x0c\n\n_last_nameB\n\n\x08_companyB\x07\n\x05_roleB\x07\n\x05_planB\r\n\x0b_avatar_urlB\x15\n\x13_stripe_customer_id\"K\n\x11UpsertUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"D\n\x12UpsertUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"R\n\x17\x42\x61tchUpsertUsersRequest\x12\x1e\n\x05users\x18\x01 \x03(\x0b\x32\x0f.trackd.v1.User\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"J\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\"\x89\x01\n\x18\x42\x61tchUpsertUsersResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x16\n\x0erejected_count\x18\x02 \x01(\x05\x12&\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x16.trackd.v1.RecordError\x12\x15\n\rcreated_count\x18\x04 \x01(\x05\"4\n\x0eGetUserRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"0\n\x0fGetUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\"K\n\x11UpdateUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"3\n\x12UpdateUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\"7\n\x11\x44\x65leteUserRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"A\n\x12\x44\x65leteUserResponse\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x65leted_events\x18\x02 \x01(\x03\"S\n\x15ListUserEventsRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x16ListUserEventsResponse\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe4\x03\n\x0bUserService\x12I\n\nUpsertUser\x12\x1c.trackd.v1.UpsertUserRequest\x1a\x1d.trackd.v1.UpsertUserResponse\x12[\n\x10\x42\x61tchUpsertUsers\x12\".trackd.v1.BatchUpsertUsersRequest\x1a#.trackd.v1.BatchUpsertUsersResponse\x12@\n\x07GetUser\x12\x19.trackd.v1.GetUserRequest\x1a\x1a.trackd.v1.GetUserResponse\x12I\n\nUpdateUser\x12\x1c.trackd.v1.UpdateUserRequest\x1a\x1d.trackd.v1.UpdateUserResponse\x12I\n\nDeleteUser\x12\x1c.trackd.v1.DeleteUserRequest\x1a\x1d.trackd.v1.DeleteUserResponse\x12U\n\x0eListUserEvents\x12 .trackd.v1.ListUserEventsRequest\x1a!.trackd.v1.ListUserEventsResponseB\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15trackd/v1/users.proto\x12\ttrackd.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18trackd/v1/tracking.proto\"\xed\x04\n\x04User\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x12\n\x05\x65mail\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06\x65mails\x18\x03 \x03(\t\x12\x12\n\x05phone\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06phones\x18\x05 \x03(\t\x12\x11\n\x04name\x18\x06 \x01(\tH\x02\x88\x01\x01\x12\x17\n\nfirst_name\x18\x07 \x01(\tH\x03\x88\x01\x01\x12\x16\n\tlast_name\x18\x08 \x01(\tH\x04\x88\x01\x01\x12\x14\n\x07\x63ompany\x18\t \x01(\tH\x05\x88\x01\x01\x12\x11\n\x04role\x18\n \x01(\tH\x06\x88\x01\x01\x12\x11\n\x04plan\x18\x0b \x01(\tH\x07\x88\x01\x01\x12\x17\n\navatar_url\x18\x0c \x01(\tH\x08\x88\x01\x01\x12\x30\n\x0csigned_up_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12stripe_customer_id\x18\x0e \x01(\tH\t\x88\x01\x01\x12\'\n\x06traits\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\ranonymous_ids\x18\x10 \x03(\t\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_emailB\x08\n\x06_phoneB\x07\n\x05_nameB\r\n\x0b_first_nameB\x0c\n\n_last_nameB\n\n\x08_companyB\x07\n\x05_roleB\x07\n\x05_planB\r\n\x0b_avatar_urlB\x15\n\x13_stripe_customer_id\"K\n\x11UpsertUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"D\n\x12UpsertUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"R\n\x17\x42\x61tchUpsertUsersRequest\x12\x1e\n\x05users\x18\x01 \x03(\x0b\x32\x0f.trackd.v1.User\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"_\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x89\x01\n\x18\x42\x61tchUpsertUsersResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x16\n\x0erejected_count\x18\x02 \x01(\x05\x12&\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x16.trackd.v1.RecordError\x12\x15\n\rcreated_count\x18\x04 \x01(\x05\"4\n\x0eGetUserRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"0\n\x0fGetUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\"K\n\x11UpdateUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"3\n\x12UpdateUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.trackd.v1.User\"7\n\x11\x44\x65leteUserRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"A\n\x12\x44\x65leteUserResponse\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x65leted_events\x18\x02 \x01(\x03\"S\n\x15ListUserEventsRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x16ListUserEventsResponse\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe4\x03\n\x0bUserService\x12I\n\nUpsertUser\x12\x1c.trackd.v1.UpsertUserRequest\x1a\x1d.trackd.v1.UpsertUserResponse\x12[\n\x10\x42\x61tchUpsertUsers\x12\".trackd.v1.BatchUpsertUsersRequest\x1a#.trackd.v1.BatchUpsertUsersResponse\x12@\n\x07GetUser\x12\x19.trackd.v1.GetUserRequest\x1a\x1a.trackd.v1.GetUserResponse\x12I\n\nUpdateUser\x12\x1c.trackd.v1.UpdateUserRequest\x1a\x1d.trackd.v1.UpdateUserResponse\x12I\n\nDeleteUser\x12\x1c.trackd.v1.DeleteUserRequest\x1a\x1d.trackd.v1.DeleteUserResponse\x12U\n\x0eListUserEvents\x12 .trackd.v1.ListUserEventsRequest\x1a!.trackd.v1.ListUserEventsResponseB\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,25 +44,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHUPSERTUSERSREQUEST']._serialized_start=896
   _globals['_BATCHUPSERTUSERSREQUEST']._serialized_end=978
   _globals['_RECORDERROR']._serialized_start=980
-  _globals['_RECORDERROR']._serialized_end=1054
-  _globals['_BATCHUPSERTUSERSRESPONSE']._serialized_start=1057
-  _globals['_BATCHUPSERTUSERSRESPONSE']._serialized_end=1194
-  _globals['_GETUSERREQUEST']._serialized_start=1196
-  _globals['_GETUSERREQUEST']._serialized_end=1248
-  _globals['_GETUSERRESPONSE']._serialized_start=1250
-  _globals['_GETUSERRESPONSE']._serialized_end=1298
-  _globals['_UPDATEUSERREQUEST']._serialized_start=1300
-  _globals['_UPDATEUSERREQUEST']._serialized_end=1375
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=1377
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=1428
-  _globals['_DELETEUSERREQUEST']._serialized_start=1430
-  _globals['_DELETEUSERREQUEST']._serialized_end=1485
-  _globals['_DELETEUSERRESPONSE']._serialized_start=1487
-  _globals['_DELETEUSERRESPONSE']._serialized_end=1552
-  _globals['_LISTUSEREVENTSREQUEST']._serialized_start=1554
-  _globals['_LISTUSEREVENTSREQUEST']._serialized_end=1637
-  _globals['_LISTUSEREVENTSRESPONSE']._serialized_start=1639
-  _globals['_LISTUSEREVENTSRESPONSE']._serialized_end=1722
-  _globals['_USERSERVICE']._serialized_start=1725
-  _globals['_USERSERVICE']._serialized_end=2209
+  _globals['_RECORDERROR']._serialized_end=1075
+  _globals['_BATCHUPSERTUSERSRESPONSE']._serialized_start=1078
+  _globals['_BATCHUPSERTUSERSRESPONSE']._serialized_end=1215
+  _globals['_GETUSERREQUEST']._serialized_start=1217
+  _globals['_GETUSERREQUEST']._serialized_end=1269
+  _globals['_GETUSERRESPONSE']._serialized_start=1271
+  _globals['_GETUSERRESPONSE']._serialized_end=1319
+  _globals['_UPDATEUSERREQUEST']._serialized_start=1321
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1396
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=1398
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=1449
+  _globals['_DELETEUSERREQUEST']._serialized_start=1451
+  _globals['_DELETEUSERREQUEST']._serialized_end=1506
+  _globals['_DELETEUSERRESPONSE']._serialized_start=1508
+  _globals['_DELETEUSERRESPONSE']._serialized_end=1573
+  _globals['_LISTUSEREVENTSREQUEST']._serialized_start=1575
+  _globals['_LISTUSEREVENTSREQUEST']._serialized_end=1658
+  _globals['_LISTUSEREVENTSRESPONSE']._serialized_start=1660
+  _globals['_LISTUSEREVENTSRESPONSE']._serialized_end=1743
+  _globals['_USERSERVICE']._serialized_start=1746
+  _globals['_USERSERVICE']._serialized_end=2230
 # @@protoc_insertion_point(module_scope)

@@ -76,16 +76,18 @@ class BatchUpsertUsersRequest(_message.Message):
     def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class RecordError(_message.Message):
-    __slots__ = ("index", "code", "message", "field")
+    __slots__ = ("index", "code", "message", "field", "description")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     index: int
     code: str
     message: str
     field: str
-    def __init__(self, index: _Optional[int] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+    description: str
+    def __init__(self, index: _Optional[int] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class BatchUpsertUsersResponse(_message.Message):
     __slots__ = ("accepted_count", "rejected_count", "errors", "created_count")

@@ -1,0 +1,12 @@
+"""What both halves of trackd must agree on about the wire, defined once.
+
+The gRPC server (:mod:`server`) and the REST gateway (:mod:`gateway`) may not import each
+other, yet some rules are the wire's and bind both: the largest gRPC message
+(:mod:`trackd_wire.limits`), how deep protobuf decodes a nested message and so how deep
+properties may nest, the range of a ``google.protobuf.Timestamp``, and which spellings of a
+key name the same property (:mod:`trackd_wire.keys`).
+
+May import: the standard library only. Imports nothing of trackd's, so every package may
+import it (bench/ too); the Python SDK (``client/``) installs alone and keeps its own copy
+of what it needs (``trackd_client.limits``, checked against this by tests/client).
+"""
