@@ -18,7 +18,7 @@ from gateway.settings import GatewaySettings
 from server.app import ServerConfig, TrackdServer
 from server.ratelimit import RateLimit
 from storage import Store
-from tests.conftest import KeyFactory, limited_http, stored_events
+from tests.helpers import KeyFactory, limited_gateway, stored_events
 from tests.scrape import delta, parse
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
@@ -130,7 +130,7 @@ async def test_coalesced_requests_each_get_their_own_rate_limit_headers(
 ) -> None:
     """The limiter counts each carried call by its own key and dialect; each answer has
     the RateLimit headers its own TrackEvent call would have given, a 429's too."""
-    async with limited_http(store, server_config, {"vibefollow": RateLimit(3, 60)}) as http:
+    async with limited_gateway(store, server_config, {"vibefollow": RateLimit(3, 60)}) as http:
         before = parse(await (await http.get("/metrics")).text())
 
         async def post(i: int) -> tuple[int, Any, str, str, str | None]:

@@ -23,12 +23,11 @@ from gateway.convert import (
     UnencodableValue,
     check_depth,
     fill_struct,
-    problem,
     struct_values,
     timestamp,
     timestamp_from_millis,
 )
-from gateway.grpc_errors import ProblemError
+from gateway.dialects.vibefollow import VIBEFOLLOW
 from trackd.v1 import tracking_pb2
 
 OUT_OF_RANGE = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
@@ -163,12 +162,11 @@ def test_json_values_round_trip(values: dict[str, Any]) -> None:
     assert struct_values(filled(values)) == values
 
 
-def test_a_problem_of_the_status_given_names_the_field() -> None:
-    error = problem(422, UnencodableValue("properties.x", "must be a finite number"))
-    assert isinstance(error, ProblemError)
-    found = error.problem
+def test_an_unencodable_value_is_a_problem_of_the_dialects_status_naming_the_field() -> None:
+    found = VIBEFOLLOW.unencodable(UnencodableValue("properties.x", "must be a finite number"))
     assert (found.status, found.message, found.field, found.reason) == (
-        422, "properties.x must be a finite number", "properties.x", "INVALID_ARGUMENT")
+        VIBEFOLLOW.invalid_status, "properties.x must be a finite number", "properties.x",
+        "INVALID_ARGUMENT")
 
 
 # --- depth -----------------------------------------------------------------------------------

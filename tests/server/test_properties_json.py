@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from storage import Store
-from tests.conftest import stored_events
+from tests.helpers import stored_events
 from tests.server.helpers import (
     as_json,
     auth,

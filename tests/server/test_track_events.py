@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 
 from server.app import ServerConfig, TrackdServer, create_server
 from storage import Store
-from tests.conftest import KeyFactory, stored_events
+from tests.helpers import KeyFactory, stored_events
 from tests.scrape import delta, parse
 from tests.server.helpers import (
     DB_DOWN_AUTH,
