@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from trackd.v1 import audiences_pb2_grpc, tracking_pb2_grpc, users_pb2_grpc, websites_pb2_grpc
+from trackd_wire.endpoints import DEFAULT_GRPC_PORT
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    grpc_target: str = "127.0.0.1:50051"
+    grpc_target: str = f"127.0.0.1:{DEFAULT_GRPC_PORT}"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rpc_timeout_seconds: float = 30.0
 

@@ -38,6 +38,7 @@ from trackd.v1 import (
     websites_pb2,
     websites_pb2_grpc,
 )
+from trackd_wire.endpoints import DEFAULT_GRPC_PORT
 from trackd_wire.limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ SERVICE_NAMES = (
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
-    port: int = 50051
+    port: int = DEFAULT_GRPC_PORT
     auth_cache_seconds: float = 5.0
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # Audiences from an in-memory index kept by the change feed (server/audiences/index.py);
