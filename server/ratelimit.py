@@ -157,7 +157,9 @@ class _Bucket:
 
 
 def _policy(scope: str, limit: RateLimit) -> tuple[str, str]:
-    return (POLICY_METADATA, f'"{scope}";q={limit.requests};w={limit.seconds:g}')
+    # The IETF draft's window is whole seconds (never ``1e+06``, as ``:g`` would write);
+    # a fractional one is rounded up, the conservative side for a client pacing itself.
+    return (POLICY_METADATA, f'"{scope}";q={limit.requests};w={math.ceil(limit.seconds)}')
 
 
 def _fields(policy: tuple[str, str], scope: str, remaining: int, reset: int) -> tuple[

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server import ratelimit
-from server.ratelimit import RateLimit, RateLimited, RateLimiter, limits_from
+from server.ratelimit import RateLimit, RateLimited, RateLimiter, _policy, limits_from
 
 TWO_PER_8 = RateLimit(2, 8)  # a token back every 4 s
 POLICY = ("ratelimit-policy", '"cueflow";q=2;w=8')
@@ -207,3 +207,11 @@ def test_a_burst_admits_exactly_the_bucket_size(requests: int, exponent: int,
         for n in range(1, requests + 1)]
     # Refused: until one token is back, at least a second.
     assert delays == [max(1, math.ceil(Fraction(seconds, requests)))] * extra
+
+
+@pytest.mark.parametrize(("limit", "window"), [
+    (RateLimit(100, 60), "w=60"), (RateLimit(5, 1_000_000), "w=1000000"),
+    (RateLimit(5, 0.5), "w=1")])
+def test_the_policy_header_window_is_whole_seconds(limit: RateLimit, window: str) -> None:
+    assert _policy("cueflow", limit) == (
+        "ratelimit-policy", f'"cueflow";q={limit.requests};{window}')
