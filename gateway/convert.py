@@ -29,11 +29,7 @@ from typing import Any
 import orjson
 from google.protobuf import struct_pb2, timestamp_pb2
 
-# Re-exported (the redundant aliases say so to mypy): the gateway's depth constants are
-# read from here, whichever module defines them.
-from trackd_wire.limits import DEPTH_EVENT_PROPERTIES as DEPTH_EVENT_PROPERTIES
-from trackd_wire.limits import MAX_DECODE_DEPTH as MAX_DECODE_DEPTH
-from trackd_wire.limits import decodable_objects
+from trackd_wire.limits import DEPTH_EVENT_PROPERTIES, MAX_DECODE_DEPTH, decodable_objects
 
 MAX_EXACT_INT = 2**53
 # Where the Struct (or Value) fields the gateway fills sit below their request message

@@ -12,12 +12,11 @@ same ``AioRpcError`` (code, message, ``google.rpc`` details). Nothing waits for 
 under light load a call goes alone, on the loop's next turn. A request larger than
 :data:`MAX_BYTES` is sent as a TrackEvent call of its own, and so is every request once
 a server has answered TrackEvents with UNIMPLEMENTED (it predates the RPC: a gateway may
-be upgraded before its servers). So is a request whose properties nest so deep that,
-carried two message levels further down (``TrackEventsRequest.calls[].request``), protobuf
-could no longer decode it (gateway/convert.py counts the levels): alone it gets the
-answer it always got (the server's limit is lower), and it never fails the calls it
-would have been carried with (only properties sent as a Struct can: the gateway's
-dialects send them as JSON bytes).
+be upgraded before its servers). So is a request whose properties are a Struct rather
+than JSON bytes (the gateway's dialects send ``properties_json``): carried two message
+levels further down (``TrackEventsRequest.calls[].request``), a Struct nested near
+protobuf's decoding limit would no longer decode, and would fail every call carried with
+it; alone it gets the answer it always got.
 
 What :meth:`CoalescingTracking.TrackEvent` returns behaves as a grpc.aio unary call
 for what the gateway reads of one (gateway/dialects/base.py ``call``): ``await rpc``
@@ -33,17 +32,13 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
-from gateway.convert import DEPTH_EVENT_PROPERTIES, MAX_DECODE_DEPTH
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 MAX_CALLS = 256
 MAX_BYTES = 4 * 1024 * 1024
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
-# Message levels TrackEventsRequest.calls[].request adds above a TrackEventRequest.
-CARRIED_DEPTH = 2
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -66,36 +61,9 @@ def _error(status: tracking_pb2.CallStatus,
 
 
 def _carriable(request: tracking_pb2.TrackEventRequest) -> bool:
-    """Whether ``request`` still decodes :data:`CARRIED_DEPTH` levels further down.
-
-    Only a Struct nests messages: properties carried as JSON bytes (``properties_json``,
-    what the gateway's dialects send) are one field at any depth of their own."""
-    if not request.event.HasField("properties"):
-        return True
-    limit = MAX_DECODE_DEPTH - CARRIED_DEPTH
-    # Counted as gateway/convert.py's check_depth counts: a Struct at level d holds
-    # Values at d + 2, a ListValue at d holds Values at d + 1; nested ones are d + 3 / d + 2.
-    todo: list[tuple[struct_pb2.Struct | struct_pb2.ListValue, int]] = [
-        (request.event.properties, DEPTH_EVENT_PROPERTIES)]
-    while todo:
-        container, depth = todo.pop()
-        if isinstance(container, struct_pb2.Struct):
-            values: Any = container.fields.values()
-            step = 3
-        else:
-            values = container.values
-            step = 2
-        if not values:
-            continue
-        if depth + step - 1 > limit:
-            return False
-        for value in values:
-            kind = value.WhichOneof("kind")
-            if kind == "struct_value":
-                todo.append((value.struct_value, depth + step))
-            elif kind == "list_value":
-                todo.append((value.list_value, depth + step))
-    return True
+    """Whether ``request`` can be carried: its properties, if any, are JSON bytes, one
+    field at any depth of their own (see the module docstring)."""
+    return not request.event.HasField("properties")
 
 
 class CarriedCall:

@@ -22,7 +22,6 @@ from google.protobuf.message import DecodeError, Message
 
 from gateway.app import create_app
 from gateway.convert import (
-    DEPTH_EVENT_PROPERTIES,
     DEPTH_IDENTIFY_TRAITS,
     DEPTH_RULE_VALUE,
     DEPTH_USER_TRAITS,
@@ -43,6 +42,7 @@ from tests.gateway.hostile_harness import (
     stored_counts,
 )
 from trackd.v1 import audiences_pb2, tracking_pb2, users_pb2
+from trackd_wire.limits import DEPTH_EVENT_PROPERTIES
 
 __all__ = ["gateway_port"]  # fixture
 
