@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC, datetime
+import time
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -65,17 +65,37 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def _time(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+class _Clock:
+    """A record's time as ``2026-12-01T10:37:28.571Z``: the part up to the second is
+    formatted once per second, not once per line (most lines are access lines, hundreds
+    or thousands a second)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def stamp(self, created: float) -> str:
+        # Rounded to the microsecond first, as datetime.fromtimestamp does: a float's
+        # fraction of a second is inexact (...28.001 may be ...28.000999).
+        micros = round(created * 1_000_000)
+        second = micros // 1_000_000
+        if second != self._second:
+            # Handlers format under their own lock; a stale pair is at worst recomputed.
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}{micros // 1000 % 1000:03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _Clock()
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": _time(record),
+            "time": self._clock.stamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -105,6 +125,18 @@ class TextFormatter(logging.Formatter):
         return f"{head} {extra}{newline}{tail}"
 
 
+def _skip_unused_record_fields() -> None:
+    """Records stop collecting what no line of trackd's shows: the caller's file and line
+    (finding it walks the stack on every record), thread, process and task names. These
+    are the switches the Logging HOWTO's "Optimization" section names."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    if hasattr(logging, "logAsyncioTasks"):  # Python 3.12 and later
+        logging.logAsyncioTasks = False
+
+
 def resolve_format(log_format: LogFormat, stream: TextIO) -> Literal["json", "text"]:
     if log_format != "auto":
         return log_format
@@ -116,6 +148,7 @@ def configure(level_spec: str, log_format: LogFormat, stream: TextIO | None = No
     """Send every log record to ``stream`` (stderr) in the chosen format and levels."""
     stream = stream if stream is not None else sys.stderr
     own, overrides = parse_level(level_spec)
+    _skip_unused_record_fields()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if resolve_format(log_format, stream) == "json"

@@ -3,7 +3,7 @@
 For every request it
 
 - takes the request id from a sane ``X-Request-Id`` header (1 to 128 of
-  ``A-Z a-z 0-9 . _ : = + / @ -``), else makes one (uuid4 hex), and returns it as
+  ``A-Z a-z 0-9 . _ : = + / @ -``), else makes one (:mod:`trackd_wire.metadata`), and returns it as
   ``X-Request-Id`` on the response; :func:`call_metadata` passes it to the server as
   ``x-request-id`` call metadata, with the dialect as ``trackd-dialect``, so the server's
   access log line carries the same id and its event metrics the right source;
@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -34,14 +32,16 @@ from google.protobuf.message import Message
 from prometheus_client import Counter, Histogram
 
 from gateway.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from trackd_wire.metadata import (
+    DIALECT_METADATA,
+    REQUEST_ID_METADATA,
+    new_request_id,
+    sane_request_id,
+)
 
 access_log = logging.getLogger("trackd.access")
 
 REQUEST_ID_HEADER = "X-Request-Id"
-# Call metadata the server reads (server/observability.py names the same; a test checks).
-REQUEST_ID_METADATA = "x-request-id"
-DIALECT_METADATA = "trackd-dialect"
-REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:=+/@-]{1,128}")
 
 NO_DIALECT = "none"
 UNMATCHED_ROUTE = "unmatched"
@@ -70,10 +70,6 @@ def current_request_id() -> str | None:
     """The id of the HTTP request being handled in this task, if any."""
     info = _CURRENT.get()
     return info.request_id if info is not None else None
-
-
-def sane_request_id(value: str | None) -> str | None:
-    return value if value is not None and REQUEST_ID_PATTERN.fullmatch(value) else None
 
 
 def set_dialect(request: web.Request, dialect: str) -> None:
@@ -122,7 +118,7 @@ async def access_middleware(
 ) -> web.StreamResponse:
     started = time.perf_counter()
     info = AccessInfo(sane_request_id(request.headers.get(REQUEST_ID_HEADER))
-                      or uuid.uuid4().hex)
+                      or new_request_id())
     request[ACCESS] = info
     token = _CURRENT.set(info)
     status = 500  # an exception other handlers did not turn into a response

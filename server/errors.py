@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server import metrics
+from server.interceptors import Handler, UnaryInterceptor, unary_handler
 from storage.errors import StorageError, StorageUnavailable
 from trackd.v1 import errors_pb2
 from trackd_wire.limits import MAX_PROPERTY_DEPTH
@@ -189,23 +190,12 @@ def to_status(error: ServiceError) -> grpc.Status:
 
 INTERNAL = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 
-Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-
-
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+class ErrorInterceptor(UnaryInterceptor):
     """Turns :class:`ServiceError` into its status; hides anything else as INTERNAL."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner: Handler = handler.unary_unary
         deserialize = handler.request_deserializer
-        method = handler_call_details.method
 
         async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
             try:
@@ -228,8 +218,4 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                 log.exception("unexpected error in %s", method)
                 await context.abort_with_status(rpc_status.to_status(INTERNAL))
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=None,
-            response_serializer=handler.response_serializer,
-        )
+        return unary_handler(guarded, handler, deserializer=False)

@@ -34,6 +34,7 @@ from grpc_health.v1 import health, health_pb2
 
 from server import metrics
 from server.errors import Unavailable
+from server.interceptors import UnaryInterceptor, unary_handler
 from server.pipeline import WritePipeline
 from server.services.carried import track_events
 from server.tasks import cancel_and_wait
@@ -157,24 +158,19 @@ class HealthMonitor:
                 await self._servicer.set(name, status)
 
 
-class AvailabilityGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+class AvailabilityGate(UnaryInterceptor):
     """Fails trackd calls fast while the database is down; see the module docstring."""
 
     def __init__(self, monitor: HealthMonitor) -> None:
+        super().__init__()
         self._monitor = monitor
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None \
-                or not handler_call_details.method.startswith(GATED_PREFIX):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if not method.startswith(GATED_PREFIX):
             return handler
         inner = handler.unary_unary
         monitor = self._monitor
-        carrier = handler_call_details.method == CARRIER_METHOD
+        carrier = method == CARRIER_METHOD
 
         async def gated(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if not monitor.database_up:
@@ -191,8 +187,4 @@ class AvailabilityGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
                 monitor.wake()
             return response
 
-        return grpc.unary_unary_rpc_method_handler(
-            gated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return unary_handler(gated, handler)

@@ -123,6 +123,25 @@ def count_events(source: str, stored: int, duplicate: int) -> None:
         _EVENT_SERIES["duplicate", source].inc(duplicate)
 
 
+# Call series by their labels (a bounded set: the server's methods and grpc's codes), so a
+# call's counting skips labels(), which takes a lock and checks its arguments.
+_CALL_SERIES: dict[tuple[str, str, grpc.StatusCode], Counter] = {}
+_LATENCY_SERIES: dict[tuple[str, str], Histogram] = {}
+
+
+def count_call(service: str, method: str, code: grpc.StatusCode, seconds: float) -> None:
+    """Count one answered call of ``service``/``method`` and its latency."""
+    counter = _CALL_SERIES.get((service, method, code))
+    if counter is None:
+        counter = _CALL_SERIES[service, method, code] = GRPC_REQUESTS.labels(
+            service, method, code.name)
+    latency = _LATENCY_SERIES.get((service, method))
+    if latency is None:
+        latency = _LATENCY_SERIES[service, method] = GRPC_LATENCY.labels(service, method)
+    counter.inc()
+    latency.observe(seconds)
+
+
 def count_unstored_events(source: str, code: grpc.StatusCode, events: int) -> None:
     """Events of a write call that ended with ``code`` (not OK): none was stored."""
     outcome = "rejected" if code in _CLIENT_CODES else "failed"

@@ -5,7 +5,8 @@
 the INVALID_ARGUMENT of a message that cannot be decoded. For each unary call it
 
 - takes the request id from ``x-request-id`` call metadata (the gateway sends its own, so
-  both halves log the same id) when it is sane, else makes one (uuid4 hex);
+  both halves log the same id) when it is sane, else makes one
+  (:mod:`trackd_wire.metadata`);
 - keeps a :class:`CallInfo` in a context variable, which the code handling the call fills
   in: :mod:`server.auth` the project once the caller is authenticated, the tracking
   service the number of events;
@@ -18,37 +19,39 @@ Streaming calls (health Watch, reflection) pass through unobserved.
 A call carried inside ``TrackingService.TrackEvents`` (server/services/carried.py) is
 observed as the call it stands for: :func:`observe_carried` gives it its own
 :class:`CallInfo` (its own request id and source, from its carried metadata), counts it in
-``trackd_grpc_requests_total`` as ``TrackEvent`` with its own code, counts its events by
-its own source and logs its own access line. The TrackEvents call around it is counted
-and logged once more, as ``TrackEvents`` (its events: 0), so dashboards of TrackEvent
-calls and of events per source read the same whether or not the gateway coalesces.
+``trackd_grpc_requests_total`` as ``TrackEvent`` with its own code and counts its events
+by its own source, so dashboards of TrackEvent calls and of events per source read the
+same whether or not the gateway coalesces. It is logged inside the access line of the
+TrackEvents call carrying it, which lists every carried call (``calls``: request id,
+code, project, source, events, latency): one line per RPC, as for every other call, and
+not one per carried call, which at hundreds of calls per RPC was a tenth of the hot
+path's CPU (bench/README.md). The TrackEvents call is counted once more as
+``TrackEvents``.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram
 
 from server import metrics
+from server.interceptors import Handler, UnaryInterceptor, unary_handler
+from trackd_wire.metadata import (
+    DIALECT_METADATA,
+    REQUEST_ID_METADATA,
+    new_request_id,
+    sane_request_id,
+)
 
 access_log = logging.getLogger("trackd.access")
 
-# Call metadata the gateway sends (gateway/access.py names the same keys; a test checks).
-REQUEST_ID_METADATA = "x-request-id"
-DIALECT_METADATA = "trackd-dialect"
-# A request id from outside is used only if it is this (bounded, nothing a log line or
-# header could be confused by); gateway/access.py applies the same rule.
-REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:=+/@-]{1,128}")
 
 @dataclass
 class CallInfo:
@@ -63,6 +66,8 @@ class CallInfo:
     events: int = 0
     # Whether ``events`` were to be written (not a validate_only call).
     writes_events: bool = False
+    # The calls this one carried (TrackEvents), as its access line lists them.
+    carried: list[dict[str, object]] | None = None
 
 
 _CALL: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar(
@@ -111,12 +116,15 @@ def observe_carried(service: str, method: str, metadata: Sequence[tuple[str, str
                     bytes_in: int) -> Iterator[CarriedOutcome]:
     """Observe one carried call as a call of its own (see the module docstring).
 
-    Run it inside its own task (asyncio.gather does): the CallInfo is a context variable.
+    Run it inside its own task (asyncio.gather does): the CallInfo is a context variable,
+    and the carrying call's, which the task's context starts with, is the one whose
+    access line lists it.
     """
     started = time.perf_counter()
+    carrier = _CALL.get()
     request_id, source = _source_of(metadata)
     info = CallInfo(service=service, method=method,
-                    request_id=request_id or uuid.uuid4().hex, source=source,
+                    request_id=request_id or new_request_id(), source=source,
                     bytes_in=bytes_in)
     token = _CALL.set(info)
     outcome = CarriedOutcome()
@@ -128,19 +136,17 @@ def observe_carried(service: str, method: str, metadata: Sequence[tuple[str, str
     finally:
         _CALL.reset(token)
         elapsed = time.perf_counter() - started
-        metrics.GRPC_REQUESTS.labels(service, method, outcome.code.name).inc()
-        metrics.GRPC_LATENCY.labels(service, method).observe(elapsed)
-        if info.writes_events and info.events and outcome.code != grpc.StatusCode.OK:
-            metrics.count_unstored_events(info.source, outcome.code, info.events)
-        _log(info, outcome.code, elapsed)
-
-
-def sane_request_id(value: str | None) -> str | None:
-    return value if value is not None and REQUEST_ID_PATTERN.fullmatch(value) else None
-
-
-def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str | None, str]:
-    return _source_of(context.invocation_metadata() or ())
+        _count(info, outcome.code, elapsed)
+        if carrier is None:
+            _log(info, outcome.code, elapsed)
+        else:
+            if carrier.carried is None:
+                carrier.carried = []
+            carrier.events += info.events
+            carrier.carried.append({
+                "request_id": info.request_id, "code": outcome.code.name,
+                "project": info.project or None, "source": info.source,
+                "events": info.events, "latency_ms": round(elapsed * 1000, 3)})
 
 
 def _source_of(metadata: Sequence[tuple[str, Any]]) -> tuple[str | None, str]:
@@ -154,49 +160,29 @@ def _source_of(metadata: Sequence[tuple[str, Any]]) -> tuple[str | None, str]:
     return request_id, source
 
 
-Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+def _count(info: CallInfo, code: grpc.StatusCode, elapsed: float) -> None:
+    metrics.count_call(info.service, info.method, code, elapsed)
+    if info.writes_events and info.events and code != grpc.StatusCode.OK:
+        metrics.count_unstored_events(info.source, code, info.events)
 
 
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # untyped
+class ObservabilityInterceptor(UnaryInterceptor):
     """Request ids, call metrics and one access log line per unary call."""
 
-    def __init__(self) -> None:
-        # By full method name (only methods the server has): service, method, and the
-        # OK and latency series.
-        self._series: dict[str, tuple[str, str, Counter, Histogram]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # unknown methods: grpc answers UNIMPLEMENTED, no label made
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner: Handler = handler.unary_unary
-        # grpc.aio runs interceptors for every call: the method's series are made once.
-        series = self._series.get(handler_call_details.method)
-        if series is None:
-            service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-            series = self._series[handler_call_details.method] = (
-                service, method, metrics.GRPC_REQUESTS.labels(service, method, "OK"),
-                metrics.GRPC_LATENCY.labels(service, method))
-        service, method, answered_ok, latency = series
+        service, _, name = method.lstrip("/").rpartition("/")
 
         def finish(info: CallInfo, code: grpc.StatusCode, started: float) -> None:
             elapsed = time.perf_counter() - started
-            (answered_ok if code == grpc.StatusCode.OK
-             else metrics.GRPC_REQUESTS.labels(service, method, code.name)).inc()
-            latency.observe(elapsed)
-            if info.writes_events and info.events and code != grpc.StatusCode.OK:
-                metrics.count_unstored_events(info.source, code, info.events)
+            _count(info, code, elapsed)
             _log(info, code, elapsed)
 
         async def observed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
-            request_id, source = _metadata(context)
+            request_id, source = _source_of(context.invocation_metadata() or ())
             info = CallInfo(
-                service=service, method=method, request_id=request_id or uuid.uuid4().hex,
+                service=service, method=name, request_id=request_id or new_request_id(),
                 source=source,
                 bytes_in=len(request) if isinstance(request, bytes) else request.ByteSize())
             token = _CALL.set(info)
@@ -214,11 +200,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             finally:
                 _CALL.reset(token)
 
-        return grpc.unary_unary_rpc_method_handler(
-            observed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return unary_handler(observed, handler)
 
 
 class _AbortRecorder:
@@ -255,7 +237,7 @@ class _AbortRecorder:
 def _log(info: CallInfo, code: grpc.StatusCode, elapsed: float) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
-    fields = {
+    fields: dict[str, object] = {
         "kind": "grpc",
         "request_id": info.request_id,
         "service": info.service,
@@ -267,5 +249,7 @@ def _log(info: CallInfo, code: grpc.StatusCode, elapsed: float) -> None:
         "events": info.events,
         "bytes_in": info.bytes_in,
     }
+    if info.carried is not None:
+        fields["calls"] = info.carried
     access_log.info("%s/%s %s", info.service, info.method, code.name,
                     extra={"fields": fields})

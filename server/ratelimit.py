@@ -54,11 +54,10 @@ from server.tasks import cancel_and_wait
 from storage import StorageUnavailable
 from storage.ratelimits import RateCounterRepository, others, sharers, slot_id
 from trackd.v1 import errors_pb2
+from trackd_wire.metadata import CLIENT_ADDRESS_METADATA, DIALECT_METADATA
 
 log = logging.getLogger(__name__)
 
-DIALECT_METADATA = "trackd-dialect"
-CLIENT_ADDRESS_METADATA = "trackd-client-address"
 GRPC_SCOPE = "grpc"
 POLICY_METADATA = "ratelimit-policy"
 STATE_METADATA = "ratelimit"

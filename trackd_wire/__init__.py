@@ -4,8 +4,9 @@ The gRPC server (:mod:`server`) and the REST gateway (:mod:`gateway`) may not im
 other, yet some rules are the wire's and bind both: the largest gRPC message
 (:mod:`trackd_wire.limits`), how deep protobuf decodes a nested message and so how deep
 properties may nest, the range of a ``google.protobuf.Timestamp``, and which spellings of a
-key name the same property (:mod:`trackd_wire.keys`), and the port the gRPC API listens
-on by default (:mod:`trackd_wire.endpoints`).
+key name the same property (:mod:`trackd_wire.keys`), the port the gRPC API listens
+on by default (:mod:`trackd_wire.endpoints`), and the call metadata the gateway tells
+the server each request's id, dialect and client in (:mod:`trackd_wire.metadata`).
 
 May import: the standard library only. Imports nothing of trackd's, so every package may
 import it (bench/ too); the Python SDK (``client/``) installs alone and keeps its own copy

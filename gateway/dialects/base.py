@@ -26,12 +26,13 @@ from aiohttp import web
 from google.protobuf.message import Message
 from pydantic import TypeAdapter
 
-from gateway.access import DIALECT_METADATA, call_metadata, set_dialect
+from gateway.access import call_metadata, set_dialect
 from gateway.body import parse_json, read_body
 from gateway.convert import UnencodableValue
 from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
 from gateway.metrics import RATE_LIMITED
 from gateway.settings import GATEWAY_SETTINGS, GatewaySettings
+from trackd_wire.metadata import CLIENT_ADDRESS_METADATA, DIALECT_METADATA
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 BodyT = TypeVar("BodyT")
@@ -141,7 +142,7 @@ async def call(
     if (dialect := request.get(_DIALECT)) and all(k != DIALECT_METADATA for k, _ in extra):
         extra.append((DIALECT_METADATA, dialect))
     if request.remote:
-        extra.append(("trackd-client-address", request.remote))
+        extra.append((CLIENT_ADDRESS_METADATA, request.remote))
     rpc: Any = method(message, metadata=[*metadata, *extra],
                       timeout=settings.rpc_timeout_seconds)
     response: ResponseT = await rpc  # a grpc.aio call: awaited, then its metadata read

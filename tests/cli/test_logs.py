@@ -127,22 +127,37 @@ async def test_json_access_lines_of_both_halves_share_the_request_id_and_hold_no
             "kind": "http", "request_id": "rid-logs-1", "dialect": "vibefollow",
             "method": "POST", "route": "/api/v1/events", "status": 202, "events": 1,
             "bytes_in": len(body)}
-        grpc_line = by_id["rid-logs-1", "grpc"]
-        assert grpc_line["latency_ms"] >= 0
-        assert grpc_line["bytes_in"] > 0
-        assert {k: v for k, v in grpc_line.items()
-                if k not in ("time", "latency_ms", "bytes_in")} == {
+        # The gateway carries single events in TrackEvents calls: each call's line lists
+        # the requests it carried, under the REST request's id.
+        carriers = {call["request_id"]: line for line in access
+                    if line.get("method") == "TrackEvents" for call in line["calls"]}
+        carried = {call["request_id"]: call for line in carriers.values()
+                   for call in line["calls"]}
+        # Every gRPC call a request made, carried or its own (Databuddy's /track is a
+        # BatchTrack).
+        calls = {**{line["request_id"]: line for line in access if line["kind"] == "grpc"
+                    and line["method"] != "TrackEvents"}, **carried}
+        carrier = carriers["rid-logs-1"]
+        assert carrier["latency_ms"] >= 0
+        assert carrier["bytes_in"] > 0
+        assert HEX_ID.fullmatch(carrier["request_id"])
+        assert {k: v for k, v in carrier.items()
+                if k not in ("time", "latency_ms", "bytes_in", "request_id")} == {
             "level": "INFO", "logger": "trackd.access",
-            "message": "trackd.v1.TrackingService/TrackEvent OK", "kind": "grpc",
-            "request_id": "rid-logs-1", "service": "trackd.v1.TrackingService",
-            "method": "TrackEvent", "code": "OK", "project": "default",
+            "message": "trackd.v1.TrackingService/TrackEvents OK", "kind": "grpc",
+            "service": "trackd.v1.TrackingService", "method": "TrackEvents", "code": "OK",
+            "project": None, "source": "grpc", "events": 1,
+            "calls": [{**carried["rid-logs-1"]}]}
+        assert carried["rid-logs-1"]["latency_ms"] >= 0
+        assert {k: v for k, v in carried["rid-logs-1"].items() if k != "latency_ms"} == {
+            "request_id": "rid-logs-1", "code": "OK", "project": "default",
             "source": "vibefollow", "events": 1}
-        assert (by_id[made, "http"]["route"], by_id[made, "grpc"]["source"]) == (
+        assert (by_id[made, "http"]["route"], calls[made]["source"]) == (
             "/track", "databuddy")
-        assert (by_id["rid-logs-2", "http"]["status"], by_id["rid-logs-2", "grpc"]["code"],
-                by_id["rid-logs-2", "grpc"]["project"]) == (401, "UNAUTHENTICATED", None)
-        assert (by_id["rid-grpc-9", "grpc"]["source"],
-                by_id["rid-grpc-9", "grpc"]["project"]) == ("grpc", "default")
+        assert (by_id["rid-logs-2", "http"]["status"], calls["rid-logs-2"]["code"],
+                calls["rid-logs-2"]["project"]) == (401, "UNAUTHENTICATED", None)
+        assert (by_id["rid-grpc-9", "grpc"]["method"], by_id["rid-grpc-9", "grpc"]["source"],
+                by_id["rid-grpc-9", "grpc"]["project"]) == ("TrackEvent", "grpc", "default")
         assert ("rid-grpc-9", "http") not in by_id
         # DEBUG is trackd's: the driver stays at WARNING.
         assert not [line for line in lines if line["logger"].startswith("pymongo")]
@@ -198,6 +213,18 @@ def test_auto_is_text_on_a_terminal_else_json(tmp_path: Path) -> None:
             return True
 
     assert resolve_format("auto", Terminal()) == "text"  # type: ignore[arg-type]
+
+
+def test_json_time_is_utc_to_the_millisecond() -> None:
+    record = logging.LogRecord("trackd", logging.INFO, __file__, 1, "m", (), None)
+    formatter = JsonFormatter()
+    for created, expected in ((0.0, "1970-01-01T00:00:00.000Z"),
+                              (1796121448.5719, "2026-12-01T10:37:28.571Z"),
+                              (1796121448.9999, "2026-12-01T10:37:28.999Z"),
+                              (1796121449.0, "2026-12-01T10:37:29.000Z"),
+                              (1796121448.001, "2026-12-01T10:37:28.001Z")):
+        record.created = created
+        assert json.loads(formatter.format(record))["time"] == expected, created
 
 
 def test_formatters_put_fields_on_the_one_line() -> None:

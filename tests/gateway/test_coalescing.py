@@ -163,11 +163,12 @@ async def test_coalesced_requests_each_get_their_own_rate_limit_headers(
     assert 1 <= carriers <= 5
 
 
-async def test_coalesced_requests_are_counted_and_logged_each_as_its_own_call(
+async def test_coalesced_requests_are_counted_each_and_listed_in_their_carriers_line(
     http: Client, api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """events_total by each request's own dialect, one access line per REST request with
-    its own request id, and TrackEvent counted per request (TrackEvents on its own)."""
+    """events_total by each request's own dialect, TrackEvent counted per request
+    (TrackEvents on its own), one HTTP access line per request and one gRPC line per
+    TrackEvents call listing each carried call with its request id, code and project."""
     caplog.set_level(logging.INFO, logger="trackd.access")
     flywheel_event = {"event": {"event": "user_signup", "user_id": "user123"}}
     before = parse(await (await http.get("/metrics")).text())
@@ -195,13 +196,22 @@ async def test_coalesced_requests_are_counted_and_logged_each_as_its_own_call(
     assert delta(before, after, "trackd_grpc_request_duration_seconds_count", **tracking) == 8
     lines = [fields for record in caplog.records if record.name == "trackd.access"
              and (fields := getattr(record, "fields", {})).get("kind") == "grpc"]
-    carried = [line for line in lines if line["method"] == "TrackEvent"]
-    assert sorted(str(line["request_id"]) for line in carried) == sorted(
+    http_lines = [fields for record in caplog.records if record.name == "trackd.access"
+                  and (fields := getattr(record, "fields", {})).get("kind") == "http"
+                  and fields.get("route") in {"/api/v1/events", "/v1/events"}]
+    assert sorted(str(line["request_id"]) for line in http_lines) == sorted(
         f"rid-coalesced-{i}" for i in range(8))
-    assert all(line["code"] == "OK" and line["events"] == 1 and line["project"] == "acme"
-               for line in carried)
-    assert {line["source"] for line in carried if line["request_id"] in {
+    # One line per RPC: the carried calls are listed in their TrackEvents call's line.
+    assert {line["method"] for line in lines} == {"TrackEvents"}
+    assert 1 <= len(lines) <= 8
+    assert all(line["source"] == "grpc" and line["code"] == "OK" for line in lines)
+    carried = [call for line in lines for call in line["calls"]]
+    assert sum(line["events"] for line in lines) == 8
+    assert sorted(str(call["request_id"]) for call in carried) == sorted(
+        f"rid-coalesced-{i}" for i in range(8))
+    assert all(call["code"] == "OK" and call["events"] == 1 and call["project"] == "acme"
+               and call["latency_ms"] >= 0 for call in carried)
+    assert {call["source"] for call in carried if call["request_id"] in {
         f"rid-coalesced-{i}" for i in range(1, 8, 2)}} == {"flywheel"}
-    carriers = [line for line in lines if line["method"] == "TrackEvents"]
-    assert 1 <= len(carriers) <= 8
-    assert all(line["events"] == 0 and line["source"] == "grpc" for line in carriers)
+    assert {call["source"] for call in carried if call["request_id"] in {
+        f"rid-coalesced-{i}" for i in range(0, 8, 2)}} == {"vibefollow"}

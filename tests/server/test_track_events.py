@@ -154,7 +154,7 @@ async def test_while_the_database_is_known_down_each_carried_call_is_unavailable
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The AvailabilityGate answers each carried call UNAVAILABLE + RetryInfo, counted
-    and logged as a TrackEvent of its own; nothing is stored."""
+    as a TrackEvent of its own and listed so in the TrackEvents line; nothing is stored."""
     caplog.set_level(logging.INFO, logger="trackd.access")
     config = dataclasses.replace(server_config, health_interval_seconds=3600)
     srv = await create_server(store, config)
@@ -177,7 +177,10 @@ async def test_while_the_database_is_known_down_each_carried_call_is_unavailable
                  code="UNAVAILABLE") == 3
     assert delta(before, after, "trackd_grpc_requests_total", service=tracking["service"],
                  method="TrackEvents", code="OK") == 1
-    lines = [fields for record in caplog.records if record.name == "trackd.access"
-             and (fields := getattr(record, "fields", {})).get("method") == "TrackEvent"]
-    assert sorted((line["request_id"], line["code"], line["source"]) for line in lines) == [
-        (f"down-{i}", "UNAVAILABLE", "vibefollow") for i in range(3)]
+    (line,) = [fields for record in caplog.records if record.name == "trackd.access"
+               and (fields := getattr(record, "fields", {})).get("kind") == "grpc"]
+    # Refused before it is read, as a unary TrackEvent is by the gate: no events noted.
+    assert (line["method"], line["code"], line["events"]) == ("TrackEvents", "OK", 0)
+    assert sorted((call["request_id"], call["code"], call["source"], call["project"],
+                   call["events"]) for call in line["calls"]) == [
+        (f"down-{i}", "UNAVAILABLE", "vibefollow", None, 0) for i in range(3)]
