@@ -7,7 +7,8 @@ What lives here: the connection (:mod:`storage.client`), the collections' indexe
 a user's event history and its page tokens (:mod:`storage.history`), the audience
 queries over events and profiles (:mod:`storage.audiences`), the embedded local database
 launcher (:mod:`storage.embedded`),
-the change feed derived views follow (:mod:`storage.changes`) and the exceptions callers
+the change feed derived views follow (:mod:`storage.changes`), how change streams are
+opened (:mod:`storage.streams`) and the exceptions callers
 see, with the one translation of driver errors into them (:mod:`storage.errors`).
 
 May import: the standard library, pymongo, bson and orjson; no other trackd package

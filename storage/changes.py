@@ -31,13 +31,11 @@ from pymongo.errors import OperationFailure, PyMongoError
 from storage.audiences import occurrence
 from storage.errors import StorageError, translate
 from storage.indexes import EVENTS, USERS
+from storage.streams import CHANGE_WAIT_MS, NO_CHANGE_STREAMS
 
 log = logging.getLogger(__name__)
 
 MARKS = "change_marks"
-# Server codes meaning "no change streams here" (a standalone server): the feed cannot
-# exist, so callers stop asking for it.
-_NOT_SUPPORTED = {40573, 40324}
 _WATCHED = [EVENTS, USERS, MARKS]
 
 
@@ -187,11 +185,11 @@ class ChangeFeed:
                 [{"$match": {"ns.coll": {"$in": _WATCHED}}}],
                 full_document="updateLookup",
                 full_document_before_change="whenAvailable",
-                max_await_time_ms=250,
+                max_await_time_ms=CHANGE_WAIT_MS,
                 batch_size=1000,
             )
         except OperationFailure as exc:
-            if exc.code in _NOT_SUPPORTED:
+            if exc.code in NO_CHANGE_STREAMS:
                 raise FeedUnsupported(str(exc)) from exc
             raise translate(exc) from exc
         except PyMongoError as exc:

@@ -16,9 +16,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from storage.errors import StorageError, translate
 from storage.indexes import API_KEYS
-
-# Server codes meaning "no change streams here" (a standalone server).
-_NO_CHANGE_STREAMS = {40573, 40324}
+from storage.streams import CHANGE_WAIT_MS, NO_CHANGE_STREAMS
 
 
 class KeyFeedUnsupported(StorageError):
@@ -126,14 +124,14 @@ class ApiKeyRepository:
         """
         try:
             async with await self._keys.watch(full_document="updateLookup",
-                                              max_await_time_ms=100) as stream:
+                                              max_await_time_ms=CHANGE_WAIT_MS) as stream:
                 yield None
                 async for change in stream:
                     doc = change.get("fullDocument") or {}
                     yield KeyChanged(str(change.get("documentKey", {}).get("_id", "")),
                                      str(doc.get("key_hash", "")))
         except OperationFailure as exc:
-            if exc.code in _NO_CHANGE_STREAMS:
+            if exc.code in NO_CHANGE_STREAMS:
                 raise KeyFeedUnsupported(str(exc)) from exc
             raise translate(exc) from exc
         except PyMongoError as exc:

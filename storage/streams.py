@@ -1,0 +1,14 @@
+"""How trackd's change streams (the API key feed, the audience change feed) are opened."""
+
+from __future__ import annotations
+
+# What a server without change streams answers a watch with: 40573 (a standalone
+# mongod) and 40324 (an unknown stage: a server that predates $changeStream).
+NO_CHANGE_STREAMS = frozenset({40573, 40324})
+
+# How long the server holds a getMore that has nothing to return. A change that commits
+# meanwhile is returned at once (MongoDB's awaitData, and the embedded SecantusDB's:
+# a change seen 1-2 ms after its insert with this wait), so this bounds only how often
+# an idle stream asks again. At 100 ms an idle trackd spent about a fifth of its CPU
+# asking (bench/README.md).
+CHANGE_WAIT_MS = 1000
