@@ -3,6 +3,13 @@
 ``python -m bench.bare_http --port P`` serves ``POST /api/v1/events`` (and ``/batch``) the
 way trackd's gateway is served (uvloop, no access log): read the body, parse it with
 orjson, answer VibeFollow's 202. Its CPU per request is the floor any aiohttp handler pays.
+
+``--delay-ms D`` answers each request D ms later (``asyncio.sleep``): with the same
+connections, the request rate of a server whose answers take that long. trackd's take as
+long as its database's durable writes, so at 64 connections it answers a tenth of the
+bare server's requests a second, and a server that wakes for fewer requests at a time
+pays more per request for the same work (epoll, reads and writes, the loop's turn). The
+bench measures the bare server so paced too, at trackd's median latency (bench/README.md).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -17,12 +25,18 @@ from aiohttp import web
 ACCEPTED = orjson.dumps({"data": {"accepted": True}})
 
 
-async def accept(request: web.Request) -> web.Response:
-    orjson.loads(await request.read())
-    return web.Response(body=ACCEPTED, status=202, content_type="application/json")
+def accepting(delay: float) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def accept(request: web.Request) -> web.Response:
+        orjson.loads(await request.read())
+        if delay:
+            await asyncio.sleep(delay)
+        return web.Response(body=ACCEPTED, status=202, content_type="application/json")
+
+    return accept
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, delay: float) -> None:
+    accept = accepting(delay)
     app = web.Application(client_max_size=5 * 1024 * 1024)
     app.router.add_post("/api/v1/events", accept)
     app.router.add_post("/api/v1/events/batch", accept)
@@ -41,11 +55,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-ms", type=float, default=0.0,
+                        help="answer each request this much later (default 0)")
     args = parser.parse_args()
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(args.host, args.port))
+        runner.run(serve(args.host, args.port, args.delay_ms / 1000))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ VibeFollow ``POST /api/v1/events`` at ``--concurrency`` connections:
   coalesced into ``TrackEvents`` calls, gateway/hop.py);
 - ``unary-tcp`` (today's design, before issue 14: the ratios' reference), ``unary-unix``,
   ``stream``, ``coalesce``: :mod:`bench.hop_serve`, the real gateway and the real
-  TrackingService in one process with the hop swapped (see there).
+  TrackingService in one process with the hop swapped (see there);
+- ``bare aiohttp 202, answering after N ms``: the bare server again, each answer
+  delayed by shipped's median latency, so at shipped's request rate (bench.bare_http).
 
-Ratios: each design's CPU per request ÷ bare aiohttp's (target <= 5), and its req/s ÷
-today's (``unary-tcp``; target >= 1.5). Then :mod:`bench.hop_batch`: a batch's
+Ratios: each design's CPU per request ÷ bare aiohttp's (target <= 5), shipped's ÷ the
+paced bare server's (info), and each design's req/s ÷ today's (``unary-tcp``; target
+>= 1.5). Then :mod:`bench.hop_batch`: a batch's
 properties as Struct against JSON bytes, CPU per event of the gateway's and the
 server's half. Options are ``python -m bench``'s (``--duration``, ``--warmup``,
 ``--concurrency``, ``--batch``, ``--mongodb-uri``, ...) plus ``--designs``,
@@ -37,6 +40,8 @@ from pathlib import Path
 from bench import hop_batch
 from bench.hop_serve import DESIGNS
 from bench.main import (
+    PACED_KEY,
+    PACED_LABEL,
     Bench,
     check_proc,
     choose_http_client,
@@ -52,6 +57,7 @@ from bench.report import Measurement, Ratio, measurements_table, ratios_table
 BARE = "bare.http"
 TODAY = "hop.unary-tcp"     # the design before issue 14
 SHIPPED = "hop.shipped"     # trackd serve as it is now
+PACED = PACED_KEY.format(BARE)  # the bare server answering after shipped's median latency
 
 
 def _own_options(argv: Sequence[str]) -> tuple[list[str], list[str], float, list[str]]:
@@ -133,6 +139,13 @@ def hop_ratios(found: dict[str, Measurement], designs: Sequence[str]) -> list[Ra
         items.append(Ratio(f"{m.label.split(':')[0]}: CPU per request ÷ bare aiohttp", value,
                            "<= 5", value <= 5 if not math.isnan(value) else None,
                            f"{cpu:,.1f} µs / {bare_cpu:,.1f} µs"))
+    if PACED in found:
+        paced = found[PACED]
+        paced_cpu = paced.cpu_us_per_event(paced.server_cpu)
+        cpu = found[SHIPPED].cpu_us_per_event(found[SHIPPED].server_cpu)
+        value = cpu / paced_cpu if paced_cpu else math.nan
+        items.append(Ratio("shipped: CPU per request ÷ bare aiohttp's at shipped's latency",
+                           value, "", None, f"{cpu:,.1f} µs / {paced_cpu:,.1f} µs"))
     for key in keys:
         if key == TODAY:
             continue
@@ -161,13 +174,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with database(args, work) as db:
             bench = HopBench(args, work, db, run_id, http_client, trackd_command())
             bench.profiled = profiled
-            bench.steps = 2 + len(designs) + len(profiled)
+            bench.steps = 3 + len(designs) + len(profiled)
             started = time.monotonic()
             port = bench._port(args.bare_http_port)
             bench.rest_single(BARE, "bare aiohttp 202", Child(
                 "bare-http", [sys.executable, "-m", "bench.bare_http", "--port", str(port)],
                 work), port, "")
             bench.designs(designs, linger_ms)
+            delay = next(m.p50_ms for m in bench.measurements if m.key == SHIPPED)
+            port = bench._port(args.bare_http_port)
+            bench.rest_single(PACED, PACED_LABEL.format("bare aiohttp 202", delay), Child(
+                "bare-http", [sys.executable, "-m", "bench.bare_http", "--port", str(port),
+                              "--delay-ms", str(delay)], work), port, "")
             elapsed = time.monotonic() - started
         say("        batch properties across the hop: Struct against JSON bytes, in process")
         batch_encoding = hop_batch.run(args.batch)

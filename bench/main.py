@@ -59,7 +59,10 @@ from bench.procs import (
 from bench.report import Measurement, measurements_table, ratios, ratios_table
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 
-GROUPS = ("raw", "bare", "trackd")
+GROUPS = ("raw", "bare", "trackd", "paced")
+# The bare servers answering after trackd's median latency (Bench.paced).
+PACED_KEY = "{}.paced"
+PACED_LABEL = "{}, answering after {:.0f} ms"
 TRACKD_PHASES = ("rest.single", "rest.batch", "grpc.track", "grpc.batch",
                  "grpc.batch.struct")
 RESULTS = REPO / "bench" / "results"
@@ -87,7 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="database to measure (env MONGODB_URI); default: a fresh "
                              "embedded database in a temporary directory")
     parser.add_argument("--only", default=",".join(GROUPS),
-                        help=f"comma-separated groups to run, of {','.join(GROUPS)}")
+                        help=f"comma-separated groups to run, of {','.join(GROUPS)} (paced: the "
+             f"bare servers answering after trackd's median latency)")
     parser.add_argument("--trackd-loads", default=",".join(TRACKD_PHASES),
                         help=f"comma-separated trackd loads to measure, of "
                              f"{','.join(TRACKD_PHASES)} (default: all)")
@@ -343,24 +347,52 @@ class Bench:
                 events_per_op=self.args.batch, server_pids=[])
         self._drop(database)
 
-    def bare(self) -> None:
+    def bare(self, delay_ms: dict[str, float] | None = None) -> None:
+        """The bare servers; with ``delay_ms`` (by load: "http", "grpc") each answering
+        that much later, as paced rows of their own (``bare.http.paced`` ...)."""
+        paced = delay_ms is not None
+        http_delay = (delay_ms or {}).get("http")
+        if not paced or http_delay is not None:
+            self._bare_http(http_delay)
+        grpc_delay = (delay_ms or {}).get("grpc")
+        if not paced or grpc_delay is not None:
+            self._bare_grpc(grpc_delay)
+
+    def paced(self) -> None:
+        """The bare servers again, answering after trackd's median latency of the same
+        load: what they pay per request at trackd's request rate (bench.bare_http)."""
+        found = {m.key: m for m in self.measurements}
+        delays = {load: found[key].p50_ms for load, key in (
+            ("http", "trackd.rest.single"), ("grpc", "trackd.grpc.track")) if key in found}
+        if delays:
+            self.bare(delays)
+
+    def _bare_http(self, delay_ms: float | None) -> None:
+        key, label = "bare.http", "bare aiohttp 202"
+        if delay_ms is not None:
+            key, label = PACED_KEY.format(key), PACED_LABEL.format(label, delay_ms)
         port = self._port(self.args.bare_http_port)
-        server = Child("bare-http", [sys.executable, "-m", "bench.bare_http", "--port", str(port)],
-                       self.work)
+        server = Child("bare-http", [sys.executable, "-m", "bench.bare_http", "--port", str(port),
+                                     "--delay-ms", str(delay_ms or 0)], self.work)
         try:
             wait_for_ports(server, [port])
-            self.http_load("bare.http", "bare aiohttp 202", f"http://127.0.0.1:{port}/api/v1/events",
+            self.http_load(key, label, f"http://127.0.0.1:{port}/api/v1/events",
                            connections=self.args.concurrency, batch=0, token="",
                            server_pids=[server.pid], with_db=False)
         finally:
             server.stop()
+
+    def _bare_grpc(self, delay_ms: float | None) -> None:
+        key, label = "bare.grpc", "bare grpc.aio no-op RPC"
+        if delay_ms is not None:
+            key, label = PACED_KEY.format(key), PACED_LABEL.format(label, delay_ms)
         port = self._port(self.args.bare_grpc_port)
-        server = Child("bare-grpc", [sys.executable, "-m", "bench.bare_grpc", "--port", str(port)],
-                       self.work)
+        server = Child("bare-grpc", [sys.executable, "-m", "bench.bare_grpc", "--port", str(port),
+                                     "--delay-ms", str(delay_ms or 0)], self.work)
         try:
             wait_for_ports(server, [port])
             self.python_load(
-                "bare.grpc", "bare grpc.aio no-op RPC", "RPC",
+                key, label, "RPC",
                 [sys.executable, "-m", "bench.grpc_load", "--target", f"127.0.0.1:{port}",
                  "--rpc", "TrackEvent"],
                 procs=self.args.grpc_procs, concurrency=self.args.concurrency,
@@ -639,7 +671,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench = Bench(args, work, db, run_id, http_client, trackd_command())
             bench.steps = (("raw" in args.groups) * (2 + len({1, args.batch_concurrency}))
                            + ("bare" in args.groups) * 2
-                           + ("trackd" in args.groups) * (len(args.loads) + len(args.profiles)))
+                           + ("trackd" in args.groups) * (len(args.loads) + len(args.profiles))
+                           + ("paced" in args.groups) * len(
+                               {"rest.single", "grpc.track"} & set(args.loads)))
             started = time.monotonic()
             for group in GROUPS:
                 if group in args.groups:

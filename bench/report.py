@@ -145,6 +145,11 @@ def ratios(m: dict[str, Measurement], batch: int) -> list[Ratio]:
         "trackd.rest.single", "bare.http", server_us_event, server_us_op, "µs", "µs")
     add("trackd CPU per gRPC TrackEvent ÷ no-op grpc.aio RPC CPU per call", "<= 2",
         "trackd.grpc.track", "bare.grpc", server_us_op, server_us_op, "µs", "µs")
+    # The same against the bare servers paced to trackd's latency, so at its request rate.
+    add("trackd CPU per REST single event ÷ bare aiohttp's at trackd's latency", "",
+        "trackd.rest.single", "bare.http.paced", server_us_event, server_us_op, "µs", "µs")
+    add("trackd CPU per gRPC TrackEvent ÷ no-op RPC's at trackd's latency", "",
+        "trackd.grpc.track", "bare.grpc.paced", server_us_op, server_us_op, "µs", "µs")
     # Issue 14: REST batches at most 1.3x gRPC BatchTrack's CPU per event (properties
     # as properties_json, as the gateway sends them) and at most 20 µs.
     add("trackd CPU per event, REST batch ÷ gRPC BatchTrack", "<= 1.3",
