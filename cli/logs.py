@@ -119,7 +119,7 @@ class TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if not isinstance(fields, dict):
             return text
-        extra = " ".join(f"{key}={value}" for key, value in fields.items()
+        extra = " ".join(f"{key}={_text(value)}" for key, value in fields.items()
                          if key != "kind" and value is not None)
         head, newline, tail = text.partition("\n")  # a traceback stays below the line
         return f"{head} {extra}{newline}{tail}"
@@ -135,6 +135,14 @@ def _skip_unused_record_fields() -> None:
     logging.logMultiprocessing = False
     if hasattr(logging, "logAsyncioTasks"):  # Python 3.12 and later
         logging.logAsyncioTasks = False
+
+
+def _text(value: object) -> str:
+    """A field's value as the text line shows it: a list or object (a TrackEvents line's
+    ``calls``) as compact JSON, anything else as itself."""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
 
 
 def resolve_format(log_format: LogFormat, stream: TextIO) -> Literal["json", "text"]:

@@ -237,6 +237,10 @@ def test_formatters_put_fields_on_the_one_line() -> None:
                     "kind": "http", "request_id": "r-1", "project": None, "events": 0}
     assert TextFormatter().format(record).endswith(
         " INFO trackd.access: GET /metrics 200 request_id=r-1 events=0")
+    record.fields = {"kind": "grpc", "events": 1,
+                     "calls": [{"request_id": "r-2", "code": "OK", "project": None}]}
+    assert TextFormatter().format(record).endswith(
+        ' events=1 calls=[{"request_id":"r-2","code":"OK","project":null}]')
     try:
         raise RuntimeError("boom")
     except RuntimeError:
