@@ -62,6 +62,13 @@ def fill_struct(struct: struct_pb2.Struct, values: dict[str, Any], path: str,
 
 def check_depth(values: dict[str, Any], path: str, at: int) -> None:
     """UnencodableValue if a Struct of ``values``, ``at`` levels down, nests too deep."""
+    error = depth_error(values, path, at)
+    if error is not None:
+        raise error
+
+
+def depth_error(values: dict[str, Any], path: str, at: int) -> UnencodableValue | None:
+    """What :func:`check_depth` raises for ``values``, naming the place; None if nothing."""
     # Iterative, so a deep value costs no Python recursion. A Struct at level d holds
     # map entries at d + 1 and Values at d + 2; a ListValue at d holds Values at d + 1;
     # a Value holding an object or array holds it one level further down.
@@ -71,7 +78,7 @@ def check_depth(values: dict[str, Any], path: str, at: int) -> None:
         step = 3 if isinstance(container, dict) else 2
         deepest = depth + step - 1 if container else depth
         if deepest > MAX_DECODE_DEPTH:
-            raise UnencodableValue(
+            return UnencodableValue(
                 where, "nests too deeply for protobuf to decode (at most "
                 f"{decodable_objects(at)} "
                 "nested objects here; an array counts two thirds of one)")
@@ -81,6 +88,7 @@ def check_depth(values: dict[str, Any], path: str, at: int) -> None:
         else:
             todo.extend((item, depth + 2, f"{where}[{index}]")
                         for index, item in enumerate(container) if isinstance(item, dict | list))
+    return None
 
 
 def properties_json(values: dict[str, Any], path: str,
@@ -93,8 +101,9 @@ def properties_json(values: dict[str, Any], path: str,
     try:
         bad_number = _scan(values, at)
     except _TooDeep:
-        check_depth(values, path, at)  # raises, naming the place
-        bad_number = True  # pragma: no cover - not reached: both count alike
+        error = depth_error(values, path, at)
+        assert error is not None, "_scan and depth_error count levels alike"
+        raise error from None
     if bad_number:
         _check_numbers(values, path)  # raises, naming the number
     return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)

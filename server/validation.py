@@ -20,8 +20,9 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from google.protobuf import struct_pb2
@@ -98,28 +99,49 @@ def _number(number: float, parent: str, key: str | int,
     return number
 
 
-class _Properties:
-    """Converts a Struct to plain values, collecting violations instead of raising."""
+V = TypeVar("V")
 
-    def __init__(self, path: str, violations: list[FieldViolation]) -> None:
-        self.path = path
+
+def _key_violation(key: str, path: str) -> FieldViolation | None:
+    """Why ``key`` may not name a property of the object at ``path``; None if it may."""
+    if not valid_property_key(key):
+        return FieldViolation(f"{path}.{key}" if key else path, KEY_RULE)
+    if len(key) > MAX_PROPERTY_KEY_CHARS:
+        return FieldViolation(
+            path, f"property key longer than {MAX_PROPERTY_KEY_CHARS} characters")
+    return None
+
+
+class _Walker(Generic[V]):
+    """Properties to plain values, collecting violations instead of raising: the rules,
+    messages, paths and depth counting both encodings share; subclasses read values."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
         self.violations = violations
 
-    def struct(self, struct: struct_pb2.Struct, path: str, depth: int) -> dict[str, Any]:
+    def entries(self, items: Iterable[tuple[str, V]], path: str, depth: int) -> dict[str, Any]:
+        """The object at ``path`` (``depth`` levels down; properties are level 1)."""
         if depth > MAX_PROPERTY_DEPTH:
             self.violations.append(FieldViolation(path, DEPTH_RULE))
             return {}
         out: dict[str, Any] = {}
-        for key, value in struct.fields.items():
-            if not valid_property_key(key):
-                self.violations.append(FieldViolation(f"{path}.{key}" if key else path, KEY_RULE))
-                continue
-            if len(key) > MAX_PROPERTY_KEY_CHARS:
-                self.violations.append(FieldViolation(
-                    path, f"property key longer than {MAX_PROPERTY_KEY_CHARS} characters"))
+        for key, value in items:
+            refused = _key_violation(key, path)
+            if refused is not None:
+                self.violations.append(refused)
                 continue
             out[key] = self.value(value, path, key, depth)
         return out
+
+    def value(self, value: V, parent: str, key: str | int, depth: int) -> Any:
+        raise NotImplementedError
+
+
+class _Properties(_Walker[struct_pb2.Value]):
+    """A Struct's properties (or traits) as plain values."""
+
+    def struct(self, struct: struct_pb2.Struct, path: str, depth: int) -> dict[str, Any]:
+        return self.entries(struct.fields.items(), path, depth)
 
     def value(self, value: struct_pb2.Value, parent: str, key: str | int, depth: int) -> Any:
         """Plain ``value``, found at ``key`` of ``parent``. The path string is built only
@@ -132,7 +154,7 @@ class _Properties:
         if kind == "bool_value":
             return value.bool_value
         if kind == "struct_value":
-            return self.struct(value.struct_value, _join(parent, key), depth + 1)
+            return self.entries(value.struct_value.fields.items(), _join(parent, key), depth + 1)
         if kind == "list_value":
             path = _join(parent, key)
             if depth + 1 > MAX_PROPERTY_DEPTH:
@@ -143,31 +165,15 @@ class _Properties:
         return None  # null_value, or unset (which JSON cannot express) read as null
 
 
-class _PlainProperties:
+class _PlainProperties(_Walker[Any]):
     """:class:`_Properties`' rules, messages and paths on orjson-decoded JSON values.
 
     Depth is counted as there (the properties object is level 1; an array is checked
     before it is entered), so the recursion stops :data:`MAX_PROPERTY_DEPTH` levels
     down whatever the JSON's own depth (orjson's parser stops at 1024)."""
 
-    def __init__(self, violations: list[FieldViolation]) -> None:
-        self.violations = violations
-
     def object(self, values: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
-        if depth > MAX_PROPERTY_DEPTH:
-            self.violations.append(FieldViolation(path, DEPTH_RULE))
-            return {}
-        out: dict[str, Any] = {}
-        for key, value in values.items():
-            if not valid_property_key(key):
-                self.violations.append(FieldViolation(f"{path}.{key}" if key else path, KEY_RULE))
-                continue
-            if len(key) > MAX_PROPERTY_KEY_CHARS:
-                self.violations.append(FieldViolation(
-                    path, f"property key longer than {MAX_PROPERTY_KEY_CHARS} characters"))
-                continue
-            out[key] = self.value(value, path, key, depth)
-        return out
+        return self.entries(values.items(), path, depth)
 
     def value(self, value: Any, parent: str, key: str | int, depth: int) -> Any:
         kind = type(value)
@@ -182,7 +188,7 @@ class _PlainProperties:
         if kind is float:
             return _number(value, parent, key, self.violations)
         if kind is dict:
-            return self.object(value, _join(parent, key), depth + 1)
+            return self.entries(value.items(), _join(parent, key), depth + 1)
         if kind is list:
             path = _join(parent, key)
             if depth + 1 > MAX_PROPERTY_DEPTH:
@@ -353,7 +359,7 @@ def event_document(
             violations.append(FieldViolation(
                 props_path, f"at most {MAX_PROPERTY_KEYS} property keys are allowed"))
         else:
-            properties = _Properties(props_path, violations).struct(
+            properties = _Properties(violations).struct(
                 event.properties, props_path, 1)
             _check_json_size(violations, props_path, properties)
 
@@ -441,7 +447,7 @@ def user_change(user: users_pb2.User, path: str,
             violations.append(FieldViolation(
                 traits_path, f"at most {MAX_TRAIT_KEYS} trait keys are allowed"))
         else:
-            converter = _Properties(traits_path, violations)
+            converter = _Properties(violations)
             for key, trait in user.traits.fields.items():
                 key_path = f"{traits_path}.{key}"
                 if not valid_trait_key(key):
