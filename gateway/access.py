@@ -3,10 +3,11 @@
 For every request it
 
 - takes the request id from a sane ``X-Request-Id`` header (1 to 128 of
-  ``A-Z a-z 0-9 . _ : = + / @ -``), else makes one (:mod:`trackd_wire.metadata`), and returns it as
-  ``X-Request-Id`` on the response; :func:`call_metadata` passes it to the server as
-  ``x-request-id`` call metadata, with the dialect as ``trackd-dialect``, so the server's
-  access log line carries the same id and its event metrics the right source;
+  ``A-Z a-z 0-9 . _ : = + / @ -``), else makes one (:mod:`trackd_wire.metadata`), and
+  returns it as ``X-Request-Id`` on the response; :func:`call_metadata` passes it to the
+  server as ``x-request-id`` call metadata, with the dialect as ``trackd-dialect``, so the
+  server's access log shows the request's call under the same id (its own line, or its
+  entry in a ``TrackEvents`` line's ``calls``) and its event metrics the right source;
 - counts it (``trackd_http_requests_total``, ``trackd_http_request_duration_seconds``) by
   dialect, route template (``/api/v1/contacts/{external_id}``, never the raw path),
   method and status;

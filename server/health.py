@@ -16,9 +16,10 @@ is down, every trackd call fails at once with UNAVAILABLE + RetryInfo instead of
 out the driver's server selection; and any call that ends UNAVAILABLE makes the monitor
 ping at once, so an outage is noticed on the first failed request, not a second later.
 A ``TrackEvents`` call is gated per carried call, as the TrackEvent calls it stands for:
-each gets its own UNAVAILABLE + RetryInfo result (counted and logged as its own
-TrackEvent, server/services/carried.py) and the carrying call itself answers OK; a
-carried call that ends UNAVAILABLE wakes the monitor as a call of its own would.
+each gets its own UNAVAILABLE + RetryInfo result (counted as its own TrackEvent and
+listed in the TrackEvents call's access line, server/services/carried.py) and the
+carrying call itself answers OK; a carried call that ends UNAVAILABLE wakes the monitor
+as a call of its own would.
 """
 
 from __future__ import annotations

@@ -25,8 +25,12 @@ same whether or not the gateway coalesces. It is logged inside the access line o
 TrackEvents call carrying it, which lists every carried call (``calls``: request id,
 code, project, source, events, latency): one line per RPC, as for every other call, and
 not one per carried call, which at hundreds of calls per RPC was a tenth of the hot
-path's CPU (bench/README.md). The TrackEvents call is counted once more as
-``TrackEvents``.
+path's CPU (bench/README.md). Past :data:`MAX_CALLS_PER_LINE` calls the line says how
+many it carried (``calls_total``) and the rest follow in ``grpc_calls`` lines of the
+same request id, so no line grows past what log pipelines keep whole. A carried call that
+ends after its carrier's line was written (a cancelled TrackEvents call ends at once,
+while its carried calls still clean up, e.g. give back an idempotency key) logs a line of
+its own. The TrackEvents call is counted once more as ``TrackEvents``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,11 @@ from trackd_wire.metadata import (
 
 access_log = logging.getLogger("trackd.access")
 
+# Carried calls one access line lists; the rest follow in lines of their own. 64 entries
+# are about 9 KB: under the 16 KB at which Docker's json-file driver, and some log
+# shippers, cut a line in two.
+MAX_CALLS_PER_LINE = 64
+
 
 @dataclass
 class CallInfo:
@@ -68,6 +77,8 @@ class CallInfo:
     writes_events: bool = False
     # The calls this one carried (TrackEvents), as its access line lists them.
     carried: list[dict[str, object]] | None = None
+    # Its access line is written: a carried call ending later logs a line of its own.
+    logged: bool = False
 
 
 _CALL: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar(
@@ -137,9 +148,9 @@ def observe_carried(service: str, method: str, metadata: Sequence[tuple[str, str
         _CALL.reset(token)
         elapsed = time.perf_counter() - started
         _count(info, outcome.code, elapsed)
-        if carrier is None:
+        if carrier is None or carrier.logged:  # no carrier's line to be in (any more)
             _log(info, outcome.code, elapsed)
-        else:
+        elif access_log.isEnabledFor(logging.INFO):
             if carrier.carried is None:
                 carrier.carried = []
             carrier.events += info.events
@@ -235,6 +246,7 @@ class _AbortRecorder:
 
 
 def _log(info: CallInfo, code: grpc.StatusCode, elapsed: float) -> None:
+    info.logged = True
     if not access_log.isEnabledFor(logging.INFO):
         return
     fields: dict[str, object] = {
@@ -249,7 +261,19 @@ def _log(info: CallInfo, code: grpc.StatusCode, elapsed: float) -> None:
         "events": info.events,
         "bytes_in": info.bytes_in,
     }
-    if info.carried is not None:
-        fields["calls"] = info.carried
+    carried = info.carried
+    if carried is not None:
+        fields["calls"] = carried[:MAX_CALLS_PER_LINE]
+        if len(carried) > MAX_CALLS_PER_LINE:
+            fields["calls_total"] = len(carried)
     access_log.info("%s/%s %s", info.service, info.method, code.name,
                     extra={"fields": fields})
+    if carried is None:
+        return
+    for start in range(MAX_CALLS_PER_LINE, len(carried), MAX_CALLS_PER_LINE):
+        calls = carried[start:start + MAX_CALLS_PER_LINE]
+        access_log.info(
+            "%s/%s calls %d-%d of %d", info.service, info.method, start + 1,
+            start + len(calls), len(carried), extra={"fields": {
+                "kind": "grpc_calls", "request_id": info.request_id,
+                "service": info.service, "method": info.method, "calls": calls}})

@@ -3,8 +3,9 @@
 The gateway takes a request's id from its ``X-Request-Id`` header when it is sane, else
 makes one, and sends it as ``x-request-id``, with the dialect as ``trackd-dialect`` and
 the client's address as ``trackd-client-address``. The server reads them (a direct gRPC
-client may send the first two too): the HTTP access line and the gRPC one of a request
-carry the same id, and a request's events and rate limits count by its dialect and client.
+client may send the first two too): the HTTP access line of a request and its gRPC call
+(a line of its own, or an entry of a ``TrackEvents`` line's ``calls``) carry the same id,
+and a request's events and rate limits count by its dialect and client.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ context gives the rate limiter the carried metadata (dialect, client address) an
 TrackEvents call's peer, and keeps the trailing metadata the limiter sets; its result
 carries that trailing metadata, on success and on error (where a unary call's would come
 from :data:`server.errors.CALL_METADATA`); and :func:`server.observability.observe_carried`
-counts and logs it as a ``TrackEvent`` call with its own request id, source and code.
+counts it as a ``TrackEvent`` call with its own code and lists it, with its own request
+id, source and code, in the TrackEvents call's access line (or, when it ends after that
+line was written, as the TrackEvents call is cancelled, in a line of its own).
 """
 
 from __future__ import annotations

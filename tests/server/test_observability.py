@@ -6,6 +6,7 @@ metadata only when sane, exact metric deltas, and a failed flush's metrics.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 
@@ -13,6 +14,7 @@ import grpc
 import pytest
 
 from cli.logs import RequestIdFilter
+from server import observability
 from server.app import TrackdServer
 from tests.helpers import KeyFactory
 from tests.scrape import delta, local, value
@@ -136,3 +138,29 @@ async def test_log_records_made_for_a_call_carry_its_request_id_and_a_flush_none
             *auth(api_key), ("x-request-id", "rid-flush")))
     (failed,) = [r for r in caplog.records if r.getMessage().startswith("flush of 1 events")]
     assert not hasattr(failed, "fields")
+
+
+def test_a_carried_call_ending_after_its_carriers_line_logs_a_line_of_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A cancelled TrackEvents call's line is written while some carried calls still
+    clean up: those log their own line, so no call is missing from the log."""
+    caplog.set_level(logging.INFO, logger="trackd.access")
+    carrier = observability.CallInfo(service=TRACKING, method="TrackEvents",
+                                     request_id="carrier-2", source="grpc", bytes_in=0)
+
+    def handle() -> None:
+        observability._CALL.set(carrier)  # as the interceptor does for the TrackEvents call
+        with observability.observe_carried(
+                TRACKING, "TrackEvent", [("x-request-id", "early")], 10) as early:
+            early.code = grpc.StatusCode.OK
+        observability._log(carrier, grpc.StatusCode.CANCELLED, 0.002)
+        with observability.observe_carried(
+                TRACKING, "TrackEvent", [("x-request-id", "late")], 10) as late:
+            late.code = grpc.StatusCode.CANCELLED
+
+    contextvars.copy_context().run(handle)
+    lines = access_fields(caplog)
+    assert [(line["request_id"], line["method"], line["code"]) for line in lines] == [
+        ("carrier-2", "TrackEvents", "CANCELLED"), ("late", "TrackEvent", "CANCELLED")]
+    assert [call["request_id"] for call in lines[0]["calls"]] == ["early"]  # type: ignore[attr-defined]

@@ -184,3 +184,30 @@ async def test_while_the_database_is_known_down_each_carried_call_is_unavailable
     assert sorted((call["request_id"], call["code"], call["source"], call["project"],
                    call["events"]) for call in line["calls"]) == [
         (f"down-{i}", "UNAVAILABLE", "vibefollow", None, 0) for i in range(3)]
+
+
+async def test_a_large_carrier_lists_its_calls_in_lines_of_at_most_64(
+    tracking: Stub, api_key: str, store: Store, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """150 carried calls: the TrackEvents line lists 64 and says 150; two grpc_calls
+    lines of the same request id list the other 86; every call once."""
+    caplog.set_level(logging.INFO, logger="trackd.access")
+    response = await tracking.TrackEvents(tracking_pb2.TrackEventsRequest(calls=[
+        carried(track(event(user=f"u-{i}")), (*auth(api_key), ("x-request-id", f"big-{i}")))
+        for i in range(150)]), metadata=[("x-request-id", "carrier-1")])
+    assert all(result.HasField("response") for result in response.results)
+    assert len(await stored_events(store)) == 150
+    lines = [fields for record in caplog.records if record.name == "trackd.access"
+             and (fields := getattr(record, "fields", {})).get("kind") in ("grpc", "grpc_calls")]
+    assert [(line["kind"], line["request_id"], len(line["calls"])) for line in lines] == [
+        ("grpc", "carrier-1", 64), ("grpc_calls", "carrier-1", 64),
+        ("grpc_calls", "carrier-1", 22)]
+    first = lines[0]
+    assert (first["method"], first["code"], first["events"], first["calls_total"]) == (
+        "TrackEvents", "OK", 150, 150)
+    assert sorted(call["request_id"] for line in lines for call in line["calls"]) == sorted(
+        f"big-{i}" for i in range(150))
+    messages = [record.getMessage() for record in caplog.records
+                if getattr(record, "fields", {}).get("kind") == "grpc_calls"]
+    assert messages == ["trackd.v1.TrackingService/TrackEvents calls 65-128 of 150",
+                        "trackd.v1.TrackingService/TrackEvents calls 129-150 of 150"]
