@@ -1,11 +1,17 @@
 """The gRPC server: every rule of the product lives here.
 
 What lives here: the server factory (:mod:`server.app`), one servicer per proto service
-(:mod:`server.services`), authentication and scopes (:mod:`server.auth`), request
-validation and limits (:mod:`server.validation`), idempotency (:mod:`server.idempotency`),
-the group-commit write pipeline (:mod:`server.pipeline`), audiences (:mod:`server.audiences`:
-rules, parsing, evaluation and the in-memory index kept by the change feed) and
-the one mapping from domain exceptions to ``grpc.Status`` (:mod:`server.errors`).
+(:mod:`server.services`), authentication and scopes (:mod:`server.auth`), websites and
+their origins (:mod:`server.websites`), request validation and limits
+(:mod:`server.validation`), stored documents back to messages (:mod:`server.messages`),
+idempotency (:mod:`server.idempotency`), rate limits shared by every instance
+(:mod:`server.ratelimit`), the group-commit write pipeline (:mod:`server.pipeline`),
+audiences (:mod:`server.audiences`: rules, parsing, evaluation and the in-memory index
+kept by the change feed), the one mapping from domain exceptions to ``grpc.Status``
+(:mod:`server.errors`), and what wraps every call: the interceptors' base
+(:mod:`server.interceptors`), metrics (:mod:`server.metrics`), the access log
+(:mod:`server.observability`), health and the gate that fails calls fast while the
+database is down (:mod:`server.health`); :mod:`server.tasks` stops background tasks.
 
 May import: the generated ``trackd.v1`` code, :mod:`storage`, :mod:`trackd_wire` (the
 limits it shares with the gateway), grpc and google.rpc. Never imports :mod:`gateway`
