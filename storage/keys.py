@@ -6,6 +6,7 @@ instance's key cache can drop a key the moment it is revoked, whoever revoked it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from storage.errors import StorageError, translate
 from storage.indexes import API_KEYS
-from storage.streams import CHANGE_WAIT_MS, NO_CHANGE_STREAMS
+from storage.streams import CHANGE_WAIT_MS, EMPTY_ANSWER_GAP_SECONDS, NO_CHANGE_STREAMS
 
 
 class KeyFeedUnsupported(StorageError):
@@ -117,7 +118,8 @@ class ApiKeyRepository:
             raise translate(exc) from exc
 
     async def changes(self) -> AsyncIterator[KeyChanged | None]:
-        """Every change to a key, as it commits; None first, once the stream is open.
+        """Every change to a key, as it commits (within :data:`EMPTY_ANSWER_GAP_SECONDS`);
+        None first, once the stream is open.
 
         Raises :class:`KeyFeedUnsupported` on a standalone server, StorageUnavailable when
         the stream fails (changes may have been missed: the caller must forget all keys).
@@ -126,7 +128,13 @@ class ApiKeyRepository:
             async with await self._keys.watch(full_document="updateLookup",
                                               max_await_time_ms=CHANGE_WAIT_MS) as stream:
                 yield None
-                async for change in stream:
+                loop = asyncio.get_running_loop()
+                while stream.alive:
+                    asked = loop.time()
+                    change = await stream.try_next()
+                    if change is None:  # an empty answer: ask again, not too soon
+                        await asyncio.sleep(EMPTY_ANSWER_GAP_SECONDS - (loop.time() - asked))
+                        continue
                     doc = change.get("fullDocument") or {}
                     yield KeyChanged(str(change.get("documentKey", {}).get("_id", "")),
                                      str(doc.get("key_hash", "")))
