@@ -11,6 +11,7 @@ methods (grpc answers UNIMPLEMENTED; nothing is kept for a name a client made up
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,9 +42,9 @@ class UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grp
             known = self._wrapped[method] = (handler, self.wrap(method, handler))
         return known[1]
 
+    @abstractmethod
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The handler to run instead of ``handler`` for ``method`` (``/pkg.Service/Name``)."""
-        raise NotImplementedError
 
 
 def unary_handler(behaviour: Handler, like: grpc.RpcMethodHandler, *,

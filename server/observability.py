@@ -150,14 +150,15 @@ def observe_carried(service: str, method: str, metadata: Sequence[tuple[str, str
         _count(info, outcome.code, elapsed)
         if carrier is None or carrier.logged:  # no carrier's line to be in (any more)
             _log(info, outcome.code, elapsed)
-        elif access_log.isEnabledFor(logging.INFO):
-            if carrier.carried is None:
-                carrier.carried = []
+        else:
             carrier.events += info.events
-            carrier.carried.append({
-                "request_id": info.request_id, "code": outcome.code.name,
-                "project": info.project or None, "source": info.source,
-                "events": info.events, "latency_ms": round(elapsed * 1000, 3)})
+            if access_log.isEnabledFor(logging.INFO):
+                if carrier.carried is None:
+                    carrier.carried = []
+                carrier.carried.append({
+                    "request_id": info.request_id, "code": outcome.code.name,
+                    "project": info.project or None, "source": info.source,
+                    "events": info.events, "latency_ms": round(elapsed * 1000, 3)})
 
 
 def _source_of(metadata: Sequence[tuple[str, Any]]) -> tuple[str | None, str]:

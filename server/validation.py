@@ -20,6 +20,7 @@ import json
 import math
 import re
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -112,7 +113,7 @@ def _key_violation(key: str, path: str) -> FieldViolation | None:
     return None
 
 
-class _Walker(Generic[V]):
+class _Walker(ABC, Generic[V]):
     """Properties to plain values, collecting violations instead of raising: the rules,
     messages, paths and depth counting both encodings share; subclasses read values."""
 
@@ -133,8 +134,9 @@ class _Walker(Generic[V]):
             out[key] = self.value(value, path, key, depth)
         return out
 
+    @abstractmethod
     def value(self, value: V, parent: str, key: str | int, depth: int) -> Any:
-        raise NotImplementedError
+        """Plain ``value``, found at ``key`` of ``parent`` (``depth`` levels down)."""
 
 
 class _Properties(_Walker[struct_pb2.Value]):
