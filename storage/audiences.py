@@ -16,9 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
 
-from storage.errors import translate
+from storage.errors import DRIVER_ERRORS, translate
 from storage.indexes import EVENTS, USERS
 from storage.roster import Roster
 
@@ -101,7 +100,7 @@ class AudienceQueries:
             cursor = await self._events.aggregate(pipeline)
             return {doc["_id"]: _stats(doc) async for doc in cursor
                     if doc["_id"] is not None and (users is None or doc["_id"] in users)}
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def profiles(
@@ -127,7 +126,7 @@ class AudienceQueries:
                 async for doc in self._users.find(query, projection):
                     found[doc["external_id"]] = doc
             return found
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def every_event_stats(self, project_id: str) -> dict[str, dict[str, EventStats]]:
@@ -147,7 +146,7 @@ class AudienceQueries:
                 known = by_user.get(user)
                 by_user[user] = EventStats(1, moment, moment) if known is None \
                     else known.plus(moment)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return stats
 
@@ -166,7 +165,7 @@ class AudienceQueries:
                 ]
                 async for doc in await self._events.aggregate(pipeline):
                     found[doc["_id"]["user"]][doc["_id"]["name"]] = _stats(doc)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return found
 
@@ -175,5 +174,5 @@ class AudienceQueries:
         try:
             return {doc["_id"]: doc["external_id"] async for doc in self._users.find(
                 {"project_id": project_id}, {"external_id": 1}, batch_size=10_000)}
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc

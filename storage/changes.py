@@ -29,7 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
 from storage.audiences import occurrence
-from storage.errors import StorageError, translate
+from storage.errors import DRIVER_ERRORS, StorageError, translate
 from storage.indexes import EVENTS, USERS
 from storage.streams import CHANGE_WAIT_MS, NO_CHANGE_STREAMS
 
@@ -192,7 +192,7 @@ class ChangeFeed:
             if exc.code in NO_CHANGE_STREAMS:
                 raise FeedUnsupported(str(exc)) from exc
             raise translate(exc) from exc
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def changes(self) -> AsyncIterator[list[Change]]:
@@ -201,7 +201,7 @@ class ChangeFeed:
         try:
             async for change in self._stream:
                 yield decode(change)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def mark(self) -> int:
@@ -212,7 +212,7 @@ class ChangeFeed:
             # $max: two marks racing each other can only move the counter forward.
             await self._marks.update_one({"_id": self.owner}, {"$max": {"seq": seq}},
                                          upsert=True)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return seq
 

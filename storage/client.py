@@ -11,7 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConfigurationError, PyMongoError
 
 from storage.audiences import AudienceQueries
-from storage.errors import StorageError, StorageUnavailable, translate
+from storage.errors import DRIVER_ERRORS, StorageError, StorageUnavailable, translate
 from storage.events import EventRepository
 from storage.history import EventHistory
 from storage.idempotency import IdempotencyRepository
@@ -52,7 +52,7 @@ class Store:
         """Raises StorageUnavailable when the database does not answer in time."""
         try:
             await self.db.command("ping")
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
 

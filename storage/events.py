@@ -8,9 +8,9 @@ from typing import Any
 from bson import encode
 from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError
 
-from storage.errors import StorageUnavailable, translate
+from storage.errors import DRIVER_ERRORS, StorageUnavailable, translate
 from storage.indexes import EVENTS
 
 DUPLICATE_KEY = 11000
@@ -60,6 +60,6 @@ class EventRepository:
                     outcome.duplicate.add(error["index"])
                 else:
                     outcome.failed[error["index"]] = str(error.get("errmsg", "write failed"))
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return outcome

@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
 
-from storage.errors import translate
+from storage.errors import DRIVER_ERRORS, translate
 from storage.indexes import EVENTS
 
 
@@ -51,7 +50,7 @@ class EventHistory:
         try:
             cursor = self._events.find(query).sort([("timestamp", 1), ("_id", 1)]).limit(limit + 1)
             docs = [doc async for doc in cursor]
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         if len(docs) <= limit:
             return docs, ""

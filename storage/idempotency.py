@@ -21,7 +21,7 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from storage.errors import StorageUnavailable, translate
+from storage.errors import DRIVER_ERRORS, StorageUnavailable, translate
 from storage.indexes import IDEMPOTENCY, IDEMPOTENCY_TTL_SECONDS
 
 PENDING = "pending"
@@ -87,7 +87,7 @@ class IdempotencyRepository:
                 )
                 if taken.modified_count == 1:
                     return Reservation(doc["_id"], owner)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         raise StorageUnavailable("idempotency key is contended; retry")
 
@@ -97,7 +97,7 @@ class IdempotencyRepository:
             result = await self._records.update_one(
                 {"_id": reservation.record_id, "state": PENDING, "owner": reservation.owner},
                 {"$set": {"lease_until": now + lease}})
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return result.matched_count == 1
 
@@ -107,7 +107,7 @@ class IdempotencyRepository:
                 {"_id": reservation.record_id},
                 {"$set": {"state": COMPLETED, "response": response}},
             )
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def release(self, reservation: Reservation) -> None:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from storage.errors import StorageError, translate
+from storage.errors import DRIVER_ERRORS, StorageError, translate
 from storage.indexes import API_KEYS
 from storage.streams import CHANGE_WAIT_MS, EMPTY_ANSWER_GAP_SECONDS, NO_CHANGE_STREAMS
 
@@ -88,14 +88,14 @@ class ApiKeyRepository:
             if development:
                 return None
             raise translate(exc) from exc
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return _record(doc)
 
     async def find_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         try:
             doc = await self._keys.find_one({"key_hash": key_hash})
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return None if doc is None else _record(doc)
 
@@ -106,7 +106,7 @@ class ApiKeyRepository:
                 {"_id": key_id, "revoked_at": None},
                 {"$set": {"revoked_at": datetime.now(UTC)}, "$unset": {"dev_project": ""}},
             )
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return result.modified_count == 1
 
@@ -114,7 +114,7 @@ class ApiKeyRepository:
         query = {} if project_id is None else {"project_id": project_id}
         try:
             return [_record(doc) async for doc in self._keys.find(query).sort("created_at", 1)]
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def changes(self) -> AsyncIterator[KeyChanged | None]:
@@ -142,12 +142,12 @@ class ApiKeyRepository:
             if exc.code in NO_CHANGE_STREAMS:
                 raise KeyFeedUnsupported(str(exc)) from exc
             raise translate(exc) from exc
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def project_has_active_key(self, project_id: str) -> bool:
         try:
             doc = await self._keys.find_one({"project_id": project_id, "revoked_at": None})
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return doc is not None

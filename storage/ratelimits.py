@@ -19,9 +19,8 @@ from typing import Any
 
 from pymongo import UpdateOne, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
 
-from storage.errors import translate
+from storage.errors import DRIVER_ERRORS, translate
 from storage.indexes import INSTANCES, RATE_LIMIT_COUNTS
 
 _FAST = WriteConcern(w=1)
@@ -49,7 +48,7 @@ class RateCounterRepository:
                for doc_id, (count, expires) in increments.items()]
         try:
             await self._counts.bulk_write(ops, ordered=False)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def read(self, doc_ids: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -60,7 +59,7 @@ class RateCounterRepository:
         try:
             return {doc["_id"]: {str(k): int(v) for k, v in (doc.get("by") or {}).items()}
                     async for doc in self._counts.find({"_id": {"$in": ids}}, {"by": 1})}
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def heartbeat(self, owner: str, now: datetime, live_within: timedelta) -> int:
@@ -70,13 +69,13 @@ class RateCounterRepository:
                                              upsert=True)
             return await self._instances.count_documents(
                 {"seen_at": {"$gt": now - live_within}})
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def leave(self, owner: str) -> None:
         try:
             await self._instances.delete_one({"_id": owner})
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError
 
-from storage.errors import translate
+from storage.errors import DRIVER_ERRORS, translate
 from storage.indexes import ROSTER, USERS
 
 ROSTER_BUCKETS = 64
@@ -38,7 +38,7 @@ class Roster:
         try:
             return {external_id async for doc in self._roster.find({"project_id": project_id})
                     for external_id in doc.get("ids", ())}
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def enrol(self, project_id: str, external_ids: list[str]) -> None:
@@ -82,7 +82,7 @@ class Roster:
                     UpdateOne({"project_id": project_id, "bucket": bucket},
                               {"$set": {"ids": sorted(ids)}}, upsert=True)
                     for (project_id, bucket), ids in buckets.items()], ordered=False)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def ensure(self) -> None:
@@ -90,7 +90,7 @@ class Roster:
         try:
             missing = await self._roster.find_one({}, {"_id": 1}) is None and \
                 await self._users.find_one({}, {"_id": 1}) is not None
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         if missing:
             await self.rebuild()

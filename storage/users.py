@@ -14,9 +14,9 @@ from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from storage.errors import StorageError, StorageUnavailable, translate
+from storage.errors import DRIVER_ERRORS, StorageError, StorageUnavailable, translate
 from storage.history import EventHistory
 from storage.indexes import USERS
 from storage.roster import Roster
@@ -89,7 +89,7 @@ class UserRepository:
             if change.add_anonymous_ids:
                 await self._history.link(project_id, external_id, change.add_anonymous_ids)
             await self._roster.enrol(project_id, [external_id])
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return doc, result.upserted_id is not None
 
@@ -132,7 +132,7 @@ class UserRepository:
             await self._roster.enrol(project_id, [external_id for (external_id, _), outcome
                                            in zip(records, outcomes, strict=True)
                                            if not isinstance(outcome, str)])
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return outcomes
 
@@ -152,7 +152,7 @@ class UserRepository:
         try:
             doc: dict[str, Any] | None = await self._users.find_one(query)
             return doc
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def existing(self, project_id: str, external_ids: list[str]) -> set[str]:
@@ -162,7 +162,7 @@ class UserRepository:
                 {"project_id": project_id, "external_id": {"$in": external_ids}},
                 {"external_id": 1, "_id": 0})
             return {doc["external_id"] async for doc in cursor}
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def owners_of_anonymous_ids(
@@ -180,7 +180,7 @@ class UserRepository:
                     if anonymous_id in wanted:
                         owners[anonymous_id] = doc["external_id"]
             return owners
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def delete(self, project_id: str, external_id: str) -> int | None:
@@ -195,6 +195,6 @@ class UserRepository:
             await self._roster.withdraw(project_id, external_id)
             deleted = await self._history.forget(project_id, external_id)
             await self._users.delete_one(query)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return deleted

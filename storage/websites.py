@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
 
-from storage.errors import translate
+from storage.errors import DRIVER_ERRORS, translate
 from storage.indexes import WEBSITES
 
 
@@ -58,7 +57,7 @@ class WebsiteRepository:
         }
         try:
             await self._websites.insert_one(doc)
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
         return _record(doc)
 
@@ -69,7 +68,7 @@ class WebsiteRepository:
         try:
             cursor = self._websites.find({"_id": {"$in": list(website_ids)}})
             return {doc["_id"]: _record(doc) async for doc in cursor}
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
     async def get(self, website_id: str) -> WebsiteRecord | None:
@@ -80,5 +79,5 @@ class WebsiteRepository:
         try:
             return [_record(doc)
                     async for doc in self._websites.find(query).sort("created_at", 1)]
-        except PyMongoError as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc) from exc

@@ -140,3 +140,24 @@ async def test_connect_reports_an_unreachable_database_as_storage_unavailable() 
 async def test_a_lost_release_is_silent(unreachable_store: Store) -> None:
     # Best effort by design: the lease runs out on its own.
     await unreachable_store.idempotency.release(Reservation(ObjectId()))
+
+
+def test_a_runtime_error_raised_while_the_driver_handles_its_own_is_that_error() -> None:
+    """PyMongo's asyncio lock on Python 3.11 can raise RuntimeError("Lock is not acquired")
+    while it handles a ServerSelectionTimeoutError (storage/errors.py): the outage it
+    stands for, not an internal error. A RuntimeError with no driver error behind it has
+    an unknown outcome: unavailable, safe to retry."""
+    def raised_while_handling(error: PyMongoError) -> RuntimeError:
+        lock_error = RuntimeError("Lock is not acquired")
+        lock_error.__context__ = error  # as Python sets it for a raise in an except block
+        return lock_error
+
+    translated = translate(raised_while_handling(
+        ServerSelectionTimeoutError("127.0.0.1:1: connection refused")))
+    assert type(translated) is StorageUnavailable
+    assert str(translated) == "127.0.0.1:1: connection refused"
+    refused = OperationFailure("not authorized", code=13)
+    assert type(translate(raised_while_handling(refused))) is StorageError
+    alone = translate(RuntimeError("Lock is not acquired"))
+    assert type(alone) is StorageUnavailable
+    assert str(alone) == "the database driver failed: Lock is not acquired"
