@@ -49,6 +49,8 @@ from server.auth import Authenticator
 from server.errors import INTERNAL, ErrorInterceptor, ServiceError, to_status
 from server.idempotency import IdempotencyGuard
 from server.pipeline import WritePipeline
+from server.plans.book import PlanBook
+from server.plans.verdict import PlanJudge
 from server.services.tracking import TrackingService
 from server.websites import WebsiteGuard
 from storage import connect
@@ -355,8 +357,10 @@ async def serve(args: argparse.Namespace) -> None:
     pipeline.start()
     auth = Authenticator(store.keys, config.auth_cache_seconds)
     websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
+    judge = PlanJudge(PlanBook(store.plans, config.auth_cache_seconds), store.quarantine,
+                      store.plan_violations)
     service = TrackingService(auth, pipeline, IdempotencyGuard(store.idempotency),
-                              store.users, websites)
+                              store.users, websites, judge)
     server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=OPTIONS)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(service, server)
     server.add_generic_rpc_handlers([HopServer(service).handler()])

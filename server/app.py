@@ -19,8 +19,11 @@ from server.health import AvailabilityGate, HealthMonitor
 from server.idempotency import IdempotencyGuard
 from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
+from server.plans.book import PlanBook
+from server.plans.verdict import PlanJudge
 from server.ratelimit import RateLimit, RateLimiter
 from server.services.audiences import AudienceService
+from server.services.plans import TrackingPlanService
 from server.services.tracking import TrackingService
 from server.services.users import UserService
 from server.services.websites import WebsiteService
@@ -31,6 +34,8 @@ from storage.ratelimits import RateCounterRepository
 from trackd.v1 import (
     audiences_pb2,
     audiences_pb2_grpc,
+    plans_pb2,
+    plans_pb2_grpc,
     tracking_pb2,
     tracking_pb2_grpc,
     users_pb2,
@@ -49,6 +54,7 @@ SERVICE_NAMES = (
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     websites_pb2.DESCRIPTOR.services_by_name["WebsiteService"].full_name,
     audiences_pb2.DESCRIPTOR.services_by_name["AudienceService"].full_name,
+    plans_pb2.DESCRIPTOR.services_by_name["TrackingPlanService"].full_name,
 )
 
 
@@ -96,7 +102,7 @@ class TrackdServer:
     def __init__(self, server: grpc.aio.Server, port: int, pipeline: WritePipeline,
                  health_servicer: health.aio.HealthServicer,
                  audience_index: AudienceIndex | None, monitor: HealthMonitor,
-                 limiter: RateLimiter, auth: Authenticator) -> None:
+                 limiter: RateLimiter, auth: Authenticator, plans: PlanBook) -> None:
         self.server = server
         self.port = port
         self.pipeline = pipeline
@@ -104,6 +110,7 @@ class TrackdServer:
         self.monitor = monitor
         self.limiter = limiter
         self.auth = auth
+        self.plans = plans
         self._health = health_servicer
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -114,6 +121,7 @@ class TrackdServer:
         await self.pipeline.close()
         await self.limiter.close()
         await self.auth.close()
+        await self.plans.close()
         if self.audience_index is not None:
             await self.audience_index.close()
 
@@ -148,8 +156,14 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     idempotency = IdempotencyGuard(
         store.idempotency, lease=timedelta(seconds=config.idempotency_lease_seconds))
     websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
+    # Plans are cached as keys are, and dropped fleet-wide by their change stream too.
+    plans = PlanBook(store.plans, config.auth_cache_seconds)
+    await plans.follow()
+    judge = PlanJudge(plans, store.quarantine, store.plan_violations)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
-        TrackingService(auth, pipeline, idempotency, store.users, websites), server)
+        TrackingService(auth, pipeline, idempotency, store.users, websites, judge), server)
+    plans_pb2_grpc.add_TrackingPlanServiceServicer_to_server(
+        TrackingPlanService(auth, store, plans), server)
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, store.history, idempotency), server)
@@ -169,10 +183,11 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     except RuntimeError as exc:  # grpc says only "Failed to bind to address ..."
         await monitor.close()
         await pipeline.close()
+        await plans.close()
         if audience_index is not None:
             await audience_index.close()
         raise PortInUse("gRPC", config.host, config.port) from exc
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
     return TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor,
-                        limiter, auth)
+                        limiter, auth, plans)

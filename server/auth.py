@@ -35,8 +35,10 @@ KEY_PREFIX = "trk_"
 SCOPE_TRACK_EVENTS = "track:events"
 SCOPE_USERS_READ = "users:read"
 SCOPE_USERS_WRITE = "users:write"
-ALL_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS, SCOPE_USERS_READ, SCOPE_USERS_WRITE)
-DEFAULT_SCOPES: tuple[str, ...] = ALL_SCOPES
+# Managing the project's tracking plan (TrackingPlanService): opt-in, never a default.
+SCOPE_PLANS_MANAGE = "plans:manage"
+DEFAULT_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS, SCOPE_USERS_READ, SCOPE_USERS_WRITE)
+ALL_SCOPES: tuple[str, ...] = (*DEFAULT_SCOPES, SCOPE_PLANS_MANAGE)
 
 _CACHE_MAX_ENTRIES = 10_000
 # After the key stream fails, how long before opening it again.

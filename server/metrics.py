@@ -43,6 +43,13 @@ EVENTS = Counter(
     "credentials; failed: the call failed on trackd's side, e.g. database unavailable) "
     "and source (the REST dialect, or grpc)",
     ["outcome", "source"])
+PLAN_VIOLATIONS = Counter(
+    "trackd_plan_violations",
+    "Tracking plan violations found in events, by kind (unplanned_event, missing_required, "
+    "wrong_type, unexpected_property, invalid_value) and outcome (stored: the event was "
+    "stored with it; blocked: the event was refused and quarantined). No project label: "
+    "`trackd plans violations` reports per project",
+    ["kind", "outcome"])
 IDEMPOTENT_REPLAYS = Counter(
     "trackd_idempotent_replays",
     "Requests answered by replaying the first response to their idempotency key, by method",
@@ -99,6 +106,10 @@ _CLIENT_CODES = frozenset({
 # Made up front, so a dashboard sees zeros, not gaps (and the hot path skips labels()).
 _EVENT_SERIES = {(outcome, source): EVENTS.labels(outcome, source)
                  for source in SOURCES for outcome in ("stored", "duplicate", "rejected", "failed")}
+_PLAN_SERIES = {(kind, outcome): PLAN_VIOLATIONS.labels(kind, outcome)
+                for kind in ("unplanned_event", "missing_required", "wrong_type",
+                             "unexpected_property", "invalid_value")
+                for outcome in ("stored", "blocked")}
 for _reason in ("unavailable", "error"):
     FAILED_FLUSHES.labels(_reason)
 for _via in ("load", "feed"):
@@ -114,6 +125,11 @@ def set_database_up(up: bool) -> None:
 def count_embedded_restart() -> None:
     """Count one restart of the embedded database (its supervisor calls this)."""
     EMBEDDED_RESTARTS.inc()
+
+
+def count_plan_violations(kind: str, outcome: str, count: int = 1) -> None:
+    """Count tracking plan violations of ``kind`` (stored with their event, or blocked)."""
+    _PLAN_SERIES[kind, outcome].inc(count)
 
 
 def count_events(source: str, stored: int, duplicate: int) -> None:

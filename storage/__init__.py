@@ -3,7 +3,9 @@
 What lives here: the connection (:mod:`storage.client`), the collections' indexes
 (:mod:`storage.indexes`), one repository per collection (:mod:`storage.events`,
 :mod:`storage.keys`, :mod:`storage.idempotency`, :mod:`storage.users` for profiles,
-:mod:`storage.websites`), the roster of each project's users (:mod:`storage.roster`),
+:mod:`storage.websites`), tracking plans' versions, quarantine and violations
+(:mod:`storage.plans`, :mod:`storage.quarantine`, :mod:`storage.plan_violations`),
+the roster of each project's users (:mod:`storage.roster`),
 a user's event history and its page tokens (:mod:`storage.history`), the audience
 queries over events and profiles (:mod:`storage.audiences`), the embedded local database
 launcher (:mod:`storage.embedded`),

@@ -17,6 +17,9 @@ from storage.history import EventHistory
 from storage.idempotency import IdempotencyRepository
 from storage.indexes import ensure_indexes
 from storage.keys import ApiKeyRepository
+from storage.plan_violations import ViolationLog
+from storage.plans import PlanRepository
+from storage.quarantine import QuarantineRepository
 from storage.roster import Roster
 from storage.users import UserRepository
 from storage.websites import WebsiteRepository
@@ -44,6 +47,9 @@ class Store:
     history: EventHistory
     audiences: AudienceQueries
     websites: WebsiteRepository
+    plans: PlanRepository
+    quarantine: QuarantineRepository
+    plan_violations: ViolationLog
 
     async def close(self) -> None:
         await self.client.close()
@@ -106,6 +112,9 @@ async def connect(
         history=history,
         audiences=AudienceQueries(db, roster),
         websites=WebsiteRepository(db),
+        plans=PlanRepository(db),
+        quarantine=QuarantineRepository(db),
+        plan_violations=ViolationLog(db),
     )
     if create_indexes:  # the start-up schema work: indexes, and the roster of users
         try:

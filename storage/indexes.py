@@ -15,8 +15,14 @@ ROSTER = "user_roster"
 WEBSITES = "websites"
 RATE_LIMIT_COUNTS = "rate_limit_counts"
 INSTANCES = "trackd_instances"
+TRACKING_PLANS = "tracking_plans"
+QUARANTINE = "quarantined_events"
+PLAN_VIOLATIONS = "plan_violations"
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+# How long a tracking plan keeps a refused event, and a violation for its report.
+QUARANTINE_TTL_SECONDS = 30 * 24 * 60 * 60
+PLAN_VIOLATIONS_TTL_SECONDS = 30 * 24 * 60 * 60
 
 INDEXES: dict[str, list[IndexModel]] = {
     EVENTS: [
@@ -65,6 +71,25 @@ INDEXES: dict[str, list[IndexModel]] = {
     # Shared rate-limit counts (storage/ratelimits.py), gone once their window has passed.
     RATE_LIMIT_COUNTS: [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+    ],
+    # Tracking plans: one document per (project, version); the latest is the current.
+    TRACKING_PLANS: [
+        IndexModel([("project_id", ASCENDING), ("version", ASCENDING)], unique=True,
+                   name="project_version_unique"),
+    ],
+    # Events a blocking plan refused, one per (project, event id), gone after 30 days.
+    QUARANTINE: [
+        IndexModel([("project_id", ASCENDING), ("event_id", ASCENDING)], unique=True,
+                   name="project_event_id_unique"),
+        IndexModel([("project_id", ASCENDING), ("name", ASCENDING)], name="project_name"),
+        IndexModel([("quarantined_at", ASCENDING)], expireAfterSeconds=QUARANTINE_TTL_SECONDS,
+                   name="quarantined_at_ttl"),
+    ],
+    # The violations report reads a project's entries since a time.
+    PLAN_VIOLATIONS: [
+        IndexModel([("project_id", ASCENDING), ("at", ASCENDING)], name="project_at"),
+        IndexModel([("at", ASCENDING)], expireAfterSeconds=PLAN_VIOLATIONS_TTL_SECONDS,
+                   name="at_ttl"),
     ],
     # Instance heartbeats; a dead instance's lingers a minute.
     INSTANCES: [

@@ -22,6 +22,7 @@ from server.errors import (
 from server.idempotency import IdempotencyGuard
 from server.observability import note_events, note_written
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
+from server.plans.verdict import PlanJudge, messages
 from server.services.carried import track_events
 from server.services.users import USER_NOT_FOUND
 from server.validation import (
@@ -45,9 +46,10 @@ IDENTIFY = "Identify"
 class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     def __init__(
         self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard,
-        users: UserRepository, websites: WebsiteGuard,
+        users: UserRepository, websites: WebsiteGuard, plans: PlanJudge,
     ) -> None:
         self._auth = auth
+        self._plans = plans
         self._pipeline = pipeline
         self._idempotency = idempotency
         self._users = users
@@ -68,8 +70,15 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
 
         async def store() -> tracking_pb2.TrackEventResponse:
             await self._resolve_users(principal.project_id, docs, request.unknown_user)
+            verdict = await self._plans.judge(principal.project_id, docs, ["event"])
             (new,) = await self._write(docs)
-            return tracking_pb2.TrackEventResponse(event_id=docs[0]["event_id"], duplicate=not new)
+            response = tracking_pb2.TrackEventResponse(event_id=docs[0]["event_id"],
+                                                       duplicate=not new)
+            if verdict is not None:
+                await self._plans.record(principal.project_id, docs, verdict)
+                response.plan_version = verdict.plan_version
+                response.violations.extend(messages(verdict.violations[0], "event"))
+            return response
 
         return await self._idempotency.run(
             principal.project_id, TRACK_EVENT, request.idempotency_key, request,
@@ -87,15 +96,24 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                 "events", f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {count}")
         docs = self._documents(principal.project_id, BATCH_TRACK, request.idempotency_key,
                                request.events, single=False)
-        await self._websites.authorize(writer, docs, [f"events[{i}]" for i in range(count)])
+        paths = [f"events[{i}]" for i in range(count)]
+        await self._websites.authorize(writer, docs, paths)
 
         async def store() -> tracking_pb2.BatchTrackResponse:
             await self._resolve_users(principal.project_id, docs, request.unknown_user)
+            verdict = await self._plans.judge(principal.project_id, docs, paths)
             new = await self._write(docs)
             stored = sum(new)
-            return tracking_pb2.BatchTrackResponse(
+            response = tracking_pb2.BatchTrackResponse(
                 event_ids=[doc["event_id"] for doc in docs],
                 stored_count=stored, duplicate_count=count - stored)
+            if verdict is not None:
+                await self._plans.record(principal.project_id, docs, verdict)
+                response.plan_version = verdict.plan_version
+                response.event_violations.extend(
+                    tracking_pb2.EventViolations(index=i, violations=messages(found, paths[i]))
+                    for i, found in enumerate(verdict.violations) if found)
+            return response
 
         return await self._idempotency.run(
             principal.project_id, BATCH_TRACK, request.idempotency_key, request,

@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from trackd.v1 import plans_pb2 as _plans_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -66,12 +67,16 @@ class TrackEventRequest(_message.Message):
     def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., unknown_user: _Optional[_Union[UnknownUserPolicy, str]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class TrackEventResponse(_message.Message):
-    __slots__ = ("event_id", "duplicate")
+    __slots__ = ("event_id", "duplicate", "violations", "plan_version")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     duplicate: bool
-    def __init__(self, event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    violations: _containers.RepeatedCompositeFieldContainer[_plans_pb2.PlanViolation]
+    plan_version: int
+    def __init__(self, event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., violations: _Optional[_Iterable[_Union[_plans_pb2.PlanViolation, _Mapping]]] = ..., plan_version: _Optional[int] = ...) -> None: ...
 
 class BatchTrackRequest(_message.Message):
     __slots__ = ("events", "idempotency_key", "unknown_user")
@@ -84,14 +89,26 @@ class BatchTrackRequest(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., unknown_user: _Optional[_Union[UnknownUserPolicy, str]] = ...) -> None: ...
 
 class BatchTrackResponse(_message.Message):
-    __slots__ = ("event_ids", "stored_count", "duplicate_count")
+    __slots__ = ("event_ids", "stored_count", "duplicate_count", "event_violations", "plan_version")
     EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
     STORED_COUNT_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     event_ids: _containers.RepeatedScalarFieldContainer[str]
     stored_count: int
     duplicate_count: int
-    def __init__(self, event_ids: _Optional[_Iterable[str]] = ..., stored_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ...) -> None: ...
+    event_violations: _containers.RepeatedCompositeFieldContainer[EventViolations]
+    plan_version: int
+    def __init__(self, event_ids: _Optional[_Iterable[str]] = ..., stored_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ..., event_violations: _Optional[_Iterable[_Union[EventViolations, _Mapping]]] = ..., plan_version: _Optional[int] = ...) -> None: ...
+
+class EventViolations(_message.Message):
+    __slots__ = ("index", "violations")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    violations: _containers.RepeatedCompositeFieldContainer[_plans_pb2.PlanViolation]
+    def __init__(self, index: _Optional[int] = ..., violations: _Optional[_Iterable[_Union[_plans_pb2.PlanViolation, _Mapping]]] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
     __slots__ = ("external_id", "anonymous_id", "traits", "website_id", "idempotency_key")

@@ -37,6 +37,12 @@ class TrackingServiceStub:
     with domain `trackd`.
 
     An RPC succeeds only after every event it carries is durably stored (journaled).
+
+    When the project has a tracking plan (TrackingPlanService), every event is judged
+    against its current version before it is stored: in `observe` mode the response
+    names each stored event's violations; in `block` mode a violating event fails the
+    call with INVALID_ARGUMENT (a BadRequest field violation per violation, ErrorInfo
+    reason `TRACKING_PLAN_VIOLATION`; a batch fails whole) and is quarantined.
     """
 
     def __init__(self, channel):
@@ -79,6 +85,12 @@ class TrackingServiceServicer:
     with domain `trackd`.
 
     An RPC succeeds only after every event it carries is durably stored (journaled).
+
+    When the project has a tracking plan (TrackingPlanService), every event is judged
+    against its current version before it is stored: in `observe` mode the response
+    names each stored event's violations; in `block` mode a violating event fails the
+    call with INVALID_ARGUMENT (a BadRequest field violation per violation, ErrorInfo
+    reason `TRACKING_PLAN_VIOLATION`; a batch fails whole) and is quarantined.
     """
 
     def TrackEvent(self, request, context):
@@ -166,6 +178,12 @@ class TrackingService:
     with domain `trackd`.
 
     An RPC succeeds only after every event it carries is durably stored (journaled).
+
+    When the project has a tracking plan (TrackingPlanService), every event is judged
+    against its current version before it is stored: in `observe` mode the response
+    names each stored event's violations; in `block` mode a violating event fails the
+    call with INVALID_ARGUMENT (a BadRequest field violation per violation, ErrorInfo
+    reason `TRACKING_PLAN_VIOLATION`; a batch fails whole) and is quarantined.
     """
 
     @staticmethod

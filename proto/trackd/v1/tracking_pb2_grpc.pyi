@@ -38,6 +38,12 @@ class TrackingServiceStub:
     with domain `trackd`.
 
     An RPC succeeds only after every event it carries is durably stored (journaled).
+
+    When the project has a tracking plan (TrackingPlanService), every event is judged
+    against its current version before it is stored: in `observe` mode the response
+    names each stored event's violations; in `block` mode a violating event fails the
+    call with INVALID_ARGUMENT (a BadRequest field violation per violation, ErrorInfo
+    reason `TRACKING_PLAN_VIOLATION`; a batch fails whole) and is quarantined.
     """
 
     @_typing.overload
@@ -83,6 +89,12 @@ class TrackingServiceAsyncStub(TrackingServiceStub):
     with domain `trackd`.
 
     An RPC succeeds only after every event it carries is durably stored (journaled).
+
+    When the project has a tracking plan (TrackingPlanService), every event is judged
+    against its current version before it is stored: in `observe` mode the response
+    names each stored event's violations; in `block` mode a violating event fails the
+    call with INVALID_ARGUMENT (a BadRequest field violation per violation, ErrorInfo
+    reason `TRACKING_PLAN_VIOLATION`; a batch fails whole) and is quarantined.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -124,6 +136,12 @@ class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
     with domain `trackd`.
 
     An RPC succeeds only after every event it carries is durably stored (journaled).
+
+    When the project has a tracking plan (TrackingPlanService), every event is judged
+    against its current version before it is stored: in `observe` mode the response
+    names each stored event's violations; in `block` mode a violating event fails the
+    call with INVALID_ARGUMENT (a BadRequest field violation per violation, ErrorInfo
+    reason `TRACKING_PLAN_VIOLATION`; a batch fails whole) and is quarantined.
     """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,87 @@
+"""The plan_violations collection: one entry per violation a tracking plan found, kept
+:data:`storage.indexes.PLAN_VIOLATIONS_TTL_SECONDS` (30 days), and the report over them.
+
+Each entry: project, event name, kind, field, message, the event id and the request id of
+the call that sent it, and when. The report groups a project's entries since a time by
+event name and kind: how many, when last, and the latest as the example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from storage.errors import DRIVER_ERRORS, translate
+from storage.indexes import PLAN_VIOLATIONS
+
+
+@dataclass(frozen=True)
+class ViolationEntry:
+    """One violation of one event."""
+
+    project_id: str
+    name: str
+    kind: str
+    field: str
+    message: str
+    event_id: str
+    request_id: str
+    at: datetime
+    plan_version: int
+    blocked: bool
+
+
+@dataclass(frozen=True)
+class ViolationSummary:
+    """A report row: the violations of one kind on one event name."""
+
+    name: str
+    kind: str
+    count: int
+    last_seen: datetime
+    example: ViolationEntry
+
+
+def _entry(doc: dict[str, Any]) -> ViolationEntry:
+    return ViolationEntry(doc["project_id"], doc["name"], doc["kind"], doc["field"],
+                          doc["message"], doc["event_id"], doc["request_id"], doc["at"],
+                          int(doc.get("plan_version", 0)), bool(doc.get("blocked", False)))
+
+
+class ViolationLog:
+    def __init__(self, db: AsyncDatabase[Any]) -> None:
+        self._log = db[PLAN_VIOLATIONS]
+
+    async def record(self, entries: Sequence[ViolationEntry]) -> None:
+        if not entries:
+            return
+        try:
+            await self._log.insert_many([{
+                "project_id": e.project_id, "name": e.name, "kind": e.kind, "field": e.field,
+                "message": e.message, "event_id": e.event_id, "request_id": e.request_id,
+                "at": e.at, "plan_version": e.plan_version, "blocked": e.blocked,
+            } for e in entries], ordered=False)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+
+    async def report(self, project_id: str, since: datetime) -> list[ViolationSummary]:
+        """Per event name and kind, the project's violations since ``since``, by name
+        and kind."""
+        rows: dict[tuple[str, str], tuple[int, ViolationEntry]] = {}
+        try:
+            # Newest first, so each group's first entry is its example and its last seen.
+            cursor = self._log.find({"project_id": project_id, "at": {"$gte": since}},
+                                    {"_id": 0}).sort("at", -1)
+            async for doc in cursor:
+                entry = _entry(doc)
+                key = (entry.name, entry.kind)
+                count, example = rows.get(key, (0, entry))
+                rows[key] = (count + 1, example)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+        return [ViolationSummary(name, kind, count, example.at, example)
+                for (name, kind), (count, example) in sorted(rows.items())]
