@@ -1,6 +1,7 @@
-"""The ``trackd`` command line: ``serve``, ``keys create|revoke|list`` and
-``websites create|list``, parsed here and handed to :mod:`cli.serve` (the server's
-composition root) or :mod:`cli.admin` (the admin commands).
+"""The ``trackd`` command line: ``serve``, ``keys create|revoke|list``,
+``websites create|list`` and ``plans ...``, parsed here and handed to :mod:`cli.serve`
+(the server's composition root), :mod:`cli.admin` (the admin commands) or
+:mod:`cli.plans` (tracking plans, which parses its own subcommands).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cli import admin
+from cli import admin, plans
 from cli.database import database_uri, with_store
 from cli.logs import configure as configure_logging
 from cli.serve import run, serve
@@ -98,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
                       "(servers, curl); default: accept them")
     site_listing = websites.add_parser("list", parents=[common], help="list websites")
     site_listing.add_argument("--project")
+    plans.add_commands(commands, common)
     return root
 
 
@@ -121,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                 if settings.workers > 1:
                     return run(serve_workers(settings, uri, embedded, lock))
                 return run(serve(settings, uri, embedded, lock))
+        if args.command == "plans":
+            action = plans.action(args)  # a bad plan file fails before the database opens
+            with database_uri(settings) as (uri, _, _):
+                return run(with_store(settings, uri, action))
         with database_uri(settings) as (uri, _, _):
             actions: dict[str, Callable[[Store], Awaitable[int]]] = {
                 "create": lambda s: admin.keys_create(s, args.project,

@@ -42,6 +42,7 @@ HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
 REASON_CODES: Mapping[str, str] = {
     "IDEMPOTENCY_KEY_REUSE": "idempotency_key_reuse",
     "IDEMPOTENCY_KEY_IN_USE": "idempotency_key_in_use",
+    "TRACKING_PLAN_VIOLATION": "tracking_plan_violation",
 }
 STATUS_CODES: Mapping[int, str] = {
     400: "invalid_request",

@@ -12,6 +12,10 @@ Rate limits are the server's (server/ratelimit.py): each call names its dialect 
 server's ``ratelimit-policy`` / ``ratelimit`` trailing metadata become the IETF
 ``RateLimit-Policy`` / ``RateLimit`` headers of the answer, whether it succeeded or not.
 The gateway keeps no limit state.
+
+A tracking plan's verdict on events that were stored (observe mode) is in the answer:
+the dialect's body stays as it is, and ``Trackd-Plan-Violations: <count>`` is added when
+the server's response names any violation (:data:`PLAN_VIOLATIONS_HEADER`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from gateway.convert import UnencodableValue
 from gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
 from gateway.metrics import RATE_LIMITED
 from gateway.settings import GATEWAY_SETTINGS, GatewaySettings
+from trackd.v1 import tracking_pb2
 from trackd_wire.metadata import CLIENT_ADDRESS_METADATA, DIALECT_METADATA
 
 ResponseT = TypeVar("ResponseT", bound=Message)
@@ -59,6 +64,23 @@ _RATE_LIMIT_FIELDS = web.RequestKey("trackd_rate_limit_fields", list)
 # The server's trailing metadata -> the headers the gateway copies it to.
 RATE_LIMIT_HEADERS: Mapping[str, str] = {"ratelimit-policy": "RateLimit-Policy",
                                          "ratelimit": "RateLimit"}
+
+
+# How many tracking plan violations the stored events of a request had (observe mode).
+PLAN_VIOLATIONS_HEADER = "Trackd-Plan-Violations"
+_PLAN_VIOLATIONS = web.RequestKey("trackd_plan_violations", int)
+# A route's own field naming for the server's errors, when its body decides it.
+FieldName = Callable[[str], str]
+FIELD_NAME: web.RequestKey[FieldName] = web.RequestKey(
+    "trackd_field_name", FieldName)  # type: ignore[arg-type]  # a callable type, not a class
+
+
+def _plan_violations(response: Message) -> int:
+    if isinstance(response, tracking_pb2.TrackEventResponse):
+        return len(response.violations)
+    if isinstance(response, tracking_pb2.BatchTrackResponse):
+        return sum(len(event.violations) for event in response.event_violations)
+    return 0
 
 
 def _keep_rate_limit_fields(request: web.Request, metadata: Any) -> None:
@@ -112,10 +134,12 @@ class Dialect:
                 response = self._failure(self.unencodable(exc))
             except grpc.aio.AioRpcError as exc:
                 _keep_rate_limit_fields(request, exc.trailing_metadata())
-                response = self._failure(
-                    problem_from_rpc_error(exc, self.status_overrides, self.field_name))
+                response = self._failure(problem_from_rpc_error(
+                    exc, self.status_overrides, request.get(FIELD_NAME, self.field_name)))
             for key, value in request.get(_RATE_LIMIT_FIELDS, ()):
                 response.headers[RATE_LIMIT_HEADERS[key]] = value
+            if violations := request.get(_PLAN_VIOLATIONS):
+                response.headers[PLAN_VIOLATIONS_HEADER] = str(violations)
             return response
 
         wrapped.__name__ = fn.__name__
@@ -147,6 +171,8 @@ async def call(
                       timeout=settings.rpc_timeout_seconds)
     response: ResponseT = await rpc  # a grpc.aio call: awaited, then its metadata read
     _keep_rate_limit_fields(request, await rpc.trailing_metadata())
+    if violations := _plan_violations(response):
+        request[_PLAN_VIOLATIONS] = violations
     return response
 
 

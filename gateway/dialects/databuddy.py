@@ -60,7 +60,14 @@ from gateway.convert import (
     timestamp,
     timestamp_from_millis,
 )
-from gateway.dialects.base import Dialect, Handler, call, json_response, retry_headers
+from gateway.dialects.base import (
+    FIELD_NAME,
+    Dialect,
+    Handler,
+    call,
+    json_response,
+    retry_headers,
+)
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING, WEBSITES
 from trackd.v1 import tracking_pb2, websites_pb2
@@ -169,10 +176,18 @@ IDENTIFY_BODY = TypeAdapter(DatabuddyIdentify)
 
 
 def _render(problem: Problem) -> web.Response:
-    message = REASON_MESSAGES.get(problem.reason) or STATUS_MESSAGES.get(
-        problem.status, "Request failed")
+    if problem.reason == "TRACKING_PLAN_VIOLATION":
+        message = f"Tracking plan violation: {problem.message}"
+    else:
+        message = REASON_MESSAGES.get(problem.reason) or STATUS_MESSAGES.get(
+            problem.status, "Request failed")
     return json_response({"status": "error", "message": message}, problem.status,
                          retry_headers(problem))
+
+
+def _single_event_field(path: str) -> str:
+    """``events[0].properties.plan`` -> ``properties.plan`` (the body was one event)."""
+    return path.removeprefix("events[0].")
 
 
 def _api_key(request: web.Request) -> str:
@@ -327,6 +342,8 @@ async def track(request: web.Request) -> web.StreamResponse:
     items = body if isinstance(body, list) else [body]
     if not items:
         raise _invalid()
+    if not isinstance(body, list):  # one event: its fields are named as it sent them
+        request[FIELD_NAME] = _single_event_field
     message = tracking_pb2.BatchTrackRequest(events=[_event(item) for item in items])
     response = await call(request, request.app[TRACKING].BatchTrack, message, metadata)
     return json_response({"status": "success", "type": "custom_event",

@@ -42,6 +42,13 @@ HEADERS: dict[str, Schema] = {
         "description": "What is left of the rate limit while one is on, e.g. "
                        "`\"default\";r=42;t=30` (42 requests, renewed in 30 s).",
         "schema": {"type": "string"}},
+    "Trackd-Plan-Violations": {
+        "description": "How many tracking plan violations the stored events had (the "
+                       "project's plan in observe mode, or flagged unplanned events); absent "
+                       "when there were none or the project has no plan. The body is the "
+                       "dialect's as always. In block mode a violating event is refused "
+                       "with the dialect's validation error instead (docs/tracking-plans.md).",
+        "schema": {"type": "integer", "minimum": 1}},
     "Vary": {"description": "`Origin`: CORS answers depend on the page's origin.",
              "schema": {"type": "string"}},
     "Access-Control-Allow-Origin": {
@@ -56,6 +63,10 @@ PREFLIGHT_HEADER_SCHEMAS: dict[str, Schema] = {
 
 def _header(name: str) -> Schema:
     return {"$ref": f"#/components/headers/{name}"}
+
+
+# On the answers of routes that store events.
+PLAN_VIOLATIONS = {"Trackd-Plan-Violations": _header("Trackd-Plan-Violations")}
 
 
 # --- credentials -------------------------------------------------------------------------
@@ -229,7 +240,8 @@ def _vibefollow_errors(statuses: Iterable[int] = (*COMMON_ERRORS, 422)) -> dict[
 
 def _vibefollow_paths(settings: GatewaySettings) -> dict[str, Schema]:
     note = _rate_limit_note(vibefollow.VIBEFOLLOW, settings)
-    accepted = {"202": _response(202, ref("VibeFollowAccepted"), example=vibefollow.ACCEPTED)}
+    accepted = {"202": _response(202, ref("VibeFollowAccepted"), example=vibefollow.ACCEPTED,
+                                 headers=PLAN_VIOLATIONS)}
     batch_example = {"events": [
         {"external_user_id": "usr_42", "name": "user_signed_up",
          "properties": {"plan": "trial"}},
@@ -264,9 +276,10 @@ def _vibefollow_paths(settings: GatewaySettings) -> dict[str, Schema]:
 def _shared_events_path(settings: GatewaySettings) -> dict[str, Schema]:
     both = {"oneOf": [ref("VibeFollowError"), ref("CueflowError")]}
     responses: dict[str, Schema] = {
-        "201": _response(201, ref("CueflowTracked"), "Cueflow: the event, stored"),
+        "201": _response(201, ref("CueflowTracked"), "Cueflow: the event, stored",
+                         headers=PLAN_VIOLATIONS),
         "202": _response(202, ref("VibeFollowAccepted"), "VibeFollow: accepted and stored",
-                         example=vibefollow.ACCEPTED),
+                         example=vibefollow.ACCEPTED, headers=PLAN_VIOLATIONS),
         "404": _response(404, _cueflow_error(404), "Cueflow: no such contact (nothing stored)"),
         "422": _response(422, ref("VibeFollowError"),
                          "VibeFollow: validation failed, or a body of neither shape"),
@@ -309,7 +322,8 @@ def _flywheel_paths(settings: GatewaySettings) -> dict[str, Schema]:
                            "last_name": "Doe", "phone": "+1-555-0123",
                            "company": "Tech Corp", "plan_type": "premium"}}},
     }
-    responses = {"200": _response(200, ref("FlywheelSuccess"), example=flywheel.SUCCESS),
+    responses = {"200": _response(200, ref("FlywheelSuccess"), example=flywheel.SUCCESS,
+                                  headers=PLAN_VIOLATIONS),
                  **{str(s): _response(s, _flywheel_error(s)) for s in COMMON_ERRORS}}
     return {"/v1/events": {"post": _operation(
         "Flywheel", "flywheelTrackEvent", "Track a user event",
@@ -356,7 +370,8 @@ def _databuddy_paths(settings: GatewaySettings) -> dict[str, Schema]:
                 "newly stored (a repeated `eventId` is accepted, not counted). A key needs "
                 "scope `track:events`; a `website_id` request from a browser must come from "
                 "one of the website's origins. " + note,
-                {"200": _response(200, ref("DatabuddyTracked"), headers=cors),
+                {"200": _response(200, ref("DatabuddyTracked"),
+                                  headers={**cors, **PLAN_VIOLATIONS}),
                  **_errors("DatabuddyError", statuses, headers=cors)},
                 security=[*keyed, {"websiteId": []}],
                 body=_body(ref("DatabuddyTrack"), {

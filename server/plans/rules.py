@@ -191,7 +191,7 @@ def judge(plan: Plan, name: str, properties: dict[str, Any]) -> list[Violation]:
         if plan.unplanned_events == "allow":
             return []
         return [Violation(UNPLANNED_EVENT, "name",
-                          f"event {name!r} is not in the tracking plan")]
+                          f"{name!r} is not in the tracking plan")]
     if validator.is_valid(properties):  # the fast path: no errors to collect
         return []
     found: list[Violation] = []

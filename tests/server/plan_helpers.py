@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from server.plans import manage
@@ -26,14 +27,15 @@ KINDS: dict[str, tuple[str, dict[str, Any], str, str]] = {
     "invalid_value": ("user_signed_up", {"plan": "free"}, "properties.plan",
                       'is invalid: "free" is not one of "trial", "pro" or "enterprise"'),
     "unplanned_event": ("signup", {"plan": "pro"}, "name",
-                        "event 'signup' is not in the tracking plan"),
+                        "'signup' is not in the tracking plan"),
 }
 
 
 def plan_document(enforcement: str = "observe", unplanned: str = "flag",
                   events: int = 1) -> dict[str, Any]:
     document: dict[str, Any] = {"enforcement": enforcement, "unplanned_events": unplanned,
-                                "events": {"user_signed_up": {"properties": SIGNUP_SCHEMA}}}
+                                "events": {"user_signed_up": {
+                                    "properties": copy.deepcopy(SIGNUP_SCHEMA)}}}
     for i in range(1, events):
         document["events"][f"event_{i}"] = {"properties": {"type": "object"}}
     return document

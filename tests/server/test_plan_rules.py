@@ -57,7 +57,7 @@ def test_unplanned_events_allow_flag_block() -> None:
     assert judge(plan(), "signup", {}) == []
     flagged = judge(plan(unplanned_events="flag"), "signup", {})
     assert flagged == [Violation("unplanned_event", "name",
-                                 "event 'signup' is not in the tracking plan")]
+                                 "'signup' is not in the tracking plan")]
     assert not blocked(plan(unplanned_events="flag", enforcement="block"), flagged)
     assert blocked(plan(unplanned_events="block"), flagged)
     wrong = judge(plan(), "user_signed_up", {})
