@@ -174,3 +174,20 @@ async def test_the_openapi_document_declares_the_header(http: Client) -> None:
                          ("/track", "200")):
         headers = document["paths"][path]["post"]["responses"][status]["headers"]
         assert headers[HEADER] == {"$ref": f"#/components/headers/{HEADER}"}, (path, status)
+
+
+SUCCESS = {"vibefollow": 202, "flywheel": 200, "databuddy": 200, "cueflow": 201}
+
+
+@pytest.mark.parametrize("kind_name", sorted(KINDS))
+@pytest.mark.parametrize("dialect", sorted(DOORS))
+async def test_observe_counts_each_kind(
+        http: Client, make_key: Any, store: Store, dialect: str, kind_name: str) -> None:
+    door = DOORS[dialect]
+    (key,) = await _keys(http, make_key, "acme")
+    await set_plan(store, "acme")  # observe, unplanned events flagged
+    name, properties, field, message = KINDS[kind_name]
+    status, _, headers = await _send(http, door, key, name, properties)
+    assert (status, headers[HEADER]) == (SUCCESS[dialect], "1")
+    (doc,) = await stored_events(store, "acme")
+    assert doc["plan_violations"] == [{"kind": kind_name, "field": field, "message": message}]

@@ -214,3 +214,38 @@ async def test_violation_report(tracking: Stub, plans: PlanStub, make_key: KeyFa
         kind=kind("wrong_type"), field="properties.plan", message="must be of type string")
     assert row.example_event_id == "r-2"
     assert row.example_request_id
+
+
+@pytest.mark.parametrize("mode", ["observe", "block"])
+@pytest.mark.parametrize("kind_name", sorted(KINDS))
+async def test_each_kind_in_batch_track_and_track_events(
+        tracking: Stub, api_key: str, store: Store, kind_name: str, mode: str) -> None:
+    version = await set_plan(store, enforcement=mode, unplanned="flag" if mode == "observe"
+                             else "block")
+    name, properties, field, message = KINDS[kind_name]
+    violation = plans_pb2.PlanViolation(kind=kind(kind_name), message=message)
+    events = [event(event_id="b-0", properties={"plan": "pro"}),
+              event(name, event_id="b-1", properties=properties)]
+    carried_call = carried(track(event(name, event_id="c-1", properties=properties)),
+                           auth(api_key))
+    if mode == "observe":
+        response = await tracking.BatchTrack(batch(events), metadata=auth(api_key))
+        violation.field = f"events[1].{field}"
+        assert list(response.event_violations) == [
+            tracking_pb2.EventViolations(index=1, violations=[violation])]
+        assert response.plan_version == version
+        (result,) = (await tracking.TrackEvents(
+            tracking_pb2.TrackEventsRequest(calls=[carried_call]))).results
+        violation.field = f"event.{field}"
+        assert result.response == tracking_pb2.TrackEventResponse(
+            event_id="c-1", plan_version=version, violations=[violation])
+        assert sorted(doc["event_id"] for doc in await stored_events(store)) == \
+            ["b-0", "b-1", "c-1"]
+    else:
+        error = await rpc_error(tracking.BatchTrack(batch(events), metadata=auth(api_key)))
+        assert error == refused((f"events[1].{field}", message))
+        (result,) = (await tracking.TrackEvents(
+            tracking_pb2.TrackEventsRequest(calls=[carried_call]))).results
+        assert outcome(result) == refused((f"event.{field}", message))
+        assert await stored_events(store) == []
+        assert await store.quarantine.count("acme") == 3
