@@ -128,8 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratios: dict[str, dict[str, Any]] = {}
     found = {m.key: m for m in bench.measurements}
     for load in LOADS:
+        # A window in which nothing finished (a loaded machine, a short --duration) has no
+        # ratio: it is left out, and said so.
         per_round = [found[f"plan.{r}.trackd.{load}"].events_per_s
-                     / found[f"none.{r}.trackd.{load}"].events_per_s for r in range(rounds)]
+                     / found[f"none.{r}.trackd.{load}"].events_per_s for r in range(rounds)
+                     if found[f"none.{r}.trackd.{load}"].events_per_s]
+        if not per_round:
+            say(f"{load}: no window without a plan finished a request: no ratio "
+                "(a longer --duration)")
+            continue
         median = statistics.median(per_round)
         ratios[load] = {"per_round": per_round, "median": median}
         say(f"{load}: {PLAN_EVENTS}-event plan (observe) ÷ no plan = {median:.3f} (median; "
