@@ -69,19 +69,21 @@ class ViolationLog:
             raise translate(exc) from exc
 
     async def report(self, project_id: str, since: datetime) -> list[ViolationSummary]:
-        """Per event name and kind, the project's violations since ``since``, by name
-        and kind."""
-        rows: dict[tuple[str, str], tuple[int, ViolationEntry]] = {}
-        try:
+        """Per event name and kind, the project's violations since ``since``, ordered by
+        name and kind (grouped by the database, over the (project, at) index)."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"project_id": project_id, "at": {"$gte": since}}},
             # Newest first, so each group's first entry is its example and its last seen.
-            cursor = self._log.find({"project_id": project_id, "at": {"$gte": since}},
-                                    {"_id": 0}).sort("at", -1)
-            async for doc in cursor:
-                entry = _entry(doc)
-                key = (entry.name, entry.kind)
-                count, example = rows.get(key, (0, entry))
-                rows[key] = (count + 1, example)
+            {"$sort": {"at": -1}},
+            {"$group": {"_id": {"name": "$name", "kind": "$kind"}, "count": {"$sum": 1},
+                        "example": {"$first": "$$ROOT"}}},
+        ]
+        try:
+            cursor = await self._log.aggregate(pipeline)
+            groups = [doc async for doc in cursor]
         except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
-        return [ViolationSummary(name, kind, count, example.at, example)
-                for (name, kind), (count, example) in sorted(rows.items())]
+        rows = [ViolationSummary(group["_id"]["name"], group["_id"]["kind"],
+                                 int(group["count"]), group["example"]["at"],
+                                 _entry(group["example"])) for group in groups]
+        return sorted(rows, key=lambda row: (row.name, row.kind))

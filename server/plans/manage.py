@@ -19,7 +19,7 @@ import orjson
 
 from server.plans.rules import Plan, blocked, check_plan, compile_plan, judge
 from server.plans.verdict import as_dicts
-from storage import Store
+from storage import StorageError, Store
 from storage.plan_violations import ViolationSummary
 from storage.plans import PlanRecord
 from storage.quarantine import QuarantinedEvent
@@ -92,7 +92,7 @@ async def release(store: Store, project_id: str, name: str | None = None) -> Rel
     if passing:
         outcome = await store.events.insert_many(passing)
         if outcome.failed:
-            raise RuntimeError(f"the database refused a released event: "
+            raise StorageError(f"the database refused a released event: "
                                f"{next(iter(outcome.failed.values()))}")
         duplicate = len(outcome.duplicate)
         await store.quarantine.remove(project_id, [doc["event_id"] for doc in passing])

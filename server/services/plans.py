@@ -74,8 +74,8 @@ class TrackingPlanService(plans_pb2_grpc.TrackingPlanServiceServicer):
         record = current if not request.version or current is None else \
             await storage_call(manage.get_plan(self._store, project_id, request.version))
         if record is None or current is None:
-            what = f"version {request.version}" if request.version and current else "plan"
-            raise NotFound(f"the project has no tracking {what}")
+            what = f" version {request.version}" if request.version and current else ""
+            raise NotFound(f"the project has no tracking plan{what}")
         return plans_pb2.GetTrackingPlanResponse(
             version=record.version, plan_json=record.plan_json.encode(),
             create_time=_timestamp(record.created_at), current_version=current.version)

@@ -206,9 +206,12 @@ async def test_violation_report(tracking: Stub, plans: PlanStub, make_key: KeyFa
     for i in range(3):
         await tracking.TrackEvent(track(event(event_id=f"r-{i}", properties={"plan": i})),
                                   metadata=auth(api_key))
+    await tracking.TrackEvent(track(event("signup", event_id="s-1")), metadata=auth(api_key))
     report = await plans.GetViolationReport(plans_pb2.GetViolationReportRequest(),
                                             metadata=manager)
-    (row,) = report.rows
+    unplanned, row = report.rows
+    assert (unplanned.event_name, unplanned.kind, unplanned.count) == \
+        ("signup", kind("unplanned_event"), 1)
     assert (row.event_name, row.kind, row.count) == ("user_signed_up", kind("wrong_type"), 3)
     assert row.example == plans_pb2.PlanViolation(
         kind=kind("wrong_type"), field="properties.plan", message="must be of type string")
@@ -249,3 +252,21 @@ async def test_each_kind_in_batch_track_and_track_events(
         assert outcome(result) == refused((f"event.{field}", message))
         assert await stored_events(store) == []
         assert await store.quarantine.count("acme") == 3
+
+
+async def test_get_a_version(plans: PlanStub, make_key: KeyFactory, store: Store) -> None:
+    manager = auth(await make_key("acme", ("plans:manage",)))
+    error = await rpc_error(plans.GetTrackingPlan(plans_pb2.GetTrackingPlanRequest(),
+                                                  metadata=manager))
+    assert (error.code, error.message) == (grpc.StatusCode.NOT_FOUND,
+                                           "the project has no tracking plan")
+    await set_plan(store)
+    await set_plan(store, enforcement="block")
+    first = await plans.GetTrackingPlan(plans_pb2.GetTrackingPlanRequest(version=1),
+                                        metadata=manager)
+    assert (first.version, first.current_version) == (1, 2)
+    assert orjson.loads(first.plan_json)["enforcement"] == "observe"
+    error = await rpc_error(plans.GetTrackingPlan(plans_pb2.GetTrackingPlanRequest(version=9),
+                                                  metadata=manager))
+    assert (error.code, error.message) == (grpc.StatusCode.NOT_FOUND,
+                                           "the project has no tracking plan version 9")
