@@ -8,8 +8,9 @@ request is, and every event of it is quarantined first, violating or not (a refu
 batch's other events would otherwise be lost; a release stores them with the rest):
 the refusal is INVALID_ARGUMENT with a BadRequest field violation per violation and
 ErrorInfo reason ``TRACKING_PLAN_VIOLATION``. :meth:`PlanJudge.record` then counts the
-stored events' violations and logs them for the report, off the answer's critical
-path of correctness: a failed log write is logged, never the call's failure.
+newly stored events' violations and logs them for the report (one insert, only for a
+request with violations); a failed log write is logged, never the call's failure: the
+events carry their own violations.
 """
 
 from __future__ import annotations
@@ -113,18 +114,21 @@ class PlanJudge:
             for v in violations], reason=TRACKING_PLAN_VIOLATION)
 
     async def record(self, project_id: str, docs: list[dict[str, Any]],
-                     verdict: Verdict | None) -> None:
-        """Count and log the violations of events just stored."""
+                     verdict: Verdict | None, new: Sequence[bool]) -> None:
+        """Count and log the violations of events just stored (``new[i]``: ``docs[i]`` was
+        stored by this request, not already: a retry counts nothing twice)."""
         if verdict is not None and any(verdict.violations):
-            await self._note(project_id, docs, verdict, blocked=False)
+            await self._note(project_id, docs, verdict, blocked=False, only=new)
 
     async def _note(self, project_id: str, docs: list[dict[str, Any]], verdict: Verdict,
-                    *, blocked: bool) -> None:
+                    *, blocked: bool, only: Sequence[bool] | None = None) -> None:
         outcome = "blocked" if blocked else "stored"
         now = datetime.now(UTC)
         request_id = _request_id()
         entries = []
-        for doc, violations in zip(docs, verdict.violations, strict=True):
+        for index, (doc, violations) in enumerate(zip(docs, verdict.violations, strict=True)):
+            if only is not None and not only[index]:
+                continue
             for v in violations:
                 metrics.count_plan_violations(v.kind, outcome)
                 entries.append(ViolationEntry(

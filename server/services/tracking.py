@@ -75,7 +75,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             response = tracking_pb2.TrackEventResponse(event_id=docs[0]["event_id"],
                                                        duplicate=not new)
             if verdict is not None:
-                await self._plans.record(principal.project_id, docs, verdict)
+                await self._plans.record(principal.project_id, docs, verdict, [new])
                 response.plan_version = verdict.plan_version
                 response.violations.extend(messages(verdict.violations[0], "event"))
             return response
@@ -108,7 +108,7 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                 event_ids=[doc["event_id"] for doc in docs],
                 stored_count=stored, duplicate_count=count - stored)
             if verdict is not None:
-                await self._plans.record(principal.project_id, docs, verdict)
+                await self._plans.record(principal.project_id, docs, verdict, new)
                 response.plan_version = verdict.plan_version
                 response.event_violations.extend(
                     tracking_pb2.EventViolations(index=i, violations=messages(found, paths[i]))

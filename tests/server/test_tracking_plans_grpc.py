@@ -270,3 +270,19 @@ async def test_get_a_version(plans: PlanStub, make_key: KeyFactory, store: Store
                                                   metadata=manager))
     assert (error.code, error.message) == (grpc.StatusCode.NOT_FOUND,
                                            "the project has no tracking plan version 9")
+
+
+async def test_a_resent_event_is_counted_once(tracking: Stub, api_key: str,
+                                              store: Store) -> None:
+    await set_plan(store)
+    before = parse(generate_latest().decode())
+    for _ in range(2):
+        response = await tracking.TrackEvent(
+            track(event(event_id="same", properties={"plan": 2})), metadata=auth(api_key))
+        assert [v.field for v in response.violations] == ["event.properties.plan"]
+    after = parse(generate_latest().decode())
+    assert delta(before, after, "trackd_plan_violations_total",
+                 kind="wrong_type", outcome="stored") == 1
+    (row,) = await store.plan_violations.report("acme", (await stored_events(store))[0]
+                                                ["received_at"])
+    assert row.count == 1
