@@ -4,8 +4,8 @@
 One document per (project, event id): the event exactly as it would have been stored,
 the violations that refused it, the plan version that judged it and the request id of
 the call that sent it. A refused event sent again with the same event id (or idempotency
-key) refreshes its document instead of adding one. Released events are removed once stored (their event ids make a second
-release store nothing twice).
+key) refreshes its document instead of adding one. Released events are removed once
+stored (their event ids make a second release store nothing twice).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import Message
 
-from trackd.v1 import users_pb2
+from trackd.v1 import tracking_pb2, users_pb2
 from trackd_client.buffer import Batch, Buffer, Kind
 from trackd_client.errors import DeliveryError, FieldViolation
 from trackd_client.retry import RETRYABLE, STOPS_THE_CLIENT, details
@@ -66,7 +66,16 @@ def not_sent(batch: Batch, why: str) -> DeliveryError:
 
 def accepted(batch: Batch, response: Message) -> tuple[int, DeliveryError | None]:
     """How many items of ``batch`` the response says are stored, and an error for the
-    rest (BatchUpsertUsers stores the valid users and reports the others)."""
+    rest (BatchUpsertUsers stores the valid users and reports the others).
+
+    Events stored with tracking plan violations (the project's plan in observe mode) are
+    stored: they are logged once per batch as a warning, never reported as failed."""
+    if isinstance(response, tracking_pb2.BatchTrackResponse) and response.event_violations:
+        first = response.event_violations[0].violations[0]
+        log.warning("trackd_client: %d of %d events of a batch break the tracking plan "
+                    "(version %d) and were stored with their violations; first: %s %s",
+                    len(response.event_violations), len(batch.messages),
+                    response.plan_version, first.field, first.message)
     if not isinstance(response, users_pb2.BatchUpsertUsersResponse) or not response.errors:
         return len(batch.messages), None
     ids = batch.ids()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 
 from storage import Store
 from tests.client.helpers import Errors
@@ -16,7 +17,7 @@ from trackd_client import Client, FieldViolation
 
 
 async def test_observe_stores_the_sdks_events_with_their_violations(
-    target: str, api_key: str, store: Store, errors: Errors,
+    target: str, api_key: str, store: Store, errors: Errors, caplog: pytest.LogCaptureFixture,
 ) -> None:
     version = await set_plan(store)
     client = Client(target, api_key, on_error=errors)
@@ -30,6 +31,11 @@ async def test_observe_stores_the_sdks_events_with_their_violations(
     assert "plan_violations" not in docs[good]
     assert docs[bad]["plan_violations"] == [
         {"kind": "wrong_type", "field": "properties.plan", "message": "must be of type string"}]
+    assert client.stats().failed == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "trackd_client"] == [
+        f"trackd_client: 1 of 2 events of a batch break the tracking plan (version {version}) "
+        "and were stored with their violations; first: events[1].properties.plan must be "
+        "of type string"]
 
 
 async def test_block_refuses_the_batch_and_quarantines_it(
