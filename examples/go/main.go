@@ -4,8 +4,7 @@
 //
 //	track [-target 127.0.0.1:50051]   (the API key in TRACKD_API_KEY)
 //
-// Build it offline from Debian's Go packages with examples/go/build (README: "Use trackd
-// from another language").
+// Build it offline from Debian's Go packages with examples/go/build (docs/other-languages.md).
 package main
 
 import (

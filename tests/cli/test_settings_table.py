@@ -1,6 +1,7 @@
-"""The README's settings table is the settings: every one listed, each with its default.
+"""The manual's settings table (docs/operating/settings.md) is the settings: every one
+listed, each with its default.
 
-`cli/settings.py` holds each default once; this keeps the README's table from drifting.
+`cli/settings.py` holds each default once; this keeps the documented table from drifting.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ from typing import Any
 from cli.settings import Settings
 from server.ratelimit import DEFAULT_LIMITS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "operating" / "settings.md"
+HEADER = "| setting | flag | environment | default |"
 
 
 def _rows() -> list[tuple[list[str], str]]:
-    """(environment variables, default) of each row of the README's settings table."""
-    text = README.read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    """(environment variables, default) of each row of the page's settings table: the
+    lines from its header to the blank line that ends it."""
+    text = PAGE.read_text().split(f"\n{HEADER}\n", 1)[1]
+    table = text.split("\n\n", 1)[0]
     rows = []
-    for line in text.splitlines():
+    for line in table.splitlines():
+        assert line.startswith("|"), line
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 4 and cells[2].startswith("`"):
             rows.append((re.findall(r"`([A-Z_…]+)`", cells[2]), cells[3]))
@@ -31,7 +36,7 @@ def _env_name(field: str) -> str:
 
 
 def _shown(default: Any) -> str:
-    """A default as the README writes it."""
+    """A default as the page writes it."""
     if default is None:
         return "unset"
     if isinstance(default, bool):

@@ -198,11 +198,15 @@ async def test_a_killed_worker_is_restarted_and_the_service_keeps_answering(
         await until(lambda: load.count(lambda o: o.acked) >= WARM_UP_ACKS, "acks",
                     detail=load.summary)
         os.kill(victim, signal.SIGKILL)
-        await until(lambda: len(worker_pids(workers)) == WORKERS
-                    and victim not in worker_pids(workers), "a new worker",
-                    detail=workers.output)
-        restarted = worker_pids(workers)
-        assert survivor in restarted
+        restarted: list[int] = []
+
+        def replaced() -> bool:
+            # One reading of /proc per check, so the pids asserted on are the ones that met it.
+            restarted[:] = worker_pids(workers)
+            return len(restarted) == WORKERS and victim not in restarted
+
+        await until(replaced, "a new worker", detail=workers.output)
+        assert survivor in restarted, (restarted, workers.output())
         [new] = set(restarted) - {survivor}
         await until(lambda: f"(pid {new}) is serving" in workers.stderr,
                     "the new worker serving", detail=workers.output)

@@ -1,7 +1,7 @@
 """Databuddy over real HTTP: the gateway on port 0, the real gRPC server, the real database.
 
-Every example of Databuddy's own documentation verbatim, every error the README's
-"Databuddy" section lists with its exact body, browser tracking by website id (origins,
+Every example of Databuddy's own documentation verbatim, every error
+docs/dialects/databuddy.md lists with its exact body, browser tracking by website id (origins,
 CORS, sendBeacon),
 keys limited to websites, identify, and what the database holds after each.
 """

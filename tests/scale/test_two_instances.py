@@ -35,8 +35,8 @@ from tests.durability.harness import (
 from tests.durability.harness import trackd_command as run_trackd
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
-# The limit a burst through both instances may exceed the bucket by (README, "Running
-# more than one"): per instance, one request per sync window beyond its share, and the
+# The limit a burst through both instances may exceed the bucket by (docs/rate-limits.md,
+# "The bound"): per instance, one request per sync window beyond its share, and the
 # refill of the window during which the instances had not yet seen each other.
 OVER_LIMIT_PER_INSTANCE = 2
 LEASE_SECONDS = 5.0
@@ -190,7 +190,7 @@ async def test_a_rate_limit_split_over_both_instances_holds(
 ) -> None:
     """Cueflow's 100 per minute: 150 requests of one key 75/75 over both at once, then
     60 more 1.5 s later. Each instance admits its share of the bucket between syncs, so
-    a burst may be refused a little early (README, "The bound"); the total admitted
+    a burst may be refused a little early (docs/rate-limits.md, "The bound"); the total admitted
     stays within the bucket, its refill and the stated excess. And nothing of the budget
     is lost: after the next syncs, requests one at a time get the rest of it."""
     a, b = await two(start_trackd, TRACKD_RATE_LIMIT_GRPC="5/60")
@@ -278,7 +278,7 @@ async def test_a_rate_limit_split_over_both_instances_holds(
     print(f"gRPC 5/60 over two instances, 8 calls 0.3 s apart: {[c.name for c in codes]}")
     # Calls a sync window apart: each instance has usually seen the other's before the
     # next, but a sync delayed on a busy machine lets each instance be one over its share,
-    # the README's bound (about n per sync window): 5 to 5 + 2 admitted, then refusals.
+    # the documented bound (about n per sync window): 5 to 5 + 2 admitted, then refusals.
     admitted = codes.count(grpc.StatusCode.OK)
     assert 5 <= admitted <= 5 + 2
     assert codes == [grpc.StatusCode.OK] * admitted \
