@@ -5,6 +5,7 @@ and the quarantine is listed, released twice (stored once) and dropped."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,11 @@ async def test_an_invalid_plan_file_is_one_error_and_changes_nothing(
     shown = await trackd_command(database, "plans", "show", "--project", PROJECT)
     assert shown.splitlines()[0].startswith(f"# project {PROJECT}, version 1, set ")
     assert yaml.safe_load(shown) == plan_document()
+    # JSON is YAML: a JSON plan file is read the same.
+    json_file = database.root / "plan.json"
+    json_file.write_text(json.dumps(plan_document(enforcement="block")))
+    out = await trackd_command(database, "plans", "set", "--project", PROJECT, str(json_file))
+    assert out.splitlines()[-1] == "2"
+    first = await trackd_command(database, "plans", "show", "--project", PROJECT,
+                                 "--version", "1")
+    assert yaml.safe_load(first)["enforcement"] == "observe"
