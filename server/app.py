@@ -64,7 +64,7 @@ class ServerConfig:
     # How often the health monitor pings the database, and how long a ping may take.
     health_interval_seconds: float = 1.0
     health_timeout_seconds: float = 1.0
-    # One of several worker processes sharing ``port`` (SO_REUSEPORT, cli/workers.py).
+    # One of several worker processes sharing ``port`` (SO_REUSEPORT, cli/ports.py).
     # Off for a single process, so a second trackd on the same port fails to bind.
     reuse_port: bool = False
     # Also listen here (``unix:/path``): this process's own gateway calls this address,
