@@ -9,6 +9,7 @@ May import: :mod:`cli.usage` (how settings are named) and :mod:`cli.settings`.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -44,9 +45,11 @@ def worker_environment(settings: Settings, uri: str, grpc_port: int, http_port: 
 
 
 def package_roots() -> list[str]:
-    """The directories holding trackd's packages (the checkout, and its ``proto``)."""
-    import cli
+    """The directories holding trackd's packages (the checkout, and its ``proto``): the
+    folders above this module's top-level package and above each part of the ``trackd``
+    namespace package (said without naming the top level, which the ``trackd`` rename
+    changes)."""
     import trackd
-    roots = [Path(cli.__file__).resolve().parent.parent,
-             *(Path(path).resolve().parent for path in trackd.__path__)]
-    return list(dict.fromkeys(str(root) for root in roots))
+    top = importlib.import_module(__name__.partition(".")[0])
+    paths = [*getattr(top, "__path__", ()), *trackd.__path__]
+    return list(dict.fromkeys(str(Path(path).resolve().parent) for path in paths))
