@@ -59,7 +59,8 @@ from cli.usage import StartupError
 from cli.worker_environment import worker_environment
 from cli.worker_role import READY_MARKER
 from server import metrics
-from storage.embedded import EmbeddedDatabase, describe_exit
+from storage.child_process import describe_exit
+from storage.embedded import EmbeddedDatabase
 
 log = logging.getLogger("trackd")
 

@@ -19,7 +19,8 @@ from server.health import AvailabilityGate, HealthMonitor
 from server.idempotency import IdempotencyGuard
 from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
-from server.ratelimit import RateLimit, RateLimiter
+from server.rate_limit_policy import RateLimit
+from server.ratelimit import RateLimiter
 from server.services.audiences import AudienceService
 from server.services.tracking import TrackingService
 from server.services.users import UserService
@@ -74,7 +75,7 @@ class ServerConfig:
     # The index's memory budget (estimated bytes); past it, least recently evaluated
     # projects are dropped.
     audience_index_max_bytes: int = AUDIENCE_INDEX_MAX_BYTES
-    # Requests per key by scope (a dialect's name, or "grpc"), over server/ratelimit.py's
+    # Requests per key by scope (a dialect's name, or "grpc"), over server/rate_limit_policy.py's
     # DEFAULT_LIMITS; None switches a scope's limit off.
     rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
     # How long an idempotency key's running request holds it unrenewed (a crashed

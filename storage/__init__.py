@@ -7,7 +7,7 @@ What lives here: the connection (:mod:`storage.client`), the collections' indexe
 :mod:`storage.records`), the roster of each project's users (:mod:`storage.roster`),
 a user's event history and its page tokens (:mod:`storage.history`), the audience
 queries over events and profiles (:mod:`storage.audiences`), the embedded local database
-launcher (:mod:`storage.embedded`),
+launcher (:mod:`storage.embedded`) and its child process (:mod:`storage.child_process`),
 the change feed derived views follow (:mod:`storage.changes`), how change streams are
 opened (:mod:`storage.streams`) and the exceptions callers
 see, with the one translation of driver errors into them (:mod:`storage.errors`).

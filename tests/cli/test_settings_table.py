@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.settings import Settings
-from server.ratelimit import DEFAULT_LIMITS
+from server.rate_limit_policy import DEFAULT_LIMITS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
