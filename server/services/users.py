@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.message import Message
 
 from server.auth import SCOPE_USERS_READ, SCOPE_USERS_WRITE, Authenticator
-from server.errors import FieldViolation, InvalidArgument, NotFound, storage_call
+from server.errors import FieldViolation, InvalidArgument, NotFound, require, storage_call
 from server.idempotency import IdempotencyGuard
 from server.messages import event_message, user_message
 from server.validation import MAX_BATCH_USERS, user_change, validate_idempotency_key
@@ -172,8 +172,7 @@ class UserService(users_pb2_grpc.UserServiceServicer):
         self, request: users_pb2.ListUserEventsRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.ListUserEventsResponse:
         principal = await self._auth.authenticate(context, SCOPE_USERS_READ)
-        if not request.external_id:
-            raise InvalidArgument.one("external_id", "is required")
+        require(request.external_id, "external_id")
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             raise InvalidArgument.one("page_size", f"must be 0 to {MAX_PAGE_SIZE}")
         after = None
