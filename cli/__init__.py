@@ -2,7 +2,7 @@
 
 What lives here: the one typed settings object read from flags and the environment
 (:mod:`cli.settings`); the command line, parsed and dispatched (:mod:`cli.main`); the
-server's composition root, ``trackd serve`` (:mod:`cli.serve`, and :mod:`cli.workers` for
+server's composition root, ``trackd serve`` (:mod:`cli.serve`, and :mod:`cli.supervisor` for
 ``--workers N``); the admin commands ``keys`` and ``websites`` (:mod:`cli.admin`); the
 database both use (:mod:`cli.database`); how settings and failures are named to the user
 (:mod:`cli.usage`); logging (:mod:`cli.logs`) and the data dir's serve lock

@@ -19,8 +19,8 @@ from cli.database import database_uri, with_store
 from cli.logs import configure as configure_logging
 from cli.serve import run, serve
 from cli.settings import Settings, load
+from cli.supervisor import serve_workers
 from cli.usage import UsageError, invalid_setting, settings_help
-from cli.workers import serve_workers
 from server.auth import ALL_SCOPES, DEFAULT_SCOPES
 from storage import Store
 

@@ -4,7 +4,7 @@
 and the REST gateway in front of it (:func:`gateway.app.create_app`), restarts the
 embedded database when it dies, mints the development key on a first start, and drains
 both servers on SIGTERM or SIGINT. With ``--workers N`` each worker process runs it
-(:mod:`cli.workers`).
+(:mod:`cli.supervisor` and :mod:`cli.workers`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from storage import Store
 from storage.embedded import EmbeddedDatabase
 
 if TYPE_CHECKING:
-    from cli.workers import WorkerRole
+    from cli.worker_role import WorkerRole
 
 log = logging.getLogger("trackd")
 

@@ -22,7 +22,7 @@ from cli.logs import LogFormat, parse_level
 from gateway.settings import GatewaySettings
 from server.app import ServerConfig
 from server.pipeline import PipelineConfig
-from server.ratelimit import RateLimit, limits_from
+from server.rate_limit_policy import RateLimit, limits_from
 
 
 class Settings(BaseSettings):

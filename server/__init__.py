@@ -5,7 +5,8 @@ What lives here: the server factory (:mod:`server.app`), one servicer per proto 
 their origins (:mod:`server.websites`), request validation and limits
 (:mod:`server.validation`), stored documents back to messages (:mod:`server.messages`),
 idempotency (:mod:`server.idempotency`), rate limits shared by every instance
-(:mod:`server.ratelimit`), the group-commit write pipeline (:mod:`server.pipeline`),
+(:mod:`server.ratelimit`; what a limit is, :mod:`server.rate_limit_policy`), the
+group-commit write pipeline (:mod:`server.pipeline`),
 audiences (:mod:`server.audiences`: rules, parsing, evaluation and the in-memory index
 kept by the change feed), the one mapping from domain exceptions to ``grpc.Status``
 (:mod:`server.errors`), and what wraps every call: the interceptors' base

@@ -21,7 +21,8 @@ from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
 from server.plans.book import PlanBook
 from server.plans.verdict import PlanJudge
-from server.ratelimit import RateLimit, RateLimiter
+from server.rate_limit_policy import RateLimit
+from server.ratelimit import RateLimiter
 from server.services.audiences import AudienceService
 from server.services.plans import TrackingPlanService
 from server.services.tracking import TrackingService
@@ -70,7 +71,7 @@ class ServerConfig:
     # How often the health monitor pings the database, and how long a ping may take.
     health_interval_seconds: float = 1.0
     health_timeout_seconds: float = 1.0
-    # One of several worker processes sharing ``port`` (SO_REUSEPORT, cli/workers.py).
+    # One of several worker processes sharing ``port`` (SO_REUSEPORT, cli/ports.py).
     # Off for a single process, so a second trackd on the same port fails to bind.
     reuse_port: bool = False
     # Also listen here (``unix:/path``): this process's own gateway calls this address,
@@ -80,7 +81,7 @@ class ServerConfig:
     # The index's memory budget (estimated bytes); past it, least recently evaluated
     # projects are dropped.
     audience_index_max_bytes: int = AUDIENCE_INDEX_MAX_BYTES
-    # Requests per key by scope (a dialect's name, or "grpc"), over server/ratelimit.py's
+    # Requests per key by scope (a dialect's name, or "grpc"), over server/rate_limit_policy.py's
     # DEFAULT_LIMITS; None switches a scope's limit off.
     rate_limits: Mapping[str, RateLimit | None] = field(default_factory=dict)
     # How long an idempotency key's running request holds it unrenewed (a crashed

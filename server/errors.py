@@ -113,6 +113,12 @@ class InvalidArgument(ServiceError):
         return [bad_request, *super().details()]
 
 
+def require(value: str, field: str) -> None:
+    """A field the request must set: INVALID_ARGUMENT naming it when it is empty."""
+    if not value:
+        raise InvalidArgument.one(field, "is required")
+
+
 class Unauthenticated(ServiceError):
     code = grpc.StatusCode.UNAUTHENTICATED
     reason = reason_name(errors_pb2.ERROR_REASON_UNAUTHENTICATED)

@@ -80,8 +80,9 @@ class IdempotencyGuard:
         """
         if not key:
             return await execute()
-        async with self._alone((project_id, scope, key)):
-            return await self._once(project_id, scope, key, request, response_type, execute)
+        ident = (project_id, scope, key)
+        async with self._alone(ident):
+            return await self._once(ident, request, response_type, execute)
 
     @contextlib.asynccontextmanager
     async def _alone(self, ident: tuple[str, str, str]) -> AsyncIterator[None]:
@@ -97,14 +98,10 @@ class IdempotencyGuard:
             done.set_result(None)
 
     async def _once(
-        self,
-        project_id: str,
-        scope: str,
-        key: str,
-        request: Message,
-        response_type: type[ResponseT],
+        self, ident: tuple[str, str, str], request: Message, response_type: type[ResponseT],
         execute: Callable[[], Awaitable[ResponseT]],
     ) -> ResponseT:
+        project_id, scope, key = ident
         wanted = fingerprint(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait

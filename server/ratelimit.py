@@ -28,6 +28,8 @@ A refused call is ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` and the ``ErrorInf
 reason ``RATE_LIMITED``. Every counted call carries the IETF ``ratelimit-policy`` and
 ``ratelimit`` fields (draft-ietf-httpapi-ratelimit-headers) as trailing metadata, which
 the gateway copies into HTTP headers.
+
+What a limit is and how a call is told about it: :mod:`server.rate_limit_policy`.
 """
 
 from __future__ import annotations
@@ -36,96 +38,37 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
-from google.rpc import error_details_pb2
 
-from server.errors import CALL_METADATA, ServiceError, reason_name
+from server.errors import CALL_METADATA
+from server.rate_limit_policy import (
+    DEFAULT_LIMITS,
+    GRPC_SCOPE,
+    RateLimit,
+    RateLimited,
+    policy_field,
+    state_fields,
+)
 from server.tasks import cancel_and_wait
 from storage import StorageUnavailable
 from storage.ratelimits import RateCounterRepository, others, sharers, slot_id
-from trackd.v1 import errors_pb2
 from trackd_wire.metadata import CLIENT_ADDRESS_METADATA, DIALECT_METADATA
 
 log = logging.getLogger(__name__)
-
-GRPC_SCOPE = "grpc"
-POLICY_METADATA = "ratelimit-policy"
-STATE_METADATA = "ratelimit"
 
 SYNC_SECONDS = 0.25
 # An instance whose heartbeat is older than this no longer shares new keys' budgets.
 LIVE_SECONDS = 3.0
 HEARTBEAT_SECONDS = 1.0
-# Counter slots: about 20 per window, at least a second, so a window is a few documents.
-SLOTS_PER_WINDOW = 20
 MAX_KEYS = 100_000
-
-_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """At most ``requests`` per ``seconds``, with bursts up to ``requests``."""
-
-    requests: int
-    seconds: float
-
-    @classmethod
-    def parse(cls, spec: str) -> RateLimit | None:
-        """``"100/60"`` (100 requests per 60 s); ``""``, ``"0"`` or ``"off"`` = no limit."""
-        if spec.strip().lower() in ("", "0", "off", "none"):
-            return None
-        match = _SPEC.match(spec)
-        if not match or int(match.group(1)) <= 0 or float(match.group(2)) <= 0:
-            raise ValueError(f"rate limit {spec!r} is not of the form REQUESTS/SECONDS")
-        return cls(int(match.group(1)), float(match.group(2)))
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def slot_seconds(self) -> float:
-        return max(1.0, self.seconds / SLOTS_PER_WINDOW)
-
-    def __str__(self) -> str:
-        return f"{self.requests} requests per {self.seconds:g} s"
-
-
-# Each scope's documented default (the vendors' own: Cueflow 100 per minute per key,
-# Databuddy 600); the settings override them.
-DEFAULT_LIMITS: Mapping[str, RateLimit | None] = {
-    "vibefollow": None,
-    "flywheel": None,
-    "databuddy": RateLimit(600, 60),
-    "cueflow": RateLimit(100, 60),
-    GRPC_SCOPE: None,
-}
-
-
-class RateLimited(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason = reason_name(errors_pb2.ERROR_REASON_RATE_LIMITED)
-
-    def __init__(self, limit: RateLimit, retry_after_seconds: int) -> None:
-        super().__init__(f"rate limit exceeded: {limit} per key; "
-                         f"retry in {retry_after_seconds} s")
-        self.retry_after_seconds = retry_after_seconds
-
-    def details(self) -> list[Any]:
-        return [error_details_pb2.RetryInfo(
-                    retry_delay=duration_pb2.Duration(seconds=self.retry_after_seconds)),
-                *super().details()]
 
 
 @dataclass
@@ -155,17 +98,6 @@ class _Bucket:
         return self.share + (now - self.share_since) * self.share_rate - self.spent
 
 
-def _policy(scope: str, limit: RateLimit) -> tuple[str, str]:
-    # The IETF draft's window is whole seconds (never ``1e+06``, as ``:g`` would write);
-    # a fractional one is rounded up, the conservative side for a client pacing itself.
-    return (POLICY_METADATA, f'"{scope}";q={limit.requests};w={math.ceil(limit.seconds)}')
-
-
-def _fields(policy: tuple[str, str], scope: str, remaining: int, reset: int) -> tuple[
-        tuple[str, str], ...]:
-    return (policy, (STATE_METADATA, f'"{scope}";r={remaining};t={reset}'))
-
-
 def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == name and isinstance(value, str):
@@ -178,7 +110,7 @@ class RateLimiter:
                  counters: RateCounterRepository | None = None, *,
                  sync_seconds: float = SYNC_SECONDS, max_keys: int = MAX_KEYS) -> None:
         self._limits = {**DEFAULT_LIMITS, **limits}
-        self._policies = {scope: _policy(scope, limit)
+        self._policies = {scope: policy_field(scope, limit)
                           for scope, limit in self._limits.items() if limit is not None}
         self._counters = counters
         self._sync_seconds = sync_seconds
@@ -240,7 +172,7 @@ class RateLimiter:
             bucket.spent += 1
             bucket.unsynced += 1
             full = math.ceil((limit.requests - bucket.tokens) / limit.rate)
-            fields = _fields(self._policies[scope], scope, max(0, math.floor(bucket.tokens)),
+            fields = state_fields(self._policies[scope], scope, max(0, math.floor(bucket.tokens)),
                              full)
             CALL_METADATA.set(fields)
             return fields
@@ -248,7 +180,7 @@ class RateLimiter:
         # next sync shares out what is left again.
         wait = max(1, math.ceil((1.0 - bucket.tokens) / limit.rate)) \
             if bucket.tokens < 1.0 else 1
-        fields = _fields(self._policies[scope], scope, 0, wait)
+        fields = state_fields(self._policies[scope], scope, 0, wait)
         CALL_METADATA.set(fields)
         raise RateLimited(limit, wait)
 
@@ -373,6 +305,3 @@ class RateLimiter:
         return len(self._buckets)
 
 
-def limits_from(specs: Sequence[tuple[str, str | None]]) -> dict[str, RateLimit | None]:
-    """The overrides given as settings (scope, spec); None leaves a scope's default."""
-    return {scope: RateLimit.parse(spec) for scope, spec in specs if spec is not None}

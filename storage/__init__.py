@@ -3,12 +3,13 @@
 What lives here: the connection (:mod:`storage.client`), the collections' indexes
 (:mod:`storage.indexes`), one repository per collection (:mod:`storage.events`,
 :mod:`storage.keys`, :mod:`storage.idempotency`, :mod:`storage.users` for profiles,
-:mod:`storage.websites`), tracking plans' versions, quarantine and violations
+:mod:`storage.websites`; the api_keys and websites ones share one shape,
+:mod:`storage.records`), tracking plans' versions, quarantine and violations
 (:mod:`storage.plans`, :mod:`storage.quarantine`, :mod:`storage.plan_violations`),
 the roster of each project's users (:mod:`storage.roster`),
 a user's event history and its page tokens (:mod:`storage.history`), the audience
 queries over events and profiles (:mod:`storage.audiences`), the embedded local database
-launcher (:mod:`storage.embedded`),
+launcher (:mod:`storage.embedded`) and its child process (:mod:`storage.child_process`),
 the change feed derived views follow (:mod:`storage.changes`), how change streams are
 opened (:mod:`storage.streams`) and the exceptions callers
 see, with the one translation of driver errors into them (:mod:`storage.errors`).

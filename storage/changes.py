@@ -31,7 +31,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from storage.audiences import occurrence
 from storage.errors import DRIVER_ERRORS, StorageError, translate
 from storage.indexes import EVENTS, USERS
-from storage.streams import CHANGE_WAIT_MS, NO_CHANGE_STREAMS
+from storage.streams import CHANGE_WAIT_MS, watching
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class ChangeFeed:
         if self._stream is not None:
             await self._stream.close()
             self._stream = None
-        try:
+        with watching(FeedUnsupported):
             await _enable_pre_images(self._db)
             self._stream = await self._db.watch(
                 [{"$match": {"ns.coll": {"$in": _WATCHED}}}],
@@ -188,12 +188,6 @@ class ChangeFeed:
                 max_await_time_ms=CHANGE_WAIT_MS,
                 batch_size=1000,
             )
-        except OperationFailure as exc:
-            if exc.code in NO_CHANGE_STREAMS:
-                raise FeedUnsupported(str(exc)) from exc
-            raise translate(exc) from exc
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def changes(self) -> AsyncIterator[list[Change]]:
         """Each change's records, in commit order, until the stream fails (raises)."""

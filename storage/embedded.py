@@ -25,9 +25,7 @@ import importlib.util
 import json
 import logging
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,9 +34,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
-
+from storage.child_process import (
+    DIE_WITH_PARENT,
+    answers_ping,
+    can_bind,
+    describe_exit,
+    stable_port,
+)
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -67,81 +69,6 @@ def is_installed() -> bool:
         return importlib.util.find_spec("secantus") is not None
     except (ImportError, ValueError):
         return False
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _can_bind(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def stable_port() -> int:
-    """A free loopback port below the kernel's ephemeral range (else any free port).
-
-    The kernel never hands such a port to ``bind(0)`` or to an outgoing connection, so
-    while the database is down and being restarted nothing else takes its port.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    if low > 11_000:
-        for _ in range(100):
-            port = random.randrange(10_000, low)
-            if _can_bind(port):
-                return port
-    return _free_port()
-
-
-def describe_exit(returncode: int) -> str:
-    """``exit code 3`` or ``killed by signal SIGKILL``, from a Popen return code."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = str(-returncode)
-        return f"killed by signal {name}"
-    return f"exit code {returncode}"
-
-
-# Runs as the child's first code, then execs the database: if trackd is killed outright,
-# the database gets SIGTERM (PR_SET_PDEATHSIG) and shuts down cleanly instead of lingering
-# with the files locked. Done after exec, not in a preexec_fn: Python code between fork
-# and exec in a process with threads (grpc's) can deadlock or crash.
-_DIE_WITH_PARENT = """
-import ctypes, os, signal, sys
-try:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-except (OSError, AttributeError):
-    pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(70)  # trackd died before the prctl: nobody to serve
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-def answers_ping(uri: str, timeout_ms: int = 500) -> bool:
-    """Whether a MongoDB-compatible server at ``uri`` answers ``ping`` in time."""
-    client: MongoClient[dict[str, object]] = MongoClient(
-        uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
-    )
-    try:
-        client.admin.command("ping")
-        return True
-    except PyMongoError:
-        return False
-    finally:
-        client.close()
 
 
 class EmbeddedDatabase:
@@ -252,7 +179,7 @@ class EmbeddedDatabase:
         # that forked it): the main thread, or the event loop's.
         with (self.data_dir / LOG_FILE).open("ab") as log_file:
             return subprocess.Popen(
-                [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()),
+                [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()),
                  sys.executable, "-m", "secantus", "--host", "127.0.0.1",
                  "--port", str(port), "--storage-path", str(self.data_dir / "db"),
                  "--log-level", "WARNING"],
@@ -314,7 +241,7 @@ class EmbeddedDatabase:
             raise EmbeddedUnavailable(f"it did not answer within {self.startup_timeout:.0f} s")
         raise EmbeddedUnavailable(
             f"it exited at once ({describe_exit(process.returncode)}"
-            f"{'; port ' + str(port) + ' is taken' if not _can_bind(port) else ''})")
+            f"{'; port ' + str(port) + ' is taken' if not can_bind(port) else ''})")
 
     async def supervise(self, on_death: Callable[[], object] | None = None) -> None:
         """Keep the database running until cancelled: reap it when it dies, log why, and

@@ -5,11 +5,14 @@
                             write as durable; retrying later may succeed.
 
 :func:`translate` is the one mapping from driver errors to these; every repository turns
-what it catches as :data:`DRIVER_ERRORS` into storage's own exception through it, so no
-driver type escapes.
+what it catches as :data:`DRIVER_ERRORS` into storage's own exception through it (or
+through :func:`translated`, the same as a ``with`` block), so no driver type escapes.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 from pymongo.errors import ConnectionFailure, PyMongoError, WriteConcernError
 
@@ -52,3 +55,12 @@ def translate(exc: Exception) -> StorageError:
             or exc.has_error_label("RetryableWriteError")):
         return StorageUnavailable(str(exc))
     return StorageError(str(exc))
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Driver errors raised in the block, as storage's own (:func:`translate`)."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise translate(exc) from exc

@@ -10,14 +10,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
-from storage.errors import DRIVER_ERRORS, StorageError, translate
+from storage.errors import StorageError, translated
 from storage.indexes import API_KEYS
-from storage.streams import CHANGE_WAIT_MS, EMPTY_ANSWER_GAP_SECONDS, NO_CHANGE_STREAMS
+from storage.records import RecordRepository, StoredRecord
+from storage.streams import CHANGE_WAIT_MS, EMPTY_ANSWER_GAP_SECONDS, watching
 
 
 class KeyFeedUnsupported(StorageError):
@@ -32,15 +33,15 @@ class KeyChanged:
     key_hash: str
 
 
-@dataclass(frozen=True)
-class ApiKeyRecord:
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyRecord(StoredRecord):
     """An API key as stored: never the secret itself, only its hash."""
 
+    ID_FIELD: ClassVar[str] = "key_id"
+
     key_id: str
-    project_id: str
-    scopes: tuple[str, ...]
-    created_at: datetime
-    revoked_at: datetime | None
+    scopes: tuple[str, ...] = ()
+    revoked_at: datetime | None = None
     # The websites the key may write events for; empty = any of its project's.
     websites: tuple[str, ...] = ()
 
@@ -49,20 +50,10 @@ class ApiKeyRecord:
         return self.revoked_at is not None
 
 
-def _record(doc: dict[str, Any]) -> ApiKeyRecord:
-    return ApiKeyRecord(
-        key_id=doc["_id"],
-        project_id=doc["project_id"],
-        scopes=tuple(doc.get("scopes", ())),
-        created_at=doc["created_at"],
-        revoked_at=doc.get("revoked_at"),
-        websites=tuple(doc.get("websites", ())),
-    )
-
-
-class ApiKeyRepository:
+class ApiKeyRepository(RecordRepository[ApiKeyRecord]):
     def __init__(self, db: AsyncDatabase[Any]) -> None:
-        self._keys = db[API_KEYS]
+        super().__init__(db[API_KEYS], ApiKeyRecord)
+        self._keys = self._collection
 
     async def insert(
         self, key_id: str, key_hash: str, project_id: str, scopes: list[str],
@@ -83,39 +74,23 @@ class ApiKeyRepository:
         if development:
             doc["dev_project"] = project_id
         try:
-            await self._keys.insert_one(doc)
-        except DuplicateKeyError as exc:
-            if development:
+            return await self._insert(doc)
+        except StorageError as exc:
+            if development and isinstance(exc.__cause__, DuplicateKeyError):
                 return None
-            raise translate(exc) from exc
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
-        return _record(doc)
+            raise
 
     async def find_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
-        try:
-            doc = await self._keys.find_one({"key_hash": key_hash})
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
-        return None if doc is None else _record(doc)
+        return await self._find_one({"key_hash": key_hash})
 
     async def revoke(self, key_id: str) -> bool:
         """Mark a key revoked; False when no such (unrevoked) key exists."""
-        try:
+        with translated():
             result = await self._keys.update_one(
                 {"_id": key_id, "revoked_at": None},
                 {"$set": {"revoked_at": datetime.now(UTC)}, "$unset": {"dev_project": ""}},
             )
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return result.modified_count == 1
-
-    async def list(self, project_id: str | None = None) -> list[ApiKeyRecord]:
-        query = {} if project_id is None else {"project_id": project_id}
-        try:
-            return [_record(doc) async for doc in self._keys.find(query).sort("created_at", 1)]
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def changes(self) -> AsyncIterator[KeyChanged | None]:
         """Every change to a key, as it commits (within :data:`EMPTY_ANSWER_GAP_SECONDS`);
@@ -124,7 +99,7 @@ class ApiKeyRepository:
         Raises :class:`KeyFeedUnsupported` on a standalone server, StorageUnavailable when
         the stream fails (changes may have been missed: the caller must forget all keys).
         """
-        try:
+        with watching(KeyFeedUnsupported):
             async with await self._keys.watch(full_document="updateLookup",
                                               max_await_time_ms=CHANGE_WAIT_MS) as stream:
                 yield None
@@ -138,16 +113,8 @@ class ApiKeyRepository:
                     doc = change.get("fullDocument") or {}
                     yield KeyChanged(str(change.get("documentKey", {}).get("_id", "")),
                                      str(doc.get("key_hash", "")))
-        except OperationFailure as exc:
-            if exc.code in NO_CHANGE_STREAMS:
-                raise KeyFeedUnsupported(str(exc)) from exc
-            raise translate(exc) from exc
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def project_has_active_key(self, project_id: str) -> bool:
-        try:
+        with translated():
             doc = await self._keys.find_one({"project_id": project_id, "revoked_at": None})
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return doc is not None

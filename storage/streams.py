@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from pymongo.errors import OperationFailure
+
+from storage.errors import DRIVER_ERRORS, StorageError, translate
+
 # What a server without change streams answers a watch with: 40573 (a standalone
 # mongod) and 40324 (an unknown stage: a server that predates $changeStream).
 NO_CHANGE_STREAMS = frozenset({40573, 40324})
@@ -20,3 +27,17 @@ CHANGE_WAIT_MS = 1000
 # change committed meanwhile is seen at most this much later. PyMongo's own
 # AsyncChangeStream.try_next documentation pauses the same way.
 EMPTY_ANSWER_GAP_SECONDS = 0.1
+
+
+@contextlib.contextmanager
+def watching(unsupported: type[StorageError]) -> Iterator[None]:
+    """Around opening and reading a change stream: ``unsupported`` when the server has no
+    change streams, storage's own error (:func:`storage.errors.translate`) for the rest."""
+    try:
+        yield
+    except OperationFailure as exc:
+        if exc.code in NO_CHANGE_STREAMS:
+            raise unsupported(str(exc)) from exc
+        raise translate(exc) from exc
+    except DRIVER_ERRORS as exc:
+        raise translate(exc) from exc

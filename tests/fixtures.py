@@ -33,7 +33,7 @@ from gateway.settings import GatewaySettings
 from server.app import ServerConfig, TrackdServer, create_server
 from server.auth import ALL_SCOPES, issue_key
 from server.pipeline import PipelineConfig
-from server.ratelimit import RateLimit
+from server.rate_limit_policy import RateLimit
 from storage import Store, connect
 from storage.embedded import EmbeddedDatabase
 from tests.durability.harness import Database, StartTrackd, Trackd, create_key

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from server.app import ServerConfig, create_server
-from server.ratelimit import RateLimit
+from server.rate_limit_policy import RateLimit
 from storage import Store
 
 # Where the controlling pytest process hands the test database's URI to xdist workers.

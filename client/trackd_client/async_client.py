@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -21,23 +20,21 @@ from typing import Any, Self
 import grpc
 from google.protobuf.message import Message
 
-from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc
 from trackd_client import encode
-from trackd_client.buffer import Batch, Buffer, Kind, Stats
+from trackd_client.buffer import Batch, Kind
+from trackd_client.core import ClientCore
 from trackd_client.delivery import (
     Failure,
     accepted,
     failure,
-    log,
     not_sent,
     report,
-    settle,
 )
-from trackd_client.errors import ClientClosed, DeliveryError, QueueFull
+from trackd_client.errors import DeliveryError
 from trackd_client.options import Options
 
 
-class AsyncClient:
+class AsyncClient(ClientCore):
     """A trackd client for asyncio code; use it from one event loop.
 
     Takes the same arguments as :class:`trackd_client.Client`.
@@ -46,36 +43,23 @@ class AsyncClient:
     def __init__(self, target: str, api_key: str, *,
                  credentials: grpc.ChannelCredentials | None = None,
                  options: Options | None = None, **settings: Any) -> None:
-        self.options = dataclasses.replace(options or Options(), **settings)
-        o = self.options
+        super().__init__(api_key, options, settings)
         self._target = target
         self._credentials = credentials
-        self._metadata = (("authorization", f"Bearer {api_key}"),)
-        self._buffer = Buffer(o.max_queue_size, o.batch_size, o.flush_interval,
-                              o.max_batch_bytes)
         self._channel: grpc.aio.Channel | None = None
         self._rpcs: dict[Kind, Any] = {}
         self._cond: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._flushing = 0
-        self._closed = False
-        self._stopped: dict[Kind, DeliveryError] = {}
 
     def _start(self) -> asyncio.Condition:
         """The channel and the sender tasks, made on first use, in the running loop."""
         if self._cond is not None:
             return self._cond
-        o = self.options
-        self._channel = (
-            grpc.aio.secure_channel(self._target, self._credentials, o.grpc_options())
-            if self._credentials is not None
-            else grpc.aio.insecure_channel(self._target, o.grpc_options()))
-        tracking = tracking_pb2_grpc.TrackingServiceStub(self._channel)
-        users = users_pb2_grpc.UserServiceStub(self._channel)
-        self._rpcs = {"events": tracking.BatchTrack, "users": users.BatchUpsertUsers}
+        self._channel = self._open_channel(grpc.aio, self._target, self._credentials)
+        self._rpcs = self._rpcs_on(self._channel)
         self._cond = asyncio.Condition()
         self._tasks = [asyncio.create_task(self._send_loop(), name=f"trackd-client-{i}")
-                       for i in range(o.max_in_flight)]
+                       for i in range(self.options.max_in_flight)]
         return self._cond
 
     # -- the caller's side ------------------------------------------------------------
@@ -95,31 +79,18 @@ class AsyncClient:
         await self._put("users", encode.user(user_id, traits, anonymous_ids))
 
     async def _put(self, kind: Kind, message: Message) -> None:
-        if self._closed:
-            raise ClientClosed("the trackd client is closed")
+        self._check_open()
         cond = self._start()
-        buffer = self._buffer
         async with cond:
-            if kind in self._stopped:
-                buffer.queued += 1  # refused by the server for this key: counted, not sent
-                buffer.failed += 1
+            if self._settled_without_queueing(kind):
                 return
-            if buffer.full():
-                policy = self.options.when_full
-                if policy == "drop":
-                    buffer.dropped += 1
-                    return
-                if policy == "raise":
-                    raise QueueFull(f"the trackd client's queue holds {buffer.capacity} items")
+            if self._buffer.full():
                 try:
                     async with asyncio.timeout(self.options.block_timeout):
-                        await cond.wait_for(lambda: not buffer.full() or self._closed)
+                        await cond.wait_for(self._has_room)
                 except TimeoutError:
-                    raise QueueFull(f"the trackd client's queue holds "
-                                    f"{buffer.capacity} items") from None
-                if self._closed:
-                    raise ClientClosed("the trackd client is closed")
-            if buffer.add(kind, message, time.monotonic()):
+                    raise self._queue_full() from None
+            if self._queue(kind, message):
                 cond.notify_all()
 
     # ``timeout`` as in Client's API, rather than asking callers for asyncio.timeout().
@@ -140,9 +111,6 @@ class AsyncClient:
             finally:
                 self._flushing -= 1
 
-    def stats(self) -> Stats:
-        return self._buffer.stats()
-
     async def close(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Flush (up to ``timeout``, default ``close_timeout``), then stop; what is still
         unsent then is counted failed and reported. Calling it again does nothing."""
@@ -157,9 +125,7 @@ class AsyncClient:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            for batch in self._buffer.fail_queued():
-                report(not_sent(batch, "the client was closed before it was sent"),
-                       self.options.on_error)
+            self._report_unsent(self._buffer.fail_queued())
             if self._channel is not None:
                 await self._channel.close()
 
@@ -179,7 +145,7 @@ class AsyncClient:
             async with cond:
                 while True:
                     now = time.monotonic()
-                    batch = self._buffer.take(now, force=self._flushing > 0 or self._closed)
+                    batch = self._take(now)
                     if batch is not None:
                         cond.notify_all()  # room in the queue for blocked callers
                         break
@@ -203,11 +169,9 @@ class AsyncClient:
                     fail = failure(batch, exc.code(), exc.details() or "",
                                    tuple(exc.trailing_metadata() or ()))
                     attempt += 1
-                    max_attempts = self.options.max_attempts
-                    if fail.retryable and (max_attempts is None or attempt < max_attempts):
+                    delay = self._retry_delay(fail, attempt)
+                    if delay is not None:
                         self._buffer.retried += 1
-                        delay = self.options.backoff.delay(attempt - 1, fail.retry_delay)
-                        log.debug("trackd_client: %s; retrying in %.2f s", fail.error, delay)
                         await asyncio.sleep(delay)
                         continue
                     error = fail.error
@@ -226,8 +190,6 @@ class AsyncClient:
                       fail: Failure | None) -> None:
         assert self._cond is not None
         async with self._cond:
-            first_stop = settle(self._buffer, self._stopped, batch, sent, error, fail)
+            first_stop = self._settle(batch, sent, error, fail)
             self._cond.notify_all()
-        if error is None or (batch.kind in self._stopped and not first_stop):
-            return
-        report(error, self.options.on_error, stops=first_stop)
+        self._tell(batch, error, first_stop)

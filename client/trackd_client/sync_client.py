@@ -12,7 +12,6 @@ closed at interpreter exit (``atexit``), so a script that tracks and ends loses 
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,23 +22,20 @@ from typing import Any, Self
 import grpc
 from google.protobuf.message import Message
 
-from trackd.v1 import tracking_pb2_grpc, users_pb2_grpc
 from trackd_client import encode
-from trackd_client.buffer import Batch, Buffer, Kind, Stats
+from trackd_client.buffer import Batch, Kind, Stats
+from trackd_client.core import ClientCore
 from trackd_client.delivery import (
     Failure,
     accepted,
     failure,
-    log,
     not_sent,
-    report,
-    settle,
 )
-from trackd_client.errors import ClientClosed, DeliveryError, QueueFull
+from trackd_client.errors import DeliveryError
 from trackd_client.options import Options
 
 
-class Client:
+class Client(ClientCore):
     """A trackd client for threaded code. Thread-safe; one per process is plenty.
 
     ``Client("127.0.0.1:50051", key, flush_interval=0.5, when_full="drop")``: every
@@ -50,26 +46,15 @@ class Client:
     def __init__(self, target: str, api_key: str, *,
                  credentials: grpc.ChannelCredentials | None = None,
                  options: Options | None = None, **settings: Any) -> None:
-        self.options = dataclasses.replace(options or Options(), **settings)
-        o = self.options
-        self._metadata = (("authorization", f"Bearer {api_key}"),)
-        self._channel = (grpc.secure_channel(target, credentials, o.grpc_options())
-                         if credentials is not None
-                         else grpc.insecure_channel(target, o.grpc_options()))
-        tracking = tracking_pb2_grpc.TrackingServiceStub(self._channel)
-        users = users_pb2_grpc.UserServiceStub(self._channel)
-        self._rpcs = {"events": tracking.BatchTrack, "users": users.BatchUpsertUsers}
-        self._buffer = Buffer(o.max_queue_size, o.batch_size, o.flush_interval,
-                              o.max_batch_bytes)
+        super().__init__(api_key, options, settings)
+        self._channel: grpc.Channel = self._open_channel(grpc, target, credentials)
+        self._rpcs = self._rpcs_on(self._channel)
         self._cond = threading.Condition()
-        self._flushing = 0
-        self._closed = False
         self._abort = threading.Event()
-        self._stopped: dict[Kind, DeliveryError] = {}  # kinds the key may not send
         self._calls: set[grpc.Future] = set()
         self._threads = [threading.Thread(target=self._send_loop, daemon=True,
                                           name=f"trackd-client-{i}")
-                         for i in range(o.max_in_flight)]
+                         for i in range(self.options.max_in_flight)]
         for thread in self._threads:
             thread.start()
         atexit.register(self.close)
@@ -95,27 +80,14 @@ class Client:
         self._put("users", encode.user(user_id, traits, anonymous_ids))
 
     def _put(self, kind: Kind, message: Message) -> None:
-        buffer = self._buffer
         with self._cond:
-            if self._closed:
-                raise ClientClosed("the trackd client is closed")
-            if kind in self._stopped:
-                buffer.queued += 1  # refused by the server for this key: counted, not sent
-                buffer.failed += 1
+            self._check_open()
+            if self._settled_without_queueing(kind):
                 return
-            if buffer.full():
-                policy = self.options.when_full
-                if policy == "drop":
-                    buffer.dropped += 1
-                    return
-                if policy == "raise" or not self._cond.wait_for(
-                        lambda: not buffer.full() or self._closed,
-                        self.options.block_timeout):
-                    raise QueueFull(f"the trackd client's queue holds "
-                                    f"{buffer.capacity} items")
-                if self._closed:
-                    raise ClientClosed("the trackd client is closed")
-            if buffer.add(kind, message, time.monotonic()):
+            if self._buffer.full() and not self._cond.wait_for(self._has_room,
+                                                               self.options.block_timeout):
+                raise self._queue_full()
+            if self._queue(kind, message):
                 self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -132,7 +104,7 @@ class Client:
 
     def stats(self) -> Stats:
         with self._cond:
-            return self._buffer.stats()
+            return super().stats()
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (up to ``timeout``, default ``close_timeout``), then stop; what is still
@@ -155,9 +127,7 @@ class Client:
                 thread.join()
             with self._cond:
                 lost = self._buffer.fail_queued()
-            for batch in lost:
-                report(not_sent(batch, "the client was closed before it was sent"),
-                       self.options.on_error)
+            self._report_unsent(lost)
             self._channel.close()
 
     def __enter__(self) -> Self:
@@ -176,7 +146,7 @@ class Client:
                     if self._abort.is_set():
                         return
                     now = time.monotonic()
-                    batch = self._buffer.take(now, force=self._flushing > 0 or self._closed)
+                    batch = self._take(now)
                     if batch is not None:
                         self._cond.notify_all()  # room in the queue for blocked callers
                         break
@@ -210,12 +180,10 @@ class Client:
                     continue  # cancelled by close(): the loop reports it
                 fail = failure(batch, exc.code(), exc.details() or "", exc.trailing_metadata())
                 attempt += 1
-                max_attempts = self.options.max_attempts
-                if fail.retryable and (max_attempts is None or attempt < max_attempts):
+                delay = self._retry_delay(fail, attempt)
+                if delay is not None:
                     with self._cond:
                         self._buffer.retried += 1
-                    delay = self.options.backoff.delay(attempt - 1, fail.retry_delay)
-                    log.debug("trackd_client: %s; retrying in %.2f s", fail.error, delay)
                     self._abort.wait(delay)
                     continue
                 error = fail.error
@@ -231,8 +199,6 @@ class Client:
     def _finish(self, batch: Batch, sent: int, error: DeliveryError | None,
                 fail: Failure | None) -> None:
         with self._cond:
-            first_stop = settle(self._buffer, self._stopped, batch, sent, error, fail)
+            first_stop = self._settle(batch, sent, error, fail)
             self._cond.notify_all()
-        if error is None or (batch.kind in self._stopped and not first_stop):
-            return  # delivered; or refused like a batch already reported: said once
-        report(error, self.options.on_error, stops=first_stop)
+        self._tell(batch, error, first_stop)

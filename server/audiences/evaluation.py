@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from server.audiences.index import IndexView
+from server.audiences.index_contents import IndexView
 from server.audiences.rules import POSITIVE, EventCondition, Group, PropertyCondition
 from storage.audiences import IN_LOOKUP_LIMIT, AudienceQueries, EventStats
 

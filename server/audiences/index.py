@@ -38,11 +38,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from server import metrics
+from server.audiences.catch_up import CatchUp
+from server.audiences.index_contents import (
+    IndexSize,
+    IndexView,
+    ProjectIndex,
+)
 from storage import StorageError
 from storage.audiences import AudienceQueries, EventStats
 from storage.changes import (
@@ -58,90 +61,9 @@ from storage.changes import (
 
 log = logging.getLogger(__name__)
 
-# How long an evaluation waits for the feed to deliver its mark before reading the
-# database instead (a lagging feed must not make evaluations slower than no index).
-CATCH_UP_SECONDS = 5.0
 # After the feed fails, how long before trying to open it again.
 REOPEN_SECONDS = 5.0
-# What one entry costs in memory, measured with tracemalloc for 13-character user ids
-# (a longer id costs a byte more a character): a statistic is the user id string, its dict
-# slot and an EventStats (192 bytes); a user is the profile's ObjectId, the id string, its
-# dict slot and its set slot (281 bytes).
-STAT_ENTRY_BYTES = 200
-USER_BYTES = 290
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class IndexSize:
-    """What the index holds now, and its estimated size in bytes."""
-
-    projects: int
-    users: int
-    statistics: int
-
-    @property
-    def bytes(self) -> int:
-        return self.statistics * STAT_ENTRY_BYTES + self.users * USER_BYTES
-
-
-class _Project:
-    """One project's part of the index."""
-
-    def __init__(self) -> None:
-        self.ready = False
-        self.stats: dict[str, dict[str, EventStats]] = {}
-        self.users: dict[Any, str] = {}  # profile document id -> external id
-        self.members: set[str] = set()
-        self.dirty: set[str] = set()
-        self.touched: dict[str, int] = {}  # dirty user -> position of their last change
-        self.roster_log: list[UserCreated | UserRemoved] = []  # while loading
-        self.evaluated = time.monotonic()
-
-    def statistics(self) -> int:
-        return sum(len(by_user) for by_user in self.stats.values())
-
-    def make_dirty(self, user: str, position: int) -> None:
-        # Their statistics stay as they were until read afresh: a view made before this
-        # change still sees them (the change came after its evaluation began), and every
-        # later view overrides all dirty users with what it reads.
-        self.dirty.add(user)
-        self.touched[user] = position
-
-    def add_user(self, document_id: Any, external_id: str) -> None:
-        self.users[document_id] = external_id
-        self.members.add(external_id)
-
-    def remove_user(self, document_id: Any, position: int) -> None:
-        external_id = self.users.pop(document_id, None)
-        if external_id is not None:
-            self.members.discard(external_id)
-            # Their events go with them; whatever arrives for the id later is read afresh.
-            self.make_dirty(external_id, position)
-
-
-class IndexView:
-    """What an evaluation reads: the index, with fresh statistics of its dirty users."""
-
-    def __init__(self, project: _Project, fresh: dict[str, dict[str, EventStats]]) -> None:
-        self._project = project
-        self._fresh = fresh
-
-    @property
-    def members(self) -> set[str]:
-        return self._project.members
-
-    def stats(self, name: str) -> Mapping[str, EventStats]:
-        by_user = self._project.stats.get(name, {})
-        if not self._fresh:
-            return by_user
-        merged = dict(by_user)
-        for user, per_name in self._fresh.items():
-            if name in per_name:
-                merged[user] = per_name[name]
-            else:
-                merged.pop(user, None)
-        return merged
 
 
 class AudienceIndex:
@@ -150,13 +72,10 @@ class AudienceIndex:
         self._feed = feed
         self._queries = queries
         self._max_bytes = max_bytes
-        self._projects: dict[str, _Project] = {}
+        self._projects: dict[str, ProjectIndex] = {}
         self._loads: dict[str, asyncio.Task[None]] = {}
         self._position = 0
-        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
-        self._marked = 0  # the highest of our marks the feed has delivered
-        self._next_mark: asyncio.Task[bool] | None = None
-        self._marking: set[asyncio.Task[bool]] = set()
+        self._catch_up = CatchUp(feed)
         self._follower: asyncio.Task[None] | None = None
         self._opening: asyncio.Task[bool] | None = None
         self._unsupported = False
@@ -174,7 +93,7 @@ class AudienceIndex:
             return None
         project.evaluated = time.monotonic()
         self._keep_within_budget(project_id)
-        if not project.ready or not await self._catch_up():
+        if not project.ready or not await self._catch_up.wait():
             return None
         fresh: dict[str, dict[str, EventStats]] = {}
         if project.dirty:
@@ -209,8 +128,7 @@ class AudienceIndex:
     def _keep_within_budget(self, current: str) -> None:
         """Drop the least recently evaluated projects (never ``current``) while the index
         is over its budget."""
-        sizes = {pid: p.statistics() * STAT_ENTRY_BYTES + len(p.users) * USER_BYTES
-                 for pid, p in self._projects.items()}
+        sizes = {pid: p.size_bytes() for pid, p in self._projects.items()}
         total = sum(sizes.values())
         for pid in sorted(sizes, key=lambda pid: self._projects[pid].evaluated):
             if total <= self._max_bytes:
@@ -229,7 +147,7 @@ class AudienceIndex:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [t for t in (self._follower, self._opening, *self._marking,
+        tasks = [t for t in (self._follower, self._opening, *self._catch_up.tasks(),
                              *self._loads.values()) if t]
         for task in tasks:
             task.cancel()
@@ -282,7 +200,7 @@ class AudienceIndex:
         position = self._position
         if isinstance(record, Marked):
             if record.owner == self._feed.owner:
-                self._release(record.seq)
+                self._catch_up.delivered(record.seq)
             return
         if isinstance(record, Lost):
             log.warning("audience index dropped every project: %s", record.reason)
@@ -313,46 +231,6 @@ class AudienceIndex:
         else:  # UserTouched, or an event of a user whose statistics are being read
             project.make_dirty(record.user_id, position)
 
-    # Marks: "has everything committed before now been applied?"
-
-    async def _catch_up(self) -> bool:
-        """Whether every change committed before this call has been applied (waits for
-        it). Callers arriving before the next mark is written share it: one write per
-        burst of evaluations, not one each."""
-        if self._next_mark is None:
-            self._next_mark = asyncio.create_task(self._mark_and_wait())
-            self._marking.add(self._next_mark)
-            self._next_mark.add_done_callback(self._marking.discard)
-        return await asyncio.shield(self._next_mark)
-
-    async def _mark_and_wait(self) -> bool:
-        self._next_mark = None  # callers from here on need a later mark than this one
-        try:
-            seq = await self._feed.mark()
-        except StorageError:
-            return False
-        if self._marked >= seq:  # delivered before the write's reply was read
-            return True
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiters.append((seq, waiter))
-        try:
-            async with asyncio.timeout(CATCH_UP_SECONDS):
-                return await waiter
-        except TimeoutError:
-            self._waiters = [(s, w) for s, w in self._waiters if w is not waiter]
-            return False
-
-    def _release(self, seq: int) -> None:
-        self._marked = max(self._marked, seq)
-        keep = []
-        for wanted, waiter in self._waiters:
-            if wanted <= seq:
-                if not waiter.done():
-                    waiter.set_result(True)
-            else:
-                keep.append((wanted, waiter))
-        self._waiters = keep
-
     def _drop(self, reason: str) -> None:
         for task in self._loads.values():
             task.cancel()
@@ -360,28 +238,25 @@ class AudienceIndex:
         metrics.AUDIENCE_PROJECTS.dec(sum(p.ready for p in self._projects.values()))
         self._projects.clear()
         metrics.AUDIENCE_BYTES.set(0)
-        for _, waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(False)
-        self._waiters = []
+        self._catch_up.fail_all()
         log.debug("audience index emptied: %s", reason)
 
     # Loading and cleaning.
 
     def _start_load(self, project_id: str) -> None:
         if project_id not in self._projects:
-            project = _Project()
+            project = ProjectIndex()
             # Registered first: from here on every change of the project is captured.
             self._projects[project_id] = project
             self._loads[project_id] = asyncio.create_task(self._load(project_id, project))
 
-    async def _load(self, project_id: str, project: _Project) -> None:
+    async def _load(self, project_id: str, project: ProjectIndex) -> None:
         started = time.monotonic()
         caught_up = False
         try:
             users = await self._queries.user_document_ids(project_id)
             stats = await self._queries.every_event_stats(project_id)
-            caught_up = await self._catch_up()
+            caught_up = await self._catch_up.wait()
         except StorageError as exc:
             log.warning("could not load the audience index of %s: %s", project_id, exc)
         except Exception:
@@ -413,7 +288,7 @@ class AudienceIndex:
                  project_id, len(project.members), len(stats), time.monotonic() - started)
 
     async def _clean(self, project_id: str,
-                     project: _Project) -> dict[str, dict[str, EventStats]] | None:
+                     project: ProjectIndex) -> dict[str, dict[str, EventStats]] | None:
         """Read the dirty users' statistics; install those no change overtook. Returns
         what this evaluation uses for the users still dirty."""
         users = set(project.dirty)
@@ -422,7 +297,7 @@ class AudienceIndex:
             fetched = await self._queries.stats_of_users(project_id, users)
         except StorageError:
             return None
-        if not await self._catch_up() or self._projects.get(project_id) is not project:
+        if not await self._catch_up.wait() or self._projects.get(project_id) is not project:
             return None
         for user in users:
             if project.touched.get(user, 0) <= start and user in project.dirty:

@@ -6,6 +6,7 @@ INVALID_ARGUMENT whose field path names it (``audience.groups[1].rules[0].event.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -96,15 +97,26 @@ def parse_audience(audience: audiences_pb2.Audience, path: str) -> tuple[Group, 
     return tuple(groups)
 
 
+def _check_operator(operator: int, known: Collection[int], path: str,
+                    violations: list[FieldViolation]) -> None:
+    """A rule's operator: one of the enum's values other than ``UNSPECIFIED`` (0 in
+    every proto3 enum)."""
+    if operator not in known or operator == 0:
+        violations.append(FieldViolation(f"{path}.operator", "is required"))
+
+
+def _present(value: str, field: str, violations: list[FieldViolation]) -> bool:
+    if not value:
+        violations.append(FieldViolation(field, "is required"))
+    return bool(value)
+
+
 def _event_condition(rule: audiences_pb2.EventRule, path: str,
                      violations: list[FieldViolation]) -> EventCondition | None:
     start = len(violations)
-    if rule.operator not in EventOp.values() or \
-            rule.operator == audiences_pb2.EVENT_RULE_OPERATOR_UNSPECIFIED:
-        violations.append(FieldViolation(f"{path}.operator", "is required"))
-    if not rule.event_name:
-        violations.append(FieldViolation(f"{path}.event_name", "is required"))
-    elif len(rule.event_name) > MAX_NAME_CHARS:
+    _check_operator(rule.operator, EventOp.values(), path, violations)
+    if _present(rule.event_name, f"{path}.event_name", violations) and \
+            len(rule.event_name) > MAX_NAME_CHARS:
         violations.append(FieldViolation(
             f"{path}.event_name", f"must be at most {MAX_NAME_CHARS} characters"))
     if rule.operator == audiences_pb2.EVENT_RULE_OPERATOR_COUNT_GREATER_THAN and rule.count < 0:
@@ -128,11 +140,8 @@ def _event_condition(rule: audiences_pb2.EventRule, path: str,
 def _property_condition(rule: audiences_pb2.PropertyRule, path: str,
                         violations: list[FieldViolation]) -> PropertyCondition | None:
     start = len(violations)
-    if rule.operator not in PropertyOp.values() or \
-            rule.operator == audiences_pb2.PROPERTY_RULE_OPERATOR_UNSPECIFIED:
-        violations.append(FieldViolation(f"{path}.operator", "is required"))
-    if not rule.property:
-        violations.append(FieldViolation(f"{path}.property", "is required"))
+    _check_operator(rule.operator, PropertyOp.values(), path, violations)
+    _present(rule.property, f"{path}.property", violations)
     value = _plain(rule.value) if rule.HasField("value") else None
     if rule.operator in NEEDS_VALUE and value is None:
         violations.append(FieldViolation(f"{path}.value", "is required"))

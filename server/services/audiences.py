@@ -11,7 +11,7 @@ import grpc
 from server import metrics
 from server.audiences import AudienceIndex, Evaluator, parse_audience
 from server.auth import SCOPE_USERS_READ, Authenticator
-from server.errors import InvalidArgument, storage_call
+from server.errors import InvalidArgument, require, storage_call
 from storage.audiences import AudienceQueries
 from trackd.v1 import audiences_pb2, audiences_pb2_grpc
 
@@ -75,8 +75,7 @@ class AudienceService(audiences_pb2_grpc.AudienceServiceServicer):
         self, request: audiences_pb2.MatchUserRequest, context: grpc.aio.ServicerContext
     ) -> audiences_pb2.MatchUserResponse:
         principal = await self._auth.authenticate(context, SCOPE_USERS_READ)
-        if not request.external_id:
-            raise InvalidArgument.one("external_id", "is required")
+        require(request.external_id, "external_id")
         groups = parse_audience(request.audience, "audience")
         exists = bool(await storage_call(self._queries.profiles(
             principal.project_id, (), {request.external_id})))

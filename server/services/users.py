@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.message import Message
 
 from server.auth import SCOPE_USERS_READ, SCOPE_USERS_WRITE, Authenticator
-from server.errors import FieldViolation, InvalidArgument, NotFound, storage_call
+from server.errors import FieldViolation, InvalidArgument, NotFound, require, storage_call
 from server.idempotency import IdempotencyGuard
 from server.messages import event_message, user_message
 from server.validation import MAX_BATCH_USERS, user_change, validate_idempotency_key
@@ -61,20 +61,33 @@ class UserService(users_pb2_grpc.UserServiceServicer):
             raise InvalidArgument(violations)
         return change
 
-    async def UpsertUser(
-        self, request: users_pb2.UpsertUserRequest, context: grpc.aio.ServicerContext
-    ) -> users_pb2.UpsertUserResponse:
+    async def _write(
+        self, request: users_pb2.UpsertUserRequest | users_pb2.UpdateUserRequest,
+        context: grpc.aio.ServicerContext, rpc: str, response_type: type[ResponseT],
+        respond: Callable[[users_pb2.User, bool], ResponseT], *, create: bool,
+    ) -> ResponseT:
+        """UpsertUser (``create``) and UpdateUser (the user must exist): one write, kept
+        idempotent, answered by ``respond(user, created)``."""
         principal = await self._auth.authenticate(context, SCOPE_USERS_WRITE)
         change = self._change(request.user, "user", request.idempotency_key)
 
-        async def upsert() -> users_pb2.UpsertUserResponse:
+        async def write() -> ResponseT:
             doc, created = await storage_call(self._users.upsert(
-                principal.project_id, request.user.external_id, change, datetime.now(UTC)))
-            assert doc is not None  # upsert creates the user when missing
-            return users_pb2.UpsertUserResponse(user=user_message(doc), created=created)
+                principal.project_id, request.user.external_id, change, datetime.now(UTC),
+                create=create))
+            if doc is None:  # only without ``create``: an upsert creates a missing user
+                raise _user_not_found(request.user.external_id)
+            return respond(user_message(doc), created)
 
-        return await self._idempotent(principal.project_id, "UpsertUser", request,
-                                      users_pb2.UpsertUserResponse, upsert)
+        return await self._idempotent(principal.project_id, rpc, request, response_type, write)
+
+    async def UpsertUser(
+        self, request: users_pb2.UpsertUserRequest, context: grpc.aio.ServicerContext
+    ) -> users_pb2.UpsertUserResponse:
+        return await self._write(
+            request, context, "UpsertUser", users_pb2.UpsertUserResponse,
+            lambda user, created: users_pb2.UpsertUserResponse(user=user, created=created),
+            create=True)
 
     async def BatchUpsertUsers(
         self, request: users_pb2.BatchUpsertUsersRequest, context: grpc.aio.ServicerContext
@@ -135,19 +148,9 @@ class UserService(users_pb2_grpc.UserServiceServicer):
     async def UpdateUser(
         self, request: users_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.UpdateUserResponse:
-        principal = await self._auth.authenticate(context, SCOPE_USERS_WRITE)
-        change = self._change(request.user, "user", request.idempotency_key)
-
-        async def update() -> users_pb2.UpdateUserResponse:
-            doc, _ = await storage_call(self._users.upsert(
-                principal.project_id, request.user.external_id, change, datetime.now(UTC),
-                create=False))
-            if doc is None:
-                raise _user_not_found(request.user.external_id)
-            return users_pb2.UpdateUserResponse(user=user_message(doc))
-
-        return await self._idempotent(principal.project_id, "UpdateUser", request,
-                                      users_pb2.UpdateUserResponse, update)
+        return await self._write(
+            request, context, "UpdateUser", users_pb2.UpdateUserResponse,
+            lambda user, _: users_pb2.UpdateUserResponse(user=user), create=False)
 
     async def DeleteUser(
         self, request: users_pb2.DeleteUserRequest, context: grpc.aio.ServicerContext
@@ -169,8 +172,7 @@ class UserService(users_pb2_grpc.UserServiceServicer):
         self, request: users_pb2.ListUserEventsRequest, context: grpc.aio.ServicerContext
     ) -> users_pb2.ListUserEventsResponse:
         principal = await self._auth.authenticate(context, SCOPE_USERS_READ)
-        if not request.external_id:
-            raise InvalidArgument.one("external_id", "is required")
+        require(request.external_id, "external_id")
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             raise InvalidArgument.one("page_size", f"must be 0 to {MAX_PAGE_SIZE}")
         after = None

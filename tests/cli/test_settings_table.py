@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.settings import Settings
-from server.ratelimit import DEFAULT_LIMITS
+from server.rate_limit_policy import DEFAULT_LIMITS
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "operating" / "settings.md"
 HEADER = "| setting | flag | environment | default |"

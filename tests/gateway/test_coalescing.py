@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from server.app import ServerConfig, TrackdServer
-from server.ratelimit import RateLimit
+from server.rate_limit_policy import RateLimit
 from storage import Store
 from tests.helpers import KeyFactory, limited_gateway, stored_events
 from tests.scrape import delta, parse

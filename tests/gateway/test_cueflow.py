@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.dialects.shared_paths import NEITHER_SHAPE
 from server.app import TrackdServer
-from server.ratelimit import RateLimit
+from server.rate_limit_policy import RateLimit
 from storage import Store
 from tests.helpers import KeyFactory, stored_events, stored_users
 

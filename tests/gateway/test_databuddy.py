@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import TrackdServer
 from server.auth import issue_key
-from server.ratelimit import RateLimit
+from server.rate_limit_policy import RateLimit
 from storage import Store
 from tests.helpers import KeyFactory, stored_events
 
@@ -479,7 +479,7 @@ async def test_rate_limit_is_429_with_retry_after(
 
 
 async def test_default_rate_limit_is_600_per_minute() -> None:
-    from server.ratelimit import DEFAULT_LIMITS
+    from server.rate_limit_policy import DEFAULT_LIMITS
 
     assert DEFAULT_LIMITS["databuddy"] == RateLimit(600, 60)
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import TrackdServer
 from server.auth import ALL_SCOPES
-from server.ratelimit import RateLimit
+from server.rate_limit_policy import RateLimit
 from storage import Store
 from tests.helpers import KeyFactory, stored_events, stored_users
 

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
 from server import metrics as server_metrics
 from server.app import TrackdServer
-from server.ratelimit import RateLimit
+from server.rate_limit_policy import RateLimit
 from tests.helpers import KeyFactory
 from tests.scrape import Samples, delta, parse, value
 from tests.server.helpers import auth, event, track

@@ -26,7 +26,8 @@ from gateway.dialects import cueflow_audiences, databuddy, flywheel
 from gateway.openapi import limits
 from gateway.openapi.document import build_document
 from gateway.settings import GatewaySettings
-from server import ratelimit, validation
+from server import rate_limit_policy as ratelimit
+from server import validation
 from server.audiences import parsing as server_audiences
 from server.services import audiences as audience_service
 from storage import Store

@@ -341,7 +341,7 @@ async def test_gzip_bomb_is_413_naming_the_limit(http: Client, api_key: str, sto
 async def test_rate_limit_is_429_with_retry_after_per_key(
     server_config: ServerConfig, make_key: KeyFactory, store: Store
 ) -> None:
-    from server.ratelimit import RateLimit
+    from server.rate_limit_policy import RateLimit
     from tests.helpers import limited_gateway
 
     key_a, key_b = await make_key(), await make_key()

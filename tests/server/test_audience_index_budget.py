@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from server.app import ServerConfig, TrackdServer, create_server
-from server.audiences.index import STAT_ENTRY_BYTES, USER_BYTES, IndexSize
+from server.audiences.index_contents import STAT_ENTRY_BYTES, USER_BYTES, IndexSize
 from server.pipeline import PipelineConfig
 from storage import Store
 from tests.helpers import KeyFactory

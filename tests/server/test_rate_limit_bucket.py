@@ -22,7 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server import ratelimit
-from server.ratelimit import RateLimit, RateLimited, RateLimiter, _policy, limits_from
+from server.rate_limit_policy import RateLimit, RateLimited, limits_from
+from server.rate_limit_policy import policy_field as _policy
+from server.ratelimit import RateLimiter
 
 TWO_PER_8 = RateLimit(2, 8)  # a token back every 4 s
 POLICY = ("ratelimit-policy", '"cueflow";q=2;w=8')

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from server.app import ServerConfig, TrackdServer, create_server
-from server.ratelimit import RateLimit
+from server.rate_limit_policy import RateLimit
 from storage import Store
 from tests.helpers import KeyFactory, limited_gateway, stored_events
 from tests.server.helpers import RichError, event, rpc_error, track

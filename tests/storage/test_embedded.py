@@ -17,14 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.embedded import (
-    EmbeddedDatabase,
-    EmbeddedUnavailable,
-    answers_ping,
-    describe_exit,
-    is_installed,
-    stable_port,
-)
+from storage.child_process import answers_ping, describe_exit, stable_port
+from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 from tests.durability.harness import alive
 from tests.processes import free_ports
 
