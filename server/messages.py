@@ -7,8 +7,9 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from server.validation import CONTEXT_LIMITS, PROFILE_LIMITS
+from server.validation import CONTEXT_LIMITS
 from trackd.v1 import tracking_pb2, users_pb2
+from trackd_wire.limits import PROFILE_LIMITS
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:

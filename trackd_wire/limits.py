@@ -3,6 +3,10 @@
 Message size: both ends of the gateway -> server channel (and the server's listener) allow
 the same largest message, :data:`MAX_MESSAGE_BYTES`.
 
+Requests: what one request may carry (:data:`MAX_BATCH_EVENTS`, :data:`MAX_NAME_CHARS`,
+...) is the server's rule for every client, stated once here so the gateway's OpenAPI
+document states the very numbers the server enforces.
+
 Nesting: protobuf's decoder (upb, which python-protobuf and grpc decode with) refuses a
 message nested more than :data:`MAX_DECODE_DEPTH` levels below the request. The gateway
 refuses a value it could not encode within that (gateway/convert.py counts the levels);
@@ -12,6 +16,10 @@ the server's rule always decodes, and its message for one that does not can name
 """
 
 from __future__ import annotations
+
+# How many events one BatchTrack call carries at most (the server's rule; a dialect
+# whose vendor allows more in one request sends them in calls of this many).
+MAX_BATCH_EVENTS = 500
 
 # A 5 MiB REST body becomes a somewhat larger proto message; leave headroom.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -28,6 +36,28 @@ MAX_PROPERTY_DEPTH = 32
 # google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 TIMESTAMP_MIN_SECONDS = -62_135_596_800
 TIMESTAMP_MAX_SECONDS = 253_402_300_799
+
+# The server's limits on what one request carries, for every client (server/validation.py
+# enforces them); the gateway's OpenAPI document states them (gateway/openapi/limits.py).
+MAX_BATCH_USERS = 1000
+MAX_NAME_CHARS = 512
+MAX_ID_CHARS = 256
+MAX_PROPERTY_KEYS = 100
+MAX_PROPERTIES_BYTES = 1024 * 1024
+MAX_PROPERTY_KEY_CHARS = 256
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+MAX_EMAIL_CHARS = 254
+MAX_PHONE_CHARS = 64
+MAX_TRAIT_KEYS = 100
+# Optional profile strings and their length limits; an empty string clears the field.
+PROFILE_LIMITS = {
+    "email": MAX_EMAIL_CHARS, "phone": MAX_PHONE_CHARS, "name": 1024, "first_name": 1024,
+    "last_name": 1024, "company": 1024, "role": 1024, "plan": 1024, "avatar_url": 2048,
+    "stripe_customer_id": MAX_ID_CHARS,
+}
+# What an email address must match: valid as a Python regular expression and as a JSON
+# Schema (ECMA-262) pattern alike.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
 
 
 def decodable_objects(at: int) -> int:

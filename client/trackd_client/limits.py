@@ -1,7 +1,7 @@
 """The server's limits, as data: what ``track()`` and ``identify()`` check before queueing.
 
-The server (``server/validation.py``, and ``trackd_wire/limits.py`` for the message size and
-the nesting) is the source of truth and enforces every one of these itself; the SDK must
+The server (``server/validation.py``, with the numbers in ``trackd_wire/limits.py``) is the
+source of truth and enforces every one of these itself; the SDK must
 not import the server, so it keeps a copy, and ``tests/client/test_package.py`` fails when
 the two differ.
 """

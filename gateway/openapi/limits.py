@@ -1,37 +1,32 @@
 """The server's limits, as the OpenAPI document states them.
 
-The gateway may not import :mod:`server`, so the limits the server enforces for every
-client (``server/validation.py``, ``server/audiences/parsing.py``) are restated here for the
-document; ``tests/gateway/test_openapi.py`` compares each one with the server's
-constant, and sends requests at and past a representative few. The gateway's own limits
-are not restated: the document imports them from the dialect modules.
+The gateway may not import :mod:`server`: the limits the server enforces for every
+client come from :mod:`trackd_wire.limits`, and the audience ones
+(``server/audiences/parsing.py``) are restated here for the document;
+``tests/gateway/test_openapi.py`` compares each one with the server's constant, and
+sends requests at and past a representative few. The gateway's own limits are not
+restated: the document imports them from the dialect modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-# The wire's, which the server enforces: imported, not restated.
+# The wire's and the server's request limits, which the server enforces: imported, not
+# restated.
+from trackd_wire.limits import EMAIL_PATTERN as EMAIL_PATTERN
+from trackd_wire.limits import MAX_BATCH_EVENTS as MAX_BATCH_EVENTS
+from trackd_wire.limits import MAX_BATCH_USERS as MAX_BATCH_USERS
+from trackd_wire.limits import MAX_EMAIL_CHARS as MAX_EMAIL_CHARS
+from trackd_wire.limits import MAX_ID_CHARS as MAX_ID_CHARS
+from trackd_wire.limits import MAX_IDEMPOTENCY_KEY_CHARS as MAX_IDEMPOTENCY_KEY_CHARS
+from trackd_wire.limits import MAX_NAME_CHARS as MAX_NAME_CHARS
+from trackd_wire.limits import MAX_PHONE_CHARS as MAX_PHONE_CHARS
+from trackd_wire.limits import MAX_PROPERTIES_BYTES as MAX_PROPERTIES_BYTES
 from trackd_wire.limits import MAX_PROPERTY_DEPTH as MAX_PROPERTY_DEPTH
+from trackd_wire.limits import MAX_PROPERTY_KEY_CHARS as MAX_PROPERTY_KEY_CHARS
+from trackd_wire.limits import MAX_PROPERTY_KEYS as MAX_PROPERTY_KEYS
+from trackd_wire.limits import MAX_TRAIT_KEYS as MAX_TRAIT_KEYS
+from trackd_wire.limits import PROFILE_LIMITS as PROFILE_LIMITS
 
-MAX_BATCH_EVENTS = 500
-MAX_BATCH_USERS = 1000
-MAX_NAME_CHARS = 512
-MAX_ID_CHARS = 256
-MAX_PROPERTY_KEYS = 100
-MAX_PROPERTIES_BYTES = 1024 * 1024
-MAX_PROPERTY_KEY_CHARS = 256
-MAX_IDEMPOTENCY_KEY_CHARS = 255
-MAX_EMAIL_CHARS = 254
-MAX_PHONE_CHARS = 64
-MAX_TRAIT_KEYS = 100
-PROFILE_LIMITS: Mapping[str, int] = {
-    "email": MAX_EMAIL_CHARS, "phone": MAX_PHONE_CHARS, "name": 1024, "first_name": 1024,
-    "last_name": 1024, "company": 1024, "role": 1024, "plan": 1024, "avatar_url": 2048,
-    "stripe_customer_id": MAX_ID_CHARS,
-}
-# server.validation._EMAIL, as a JSON Schema (ECMA-262) pattern.
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
 MAX_AUDIENCE_GROUPS = 20
 MAX_RULES_PER_GROUP = 20
 # server/services/audiences.py: the page size when an evaluation names no limit.

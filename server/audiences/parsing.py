@@ -26,8 +26,9 @@ from server.audiences.rules import (
     property_names,
 )
 from server.errors import FieldViolation, InvalidArgument
-from server.validation import MAX_NAME_CHARS, checked_datetime
+from server.validation import checked_datetime
 from trackd.v1 import audiences_pb2
+from trackd_wire.limits import MAX_NAME_CHARS
 
 MAX_GROUPS = 20
 MAX_RULES_PER_GROUP = 20

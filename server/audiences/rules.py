@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from server.validation import PROFILE_LIMITS
 from storage.audiences import EventStats
 from trackd.v1 import audiences_pb2
 from trackd_wire.keys import snake_case
+from trackd_wire.limits import PROFILE_LIMITS
 
 EventOp = audiences_pb2.EventRuleOperator
 PropertyOp = audiences_pb2.PropertyRuleOperator

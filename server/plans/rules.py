@@ -27,7 +27,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from server.validation import MAX_NAME_CHARS
+from trackd_wire.limits import MAX_NAME_CHARS
 
 ENFORCEMENTS = ("observe", "block")
 UNPLANNED = ("allow", "flag", "block")

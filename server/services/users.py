@@ -13,10 +13,11 @@ from server.auth import SCOPE_USERS_READ, SCOPE_USERS_WRITE, Authenticator
 from server.errors import FieldViolation, InvalidArgument, NotFound, require, storage_call
 from server.idempotency import IdempotencyGuard
 from server.messages import event_message, user_message
-from server.validation import MAX_BATCH_USERS, user_change, validate_idempotency_key
+from server.validation import user_change, validate_idempotency_key
 from storage.history import EventHistory, decode_cursor
 from storage.users import UserChange, UserRepository
 from trackd.v1 import errors_pb2, users_pb2, users_pb2_grpc
+from trackd_wire.limits import MAX_BATCH_USERS
 
 T = TypeVar("T")
 ResponseT = TypeVar("ResponseT", bound=Message)
