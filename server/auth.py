@@ -10,23 +10,21 @@ refused by every instance at once. Without change streams, the cache's time is t
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
-import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from server import metrics
 from server.errors import PermissionDenied, Unauthenticated, Unavailable
+from server.fleet_cache import FleetCache
 from server.observability import note_project
 from server.ratelimit import RateLimiter
-from server.tasks import cancel_and_wait
 from storage import StorageUnavailable
-from storage.keys import ApiKeyRecord, ApiKeyRepository, KeyFeedUnsupported
+from storage.keys import ApiKeyRecord, ApiKeyRepository, KeyChanged, KeyFeedUnsupported
 from trackd.v1 import errors_pb2
 
 log = logging.getLogger(__name__)
@@ -39,10 +37,6 @@ SCOPE_USERS_WRITE = "users:write"
 SCOPE_PLANS_MANAGE = "plans:manage"
 DEFAULT_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS, SCOPE_USERS_READ, SCOPE_USERS_WRITE)
 ALL_SCOPES: tuple[str, ...] = (*DEFAULT_SCOPES, SCOPE_PLANS_MANAGE)
-
-_CACHE_MAX_ENTRIES = 10_000
-# After the key stream fails, how long before opening it again.
-_REFOLLOW_SECONDS = 2.0
 
 
 def hash_key(secret: str) -> str:
@@ -107,59 +101,29 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | No
     return None
 
 
-class Authenticator:
+class Authenticator(FleetCache[str, Principal | None, KeyChanged]):
+    """API keys by hash, cached (revoked and unknown ones too) and dropped as they change."""
+
     def __init__(self, keys: ApiKeyRepository, cache_seconds: float = 5.0,
                  limiter: RateLimiter | None = None) -> None:
+        super().__init__(cache_seconds, log=log, stream="api_keys",
+                         unsupported=KeyFeedUnsupported, bound="a revoked key is refused")
         self._keys = keys
-        self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._limiter = limiter
-        # Bumped by every key change: a lookup that overlapped one is not cached (it may
-        # have read the key before the change).
-        self._generation = 0
-        self._follower: asyncio.Task[None] | None = None
 
-    async def follow(self) -> None:
-        """Start dropping changed keys from the cache (returns once the stream is open,
-        or has failed to open)."""
-        if self._cache_seconds <= 0 or self._follower is not None:
-            return
-        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._follower = asyncio.create_task(self._follow(opened))
-        await asyncio.wait([opened, self._follower], return_when=asyncio.FIRST_COMPLETED)
+    def _changes(self) -> AsyncIterator[KeyChanged | None]:
+        return self._keys.changes()
 
-    async def close(self) -> None:
-        await cancel_and_wait(self._follower)
-
-    async def _follow(self, opened: asyncio.Future[None]) -> None:
-        while True:
-            try:
-                async for change in self._keys.changes():
-                    self._forget(None if change is None else change.key_id)
-                    if not opened.done():
-                        opened.set_result(None)
-            except KeyFeedUnsupported as exc:
-                log.info("no change streams (%s): a revoked key is refused within %g s",
-                         exc, self._cache_seconds)
-                if not opened.done():
-                    opened.set_result(None)
-                return
-            except StorageUnavailable as exc:
-                log.warning("lost the api_keys change stream (%s); reopening", exc)
-            if not opened.done():
-                opened.set_result(None)
-            self._forget(None)
-            await asyncio.sleep(_REFOLLOW_SECONDS)
-
-    def _forget(self, key_id: str | None) -> None:
-        """Drop ``key_id``'s cached lookups (None: every one) and any lookup in flight."""
+    def _changed(self, change: KeyChanged | None) -> None:
+        """Drop ``change``'s key's cached lookups (None: every one) and any lookup in
+        flight."""
         self._generation += 1
-        if key_id is None:
+        if change is None:
             self._cache.clear()
             return
         # Unknown hashes too: the change may be the key that made one valid.
         for key_hash, (_, principal) in list(self._cache.items()):
-            if principal is None or principal.key_id == key_id:
+            if principal is None or principal.key_id == change.key_id:
                 del self._cache[key_hash]
 
     def count(self, context: grpc.aio.ServicerContext[object, object], key_id: str,
@@ -169,25 +133,18 @@ class Authenticator:
             self._limiter.check(context, key_id, website_id)
 
     async def principal(self, key_hash: str) -> Principal | None:
-        now = time.monotonic()
-        cached = self._cache.get(key_hash)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        generation = self._generation
+        return await self._get(key_hash, lambda _stale: self._find(key_hash))
+
+    async def _find(self, key_hash: str) -> Principal | None:
         try:
             record = await self._keys.find_by_hash(key_hash)
         except StorageUnavailable as exc:
             metrics.set_database_up(False)
             raise Unavailable("the database is unavailable; retry later") from exc
-        principal = None
-        if record is not None and not record.revoked:
-            principal = Principal(record.project_id, record.key_id, frozenset(record.scopes),
-                                  frozenset(record.websites))
-        if self._cache_seconds > 0 and generation == self._generation:
-            if len(self._cache) >= _CACHE_MAX_ENTRIES:
-                self._cache.clear()
-            self._cache[key_hash] = (now + self._cache_seconds, principal)
-        return principal
+        if record is None or record.revoked:
+            return None
+        return Principal(record.project_id, record.key_id, frozenset(record.scopes),
+                         frozenset(record.websites))
 
     async def authenticate(
         self, context: grpc.aio.ServicerContext[object, object], scope: str

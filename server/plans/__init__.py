@@ -8,6 +8,7 @@ plan to a request's event documents (observe: mark them; block: quarantine and r
 :mod:`server.plans.manage` sets plans, reports violations and releases or drops
 quarantined events, for the TrackingPlanService and the CLI alike.
 
-May import: the standard library, jsonschema_rs, orjson, the server's errors, metrics
-and observability, storage and the generated API. Never the gateway or pymongo.
+May import: the standard library, jsonschema_rs, orjson, the server's errors, metrics,
+observability and fleet-wide cache (:mod:`server.fleet_cache`), storage and the generated
+API. Never the gateway or pymongo.
 """

@@ -11,65 +11,33 @@ streams, the cache's time is the bound.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
+from collections.abc import AsyncIterator
 
 import orjson
 
 from server.errors import storage_call
+from server.fleet_cache import FleetCache
 from server.plans.rules import Plan, PlanError, compile_plan
-from server.tasks import cancel_and_wait
-from storage import StorageUnavailable
 from storage.plans import PlanFeedUnsupported, PlanRepository
 
 log = logging.getLogger(__name__)
 
-_CACHE_MAX_ENTRIES = 10_000
-# After the plan stream fails, how long before opening it again.
-_REFOLLOW_SECONDS = 2.0
 
+class PlanBook(FleetCache[str, Plan | None, str]):
+    """Each project's current plan, compiled, cached (no plan too) and dropped as a new
+    version commits."""
 
-class PlanBook:
     def __init__(self, plans: PlanRepository, cache_seconds: float = 5.0) -> None:
+        super().__init__(cache_seconds, log=log, stream="tracking_plans",
+                         unsupported=PlanFeedUnsupported, bound="a new plan applies")
         self._plans = plans
-        self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Plan | None]] = {}
-        # Bumped by every change: a lookup that overlapped one is not cached.
-        self._generation = 0
-        self._follower: asyncio.Task[None] | None = None
 
-    async def follow(self) -> None:
-        """Start dropping changed plans from the cache (returns once the stream is open,
-        or has failed to open)."""
-        if self._cache_seconds <= 0 or self._follower is not None:
-            return
-        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._follower = asyncio.create_task(self._follow(opened))
-        await asyncio.wait([opened, self._follower], return_when=asyncio.FIRST_COMPLETED)
+    def _changes(self) -> AsyncIterator[str | None]:
+        return self._plans.changes()
 
-    async def close(self) -> None:
-        await cancel_and_wait(self._follower)
-
-    async def _follow(self, opened: asyncio.Future[None]) -> None:
-        while True:
-            try:
-                async for project_id in self._plans.changes():
-                    self.forget(project_id)
-                    if not opened.done():
-                        opened.set_result(None)
-            except PlanFeedUnsupported as exc:
-                log.info("no change streams (%s): a new plan applies within %g s",
-                         exc, self._cache_seconds)
-                if not opened.done():
-                    opened.set_result(None)
-                return
-            except StorageUnavailable as exc:
-                log.warning("lost the tracking_plans change stream (%s); reopening", exc)
-            if not opened.done():
-                opened.set_result(None)
-            self.forget(None)
-            await asyncio.sleep(_REFOLLOW_SECONDS)
+    def _changed(self, change: str | None) -> None:
+        self.forget(change)
 
     def forget(self, project_id: str | None) -> None:
         """Drop ``project_id``'s cached plan (None or "": every project's)."""
@@ -81,26 +49,18 @@ class PlanBook:
 
     async def current(self, project_id: str) -> Plan | None:
         """The project's current plan, compiled (None: it has none)."""
-        now = time.monotonic()
-        cached = self._cache.get(project_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        generation = self._generation
+        return await self._get(project_id, lambda stale: self._load(project_id, stale))
+
+    async def _load(self, project_id: str, stale: Plan | None) -> Plan | None:
         record = await storage_call(self._plans.current(project_id))
-        plan = None
-        if record is not None:
-            if cached is not None and cached[1] is not None \
-                    and cached[1].version == record.version:
-                plan = cached[1]  # still current: no need to compile it again
-            else:
-                try:
-                    plan = compile_plan(record.version, orjson.loads(record.plan_json))
-                except (PlanError, orjson.JSONDecodeError):
-                    # Checked when set; only a document edited by hand gets here.
-                    log.exception("plan version %d of a project cannot be compiled; "
-                                  "judging by none", record.version)
-        if self._cache_seconds > 0 and generation == self._generation:
-            if len(self._cache) >= _CACHE_MAX_ENTRIES:
-                self._cache.clear()
-            self._cache[project_id] = (now + self._cache_seconds, plan)
-        return plan
+        if record is None:
+            return None
+        if stale is not None and stale.version == record.version:
+            return stale  # still current: no need to compile it again
+        try:
+            return compile_plan(record.version, orjson.loads(record.plan_json))
+        except (PlanError, orjson.JSONDecodeError):
+            # Checked when set; only a document edited by hand gets here.
+            log.exception("plan version %d of a project cannot be compiled; "
+                          "judging by none", record.version)
+            return None
