@@ -6,8 +6,7 @@ instance's key cache can drop a key the moment it is revoked, whoever revoked it
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -18,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from storage.errors import StorageError, translated
 from storage.indexes import API_KEYS
 from storage.records import RecordRepository, StoredRecord
-from storage.streams import CHANGE_WAIT_MS, EMPTY_ANSWER_GAP_SECONDS, watching
+from storage.streams import followed_changes
 
 
 class KeyFeedUnsupported(StorageError):
@@ -31,6 +30,12 @@ class KeyChanged:
 
     key_id: str
     key_hash: str
+
+
+def _key_changed(change: Mapping[str, Any]) -> KeyChanged:
+    doc = change.get("fullDocument") or {}
+    return KeyChanged(str(change.get("documentKey", {}).get("_id", "")),
+                      str(doc.get("key_hash", "")))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,27 +97,14 @@ class ApiKeyRepository(RecordRepository[ApiKeyRecord]):
             )
         return result.modified_count == 1
 
-    async def changes(self) -> AsyncIterator[KeyChanged | None]:
-        """Every change to a key, as it commits (within :data:`EMPTY_ANSWER_GAP_SECONDS`);
+    def changes(self) -> AsyncIterator[KeyChanged | None]:
+        """Every change to a key, as it commits (:func:`storage.streams.followed_changes`);
         None first, once the stream is open.
 
         Raises :class:`KeyFeedUnsupported` on a standalone server, StorageUnavailable when
         the stream fails (changes may have been missed: the caller must forget all keys).
         """
-        with watching(KeyFeedUnsupported):
-            async with await self._keys.watch(full_document="updateLookup",
-                                              max_await_time_ms=CHANGE_WAIT_MS) as stream:
-                yield None
-                loop = asyncio.get_running_loop()
-                while stream.alive:
-                    asked = loop.time()
-                    change = await stream.try_next()
-                    if change is None:  # an empty answer: ask again, not too soon
-                        await asyncio.sleep(EMPTY_ANSWER_GAP_SECONDS - (loop.time() - asked))
-                        continue
-                    doc = change.get("fullDocument") or {}
-                    yield KeyChanged(str(change.get("documentKey", {}).get("_id", "")),
-                                     str(doc.get("key_hash", "")))
+        return followed_changes(self._keys, KeyFeedUnsupported, _key_changed)
 
     async def project_has_active_key(self, project_id: str) -> bool:
         with translated():

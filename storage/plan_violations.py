@@ -15,7 +15,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.errors import DRIVER_ERRORS, translate
+from storage.errors import translated
 from storage.indexes import PLAN_VIOLATIONS
 
 
@@ -59,14 +59,12 @@ class ViolationLog:
     async def record(self, entries: Sequence[ViolationEntry]) -> None:
         if not entries:
             return
-        try:
+        with translated():
             await self._log.insert_many([{
                 "project_id": e.project_id, "name": e.name, "kind": e.kind, "field": e.field,
                 "message": e.message, "event_id": e.event_id, "request_id": e.request_id,
                 "at": e.at, "plan_version": e.plan_version, "blocked": e.blocked,
             } for e in entries], ordered=False)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def report(self, project_id: str, since: datetime) -> list[ViolationSummary]:
         """Per event name and kind, the project's violations since ``since``, ordered by
@@ -78,11 +76,9 @@ class ViolationLog:
             {"$group": {"_id": {"name": "$name", "kind": "$kind"}, "count": {"$sum": 1},
                         "example": {"$first": "$$ROOT"}}},
         ]
-        try:
+        with translated():
             cursor = await self._log.aggregate(pipeline)
             groups = [doc async for doc in cursor]
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         rows = [ViolationSummary(group["_id"]["name"], group["_id"]["kind"],
                                  int(group["count"]), group["example"]["at"],
                                  _entry(group["example"])) for group in groups]

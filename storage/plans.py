@@ -10,19 +10,18 @@ the moment a new version commits, whoever set it.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
-from storage.errors import DRIVER_ERRORS, StorageError, translate
+from storage.errors import DRIVER_ERRORS, StorageError, translate, translated
 from storage.indexes import TRACKING_PLANS
-from storage.streams import CHANGE_WAIT_MS, EMPTY_ANSWER_GAP_SECONDS, NO_CHANGE_STREAMS
+from storage.streams import followed_changes
 
 # How many times a setter that lost the race for a version number tries the next one.
 _INSERT_ATTEMPTS = 10
@@ -47,6 +46,12 @@ def _record(doc: dict[str, Any]) -> PlanRecord:
                       doc["created_at"])
 
 
+def _changed_project(change: Mapping[str, Any]) -> str:
+    doc = change.get("fullDocument") or {}
+    # A change without the document (a deletion by hand): "", every project.
+    return str(doc.get("project_id", "")) or ""
+
+
 class PlanRepository:
     def __init__(self, db: AsyncDatabase[Any]) -> None:
         self._plans = db[TRACKING_PLANS]
@@ -69,44 +74,21 @@ class PlanRepository:
 
     async def current(self, project_id: str) -> PlanRecord | None:
         """The project's latest version (None: it has no plan)."""
-        try:
+        with translated():
             doc = await self._plans.find_one({"project_id": project_id},
                                              sort=[("version", DESCENDING)])
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return None if doc is None else _record(doc)
 
     async def get(self, project_id: str, version: int) -> PlanRecord | None:
-        try:
+        with translated():
             doc = await self._plans.find_one({"project_id": project_id, "version": version})
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return None if doc is None else _record(doc)
 
-    async def changes(self) -> AsyncIterator[str | None]:
+    def changes(self) -> AsyncIterator[str | None]:
         """The project of every new version, as it commits; None first, once the stream
         is open.
 
         Raises :class:`PlanFeedUnsupported` on a standalone server, StorageUnavailable
         when the stream fails (changes may have been missed: forget every plan).
         """
-        try:
-            async with await self._plans.watch(full_document="updateLookup",
-                                               max_await_time_ms=CHANGE_WAIT_MS) as stream:
-                yield None
-                loop = asyncio.get_running_loop()
-                while stream.alive:
-                    asked = loop.time()
-                    change = await stream.try_next()
-                    if change is None:  # an empty answer: ask again, not too soon
-                        await asyncio.sleep(EMPTY_ANSWER_GAP_SECONDS - (loop.time() - asked))
-                        continue
-                    doc = change.get("fullDocument") or {}
-                    # A change without the document (a deletion by hand): every project.
-                    yield str(doc.get("project_id", "")) or ""
-        except OperationFailure as exc:
-            if exc.code in NO_CHANGE_STREAMS:
-                raise PlanFeedUnsupported(str(exc)) from exc
-            raise translate(exc) from exc
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
+        return followed_changes(self._plans, PlanFeedUnsupported, _changed_project)

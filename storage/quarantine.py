@@ -18,7 +18,7 @@ from typing import Any
 from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from storage.errors import DRIVER_ERRORS, translate
+from storage.errors import translated
 from storage.indexes import QUARANTINE
 
 
@@ -62,43 +62,33 @@ class QuarantineRepository:
                 **key, "name": event["name"], "event": event, "violations": item.violations,
                 "plan_version": item.plan_version, "request_id": item.request_id,
                 "quarantined_at": item.quarantined_at}, upsert=True))
-        try:
+        with translated():
             await self._quarantine.bulk_write(requests, ordered=False)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def list(self, project_id: str, name: str | None = None,
                    limit: int = 1000) -> list[QuarantinedEvent]:
         """The project's quarantined events (of one event name), oldest first."""
-        try:
+        with translated():
             cursor = self._quarantine.find(_filter(project_id, name)).sort(
                 [("quarantined_at", ASCENDING), ("event_id", ASCENDING)]).limit(limit)
             return [_record(doc) async for doc in cursor]
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def count(self, project_id: str, name: str | None = None) -> int:
-        try:
+        with translated():
             return await self._quarantine.count_documents(_filter(project_id, name))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def remove(self, project_id: str, event_ids: Sequence[str]) -> int:
         """Remove these events (released); how many were there."""
         if not event_ids:
             return 0
-        try:
+        with translated():
             result = await self._quarantine.delete_many(
                 {"project_id": project_id, "event_id": {"$in": list(event_ids)}})
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return result.deleted_count
 
     async def drop(self, project_id: str, name: str | None = None) -> int:
         """Discard the project's quarantined events (of one event name); how many."""
-        try:
+        with translated():
             result = await self._quarantine.delete_many(_filter(project_id, name))
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return result.deleted_count
 

@@ -1,13 +1,19 @@
-"""How trackd's change streams (the API key feed, the audience change feed) are opened."""
+"""How trackd's change streams (the API key feed, the plan feed, the audience change feed)
+are opened, and how a collection's changes are followed (:func:`followed_changes`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure
 
 from storage.errors import DRIVER_ERRORS, StorageError, translate
+
+T = TypeVar("T")
 
 # What a server without change streams answers a watch with: 40573 (a standalone
 # mongod) and 40324 (an unknown stage: a server that predates $changeStream).
@@ -41,3 +47,26 @@ def watching(unsupported: type[StorageError]) -> Iterator[None]:
         raise translate(exc) from exc
     except DRIVER_ERRORS as exc:
         raise translate(exc) from exc
+
+
+async def followed_changes(collection: AsyncCollection[Any], unsupported: type[StorageError],
+                           read: Callable[[Mapping[str, Any]], T]) -> AsyncIterator[T | None]:
+    """Every change to ``collection`` as it commits (within :data:`EMPTY_ANSWER_GAP_SECONDS`),
+    as ``read`` makes it of the change event (whose full document is looked up); None
+    first, once the stream is open.
+
+    Raises ``unsupported`` on a server without change streams, StorageUnavailable when the
+    stream fails (changes may have been missed: the caller must forget what it cached).
+    """
+    with watching(unsupported):
+        async with await collection.watch(full_document="updateLookup",
+                                          max_await_time_ms=CHANGE_WAIT_MS) as stream:
+            yield None
+            loop = asyncio.get_running_loop()
+            while stream.alive:
+                asked = loop.time()
+                change = await stream.try_next()
+                if change is None:  # an empty answer: ask again, not too soon
+                    await asyncio.sleep(EMPTY_ANSWER_GAP_SECONDS - (loop.time() - asked))
+                    continue
+                yield read(change)
