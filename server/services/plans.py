@@ -3,7 +3,9 @@ its quarantine (the rules are in :mod:`server.plans`; each RPC needs ``plans:man
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import grpc
 import orjson
@@ -19,6 +21,8 @@ from storage import Store
 from storage.indexes import PLAN_VIOLATIONS_TTL_SECONDS
 from storage.quarantine import QuarantinedEvent
 from trackd.v1 import plans_pb2, plans_pb2_grpc
+
+T = TypeVar("T")
 
 DEFAULT_REPORT_PERIOD = timedelta(hours=24)
 DEFAULT_PAGE_SIZE = 100
@@ -50,6 +54,14 @@ class TrackingPlanService(plans_pb2_grpc.TrackingPlanServiceServicer):
 
     async def _project(self, context: grpc.aio.ServicerContext) -> str:
         return (await self._auth.authenticate(context, SCOPE_PLANS_MANAGE)).project_id
+
+    async def _quarantine(self, context: grpc.aio.ServicerContext,
+                          action: Callable[[Store, str, str | None], Awaitable[T]],
+                          event_name: str) -> T:
+        """``action`` on the calling project's quarantined events named ``event_name``
+        (empty: of every name)."""
+        project_id = await self._project(context)
+        return await storage_call(action(self._store, project_id, event_name or None))
 
     async def SetTrackingPlan(
         self, request: plans_pb2.SetTrackingPlanRequest, context: grpc.aio.ServicerContext
@@ -118,9 +130,7 @@ class TrackingPlanService(plans_pb2_grpc.TrackingPlanServiceServicer):
         self, request: plans_pb2.ReleaseQuarantinedEventsRequest,
         context: grpc.aio.ServicerContext,
     ) -> plans_pb2.ReleaseQuarantinedEventsResponse:
-        project_id = await self._project(context)
-        released = await storage_call(manage.release(self._store, project_id,
-                                                     request.event_name or None))
+        released = await self._quarantine(context, manage.release, request.event_name)
         return plans_pb2.ReleaseQuarantinedEventsResponse(
             stored_count=released.stored, duplicate_count=released.duplicate,
             still_quarantined_count=released.still_quarantined,
@@ -130,7 +140,5 @@ class TrackingPlanService(plans_pb2_grpc.TrackingPlanServiceServicer):
         self, request: plans_pb2.DropQuarantinedEventsRequest,
         context: grpc.aio.ServicerContext,
     ) -> plans_pb2.DropQuarantinedEventsResponse:
-        project_id = await self._project(context)
-        dropped = await storage_call(manage.drop(self._store, project_id,
-                                                 request.event_name or None))
+        dropped = await self._quarantine(context, manage.drop, request.event_name)
         return plans_pb2.DropQuarantinedEventsResponse(dropped_count=dropped)
