@@ -16,6 +16,7 @@ from gateway.dialects import (
     cueflow_audiences,
     databuddy,
     flywheel,
+    segment,
     shared_paths,
     vibefollow,
 )
@@ -55,6 +56,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     cueflow_audiences.add_routes(app)
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
+    segment.add_routes(app)
     health.add_routes(app)
     openapi_routes.add_routes(app)
     metrics.add_routes(app)

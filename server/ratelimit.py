@@ -109,6 +109,9 @@ DEFAULT_LIMITS: Mapping[str, RateLimit | None] = {
     "flywheel": None,
     "databuddy": RateLimit(600, 60),
     "cueflow": RateLimit(100, 60),
+    # Segment documents no hard limit per write key (it asks for at most 500 requests
+    # per second per source), RudderStack none: off, as for the other undocumented ones.
+    "segment": None,
     GRPC_SCOPE: None,
 }
 

@@ -55,6 +55,10 @@ def _same_path(path: str) -> str:
 
 
 _DIALECT = web.RequestKey("trackd_dialect", str)
+# A request whose RPC fields do not sit where its body's do (a batch split into a
+# BatchTrack of its events and Identify calls of the rest) names, per request, how the
+# server's field paths read in its body; without it the dialect's field_name applies.
+FIELD_NAME: web.RequestKey[Callable[[str], str]] = web.RequestKey("trackd_field_name")
 _RATE_LIMIT_FIELDS = web.RequestKey("trackd_rate_limit_fields", list)
 # The server's trailing metadata -> the headers the gateway copies it to.
 RATE_LIMIT_HEADERS: Mapping[str, str] = {"ratelimit-policy": "RateLimit-Policy",
@@ -112,8 +116,8 @@ class Dialect:
                 response = self._failure(self.unencodable(exc))
             except grpc.aio.AioRpcError as exc:
                 _keep_rate_limit_fields(request, exc.trailing_metadata())
-                response = self._failure(
-                    problem_from_rpc_error(exc, self.status_overrides, self.field_name))
+                response = self._failure(problem_from_rpc_error(
+                    exc, self.status_overrides, request.get(FIELD_NAME, self.field_name)))
             for key, value in request.get(_RATE_LIMIT_FIELDS, ()):
                 response.headers[RATE_LIMIT_HEADERS[key]] = value
             return response

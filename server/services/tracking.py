@@ -127,6 +127,8 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                 v.description) for v in violations])
         await self._websites.authorize_websites(Writer(principal), [request.website_id],
                                                 ["website_id"])
+        if request.validate_only:
+            return tracking_pb2.IdentifyResponse()
 
         async def identify() -> tracking_pb2.IdentifyResponse:
             _, created = await storage_call(self._users.upsert(

@@ -1,4 +1,5 @@
-"""The README's settings table is the settings: every one listed, each with its default.
+"""The settings tables (the README's, and the vendor dialect pages' under docs/dialects)
+are the settings: every one listed, each with its default.
 
 `cli/settings.py` holds each default once; this keeps the README's table from drifting.
 """
@@ -15,9 +16,16 @@ from server.ratelimit import DEFAULT_LIMITS
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
+# The vendor dialects' pages hold their own settings (their rate limits) in a table of the
+# same shape under "## Settings".
+DIALECT_PAGES = sorted((README.parent / "docs" / "dialects").glob("*.md"))
+
+
 def _rows() -> list[tuple[list[str], str]]:
-    """(environment variables, default) of each row of the README's settings table."""
-    text = README.read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    """(environment variables, default) of each row of the README's settings table and of
+    the dialect pages' ones."""
+    text = "\n".join(page.read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+                     for page in (README, *DIALECT_PAGES))
     rows = []
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]

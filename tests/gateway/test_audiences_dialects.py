@@ -1,4 +1,4 @@
-"""Audiences over events from every API: the four dialects and gRPC all key events to the
+"""Audiences over events from every API: the dialects and gRPC all key events to the
 same user by external id, so all of them count, over real HTTP, gRPC and database.
 
 Events here carry no timestamp of their own (or a recent one), and the rules look at
@@ -102,12 +102,18 @@ async def test_events_from_every_api_count_for_the_same_user(
                                json={"externalId": "ada", "eventKey": name})
         assert resp.status == 201
 
+    async def segment() -> None:
+        resp = await http.post("/v1/batch", headers=bearer(key),
+                               json={"batch": [{"type": "track", "userId": "ada",
+                                                "event": name}]})
+        assert await resp.json() == {"success": True}
+
     async def grpc_call() -> None:
         await tracking.TrackEvent(track(event(name, user="ada")), metadata=grpc_auth(key))
 
-    more_than_four = rules({"event": name, "op": "count_greater_than", "count": 4})
+    more_than_four = rules({"event": name, "op": "count_greater_than", "count": 5})
     has_done = rules({"event": name, "op": "has_done"})
-    sources = (vibefollow, flywheel, databuddy, cueflow, grpc_call)
+    sources = (vibefollow, flywheel, databuddy, cueflow, segment, grpc_call)
     for sent, source in enumerate(sources, start=1):
         assert await evaluate(http, key, more_than_four) == []
         assert await match(http, key, "ada", more_than_four) == matched("ada", False)

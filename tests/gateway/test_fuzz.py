@@ -18,6 +18,7 @@ Rate limits are off here (they would answer 429 to most of the run).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import gzip
 import zlib
@@ -30,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.dialects.segment import SEGMENT_PATHS
 from gateway.settings import GatewaySettings
 from server.app import ServerConfig, create_server
 from storage import Store
@@ -81,6 +83,13 @@ def databuddy(body: Any, status: int) -> bool:
         body["status"] == "error" and _str(body["message"])
 
 
+def segment(body: Any, status: int) -> bool:
+    if status < 300:
+        return bool(body == {"success": True})
+    return isinstance(body, dict) and sorted(body) == ["code", "message", "success"] and \
+        body["success"] is False and _str(body["code"]) and _str(body["message"])
+
+
 def plain(body: Any, status: int) -> bool:
     error = body.get("error") if isinstance(body, dict) else None
     return isinstance(error, dict) and sorted(error) == ["code", "message"]
@@ -128,6 +137,18 @@ ROUTES = [
         {"property": "plan", "op": "equals", "value": "pro"}]}]}, cueflow),
     Route("POST", "/api/v1/contacts/c1/match", {"groups": [{"rules": [
         {"property": "plan", "op": "equals", "value": "pro"}]}]}, cueflow),
+    Route("POST", "/v1/batch", {"batch": [
+        {"type": "track", "userId": "u1", "event": "x", "messageId": "m1",
+         "properties": {"a": 1}, "timestamp": "2024-01-15T10:30:00Z", "context": {"x": 1}},
+        {"type": "identify", "userId": "u1", "anonymousId": "a1", "traits": {"plan": "pro"}},
+        {"type": "alias", "userId": "u1", "previousId": "a2"},
+        {"type": "page", "anonymousId": "a1", "name": "Home",
+         "originalTimestamp": "2024-01-15T10:30:00Z"}],
+        "sentAt": "2024-01-15T10:30:01Z"}, segment, auth="segment"),
+    Route("POST", "/v1/track", {"userId": "u1", "event": "x", "properties": {"a": 1}},
+          segment, auth="segment"),
+    Route("POST", "/v1/group", {"userId": "u1", "groupId": "g1", "traits": {"n": 1}},
+          segment),
     Route("GET", "/nowhere", None, plain),
 ]
 ENVELOPES = {route.path: route.envelope for route in ROUTES}
@@ -213,6 +234,9 @@ class Fuzzed:
         if self.route.auth == "flywheel" and self.credential == "right":
             headers["Auth-Type"] = "api"
             credential = key
+        if self.route.auth == "segment" and self.credential in ("right", "wrong"):
+            user = key if self.credential == "right" else "trk_not_a_key"
+            credential = "Basic " + base64.b64encode(f"{user}:".encode()).decode()
         if credential:
             headers["Authorization"] = credential
         if encoding:
@@ -241,6 +265,8 @@ def envelope_for(path: str) -> Callable[[Any, int], bool]:
     bare = path.split("?", 1)[0]
     if bare in ENVELOPES:
         return ENVELOPES[bare]
+    if bare in SEGMENT_PATHS:
+        return segment
     if bare.startswith(("/api/v1/contacts", "/api/v1/audiences")):
         return cueflow
     if bare.startswith("/api/v1/"):
@@ -253,7 +279,7 @@ def envelope_for(path: str) -> Callable[[Any, int], bool]:
 @pytest.fixture
 async def port(store: Store, server_config: ServerConfig) -> AsyncIterator[int]:
     # Rate limits off: the fuzzer's hundreds of requests with one key must reach the rules.
-    unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel"))
+    unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel", "segment"))
     server = await create_server(store, dataclasses.replace(server_config,
                                                             rate_limits=unlimited))
     try:

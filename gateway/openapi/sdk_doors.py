@@ -1,0 +1,166 @@
+"""The OpenAPI operations and schemas of the analytics SDKs' dialects (Segment and
+RudderStack's ``/v1/*``), which :mod:`gateway.openapi.document` merges into the document.
+
+Each operation has the shape of the document's others: every status its dialect answers
+with, in that dialect's envelope, ``X-Request-Id`` on each, the rate-limit headers, and
+``Retry-After`` on 429 and 503. Limits come from the dialect modules' constants.
+
+Imports: the dialect modules (their constants), :mod:`gateway.openapi.schemas` and
+:mod:`gateway.openapi.limits`; not :mod:`gateway.openapi.document`, which imports this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gateway.dialects import segment
+from gateway.openapi import limits
+from gateway.openapi.schemas import (
+    DATE_TIME,
+    EVENT_PROPERTIES_NOTE,
+    PROPERTY_KEY,
+    Schema,
+    nullable,
+    properties_object,
+    ref,
+    string,
+)
+from gateway.settings import GatewaySettings
+
+SECURITY_SCHEMES: dict[str, Schema] = {
+    "segmentWriteKey": {
+        "type": "http", "scheme": "basic",
+        "description": "Segment's and RudderStack's: the write key (a trackd API key) as "
+                       "the user name, no password, as their SDKs send it; without an "
+                       "Authorization header, the body's `writeKey`."},
+}
+TAGS: list[Schema] = [
+    {"name": "Segment", "description": "Segment's HTTP tracking API (`/v1/batch` and the "
+                                       "single calls), which RudderStack's SDKs use too."},
+]
+# What a Segment-family route answers with besides 200.
+SEGMENT_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
+DESCRIPTIONS = {
+    200: "Stored (events durably; user changes applied)",
+    400: "The body is not JSON, or fails validation (`message` names the field)",
+    401: "Missing, malformed, revoked or unknown write key",
+    403: "The key may not do this",
+    409: "A conflicting request is in progress; retry",
+    413: f"Body over {segment.SEGMENT_MAX_BODY_BYTES} bytes (after decompression)",
+    415: "The body's `Content-Encoding` is not gzip, deflate or identity",
+    429: "Rate limited: retry after `Retry-After` seconds",
+    500: "Internal error",
+    503: "Overloaded or the database is unavailable: retry after `Retry-After` seconds",
+}
+
+
+def _response(status: int, schema: Schema) -> Schema:
+    headers: dict[str, Schema] = {
+        name: {"$ref": f"#/components/headers/{name}"}
+        for name in ("X-Request-Id", "RateLimit-Policy", "RateLimit")}
+    if status in (429, 503):
+        headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
+    return {"description": DESCRIPTIONS[status], "headers": headers,
+            "content": {"application/json": {"schema": schema}}}
+
+
+def _responses(success: Schema, envelope: str, statuses: Iterable[int]) -> dict[str, Schema]:
+    return {"200": _response(200, success),
+            **{str(status): _response(status, ref(envelope)) for status in statuses}}
+
+
+def _rate_limit_note(dialect: str) -> str:
+    limit = limits.DEFAULT_RATE_LIMITS[dialect]
+    setting = f"TRACKD_RATE_LIMIT_{dialect.upper()}"
+    if limit is None:
+        return f"No rate limit by default (`{setting}` sets one)."
+    requests, seconds = limit
+    return f"Rate limit by default: {requests} requests per {seconds:g} s per key (`{setting}`)."
+
+
+def _segment_schemas() -> dict[str, Schema]:
+    identifier = nullable(string(1, segment.SEGMENT_MAX_ID_CHARS))
+    free_object = nullable({"type": "object"})
+    message: Schema = {
+        "type": "object",
+        "description": "One call. `userId` or `anonymousId` is required (`userId` and "
+                       "`previousId` for alias; `event` for track; `groupId` for group).",
+        "properties": {
+            "type": {"enum": list(segment.MESSAGE_TYPES),
+                     "description": "Required in a batch; the route says it otherwise."},
+            "messageId": identifier | {"description": "The event id: a resent message is "
+                                                      "stored once."},
+            "userId": identifier, "anonymousId": identifier,
+            "event": nullable(string(1, limits.MAX_NAME_CHARS)),
+            "name": nullable({"type": "string"}), "category": nullable({"type": "string"}),
+            "properties": nullable(properties_object(
+                limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, EVENT_PROPERTIES_NOTE)),
+            "traits": free_object, "groupId": identifier, "previousId": identifier,
+            "timestamp": nullable(DATE_TIME), "originalTimestamp": nullable(DATE_TIME),
+            "sentAt": nullable(DATE_TIME),
+            "context": free_object, "integrations": free_object, "_metadata": free_object,
+            "channel": nullable({"type": "string"}),
+            "writeKey": nullable({"type": "string"}),
+        },
+    }
+    return {
+        "SegmentMessage": message,
+        "SegmentBatch": {
+            "type": "object", "required": ["batch"],
+            "properties": {
+                "batch": {"type": "array", "items": ref("SegmentMessage")},
+                "sentAt": nullable(DATE_TIME), "context": free_object,
+                "integrations": free_object, "writeKey": nullable({"type": "string"}),
+            },
+        },
+        "SegmentSuccess": {"type": "object", "required": ["success"],
+                           "properties": {"success": {"const": True}}},
+        "SegmentError": {
+            "type": "object", "required": ["success", "code", "message"],
+            "properties": {"success": {"const": False}, "code": {"type": "string"},
+                           "message": {"type": "string"}}},
+    }
+
+
+def schemas() -> dict[str, Schema]:
+    return _segment_schemas()
+
+
+SEGMENT_EXAMPLE: Mapping[str, Any] = {
+    "type": "track", "userId": "user-42", "event": "Signed Up",
+    "properties": {"plan": "pro"}, "messageId": "0b5b1b0e-5a33-4a0f-8a42-0f1c9d4d6b77",
+    "timestamp": "2026-01-01T12:00:00Z"}
+
+
+def _segment_paths() -> dict[str, Schema]:
+    note = _rate_limit_note(segment.SEGMENT.name)
+    security: list[Schema] = [{"segmentWriteKey": []}, {"bearer": []}]
+    responses = _responses(ref("SegmentSuccess"), "SegmentError", SEGMENT_ERRORS)
+
+    def body(schema: str, example: Mapping[str, Any]) -> Schema:
+        return {"required": True, "content": {"application/json": {
+            "schema": ref(schema), "example": example}}}
+
+    paths: dict[str, Schema] = {"/v1/batch": {"post": {
+        "tags": ["Segment"], "operationId": "segmentBatch", "summary": "Send a batch",
+        "description": "Any mix of calls. Events are stored all or nothing, up to "
+                       f"{limits.MAX_BATCH_EVENTS} at a time (a larger batch is stored in "
+                       "parts; resending it stores each event once). " + note,
+        "requestBody": body("SegmentBatch", {"batch": [SEGMENT_EXAMPLE]}),
+        "responses": responses, "security": security}}}
+    for kind in segment.MESSAGE_TYPES:
+        example = {key: value for key, value in SEGMENT_EXAMPLE.items() if key != "type"}
+        paths[f"/v1/{kind}"] = {"post": {
+            "tags": ["Segment"], "operationId": f"segment{kind.title()}",
+            "summary": f"One {kind} call",
+            "description": f"The same as a batch of one `{kind}` message. " + note,
+            "requestBody": body("SegmentMessage", example),
+            "responses": responses, "security": security}}
+    return paths
+
+
+def paths(settings: GatewaySettings) -> dict[str, Schema]:
+    """The operations of the SDK dialects' routes (``settings`` as the document's)."""
+    del settings  # the Segment-family limit is the dialect's own, not the setting's
+    return _segment_paths()
