@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     rate_limit_segment: str | None = Field(
         default=None, description="Segment/RudderStack requests per write key, as "
         "N/SECONDS or off (default off: Segment documents no hard limit)")
+    rate_limit_posthog: str | None = Field(
+        default=None, description="PostHog requests per project API key, as N/SECONDS or "
+        "off (default off: PostHog does not limit capture)")
     rate_limit_grpc: str | None = Field(
         default=None, description="direct gRPC callers' requests per key (default off)")
 
@@ -109,7 +112,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
-                     "rate_limit_cueflow", "rate_limit_segment", "rate_limit_grpc")
+                     "rate_limit_cueflow", "rate_limit_segment", "rate_limit_posthog",
+                     "rate_limit_grpc")
     @classmethod
     def _valid_rate_limit(cls, value: str | None) -> str | None:
         if value is not None:
@@ -130,6 +134,7 @@ class Settings(BaseSettings):
                 ("databuddy", self.rate_limit_databuddy),
                 ("cueflow", self.rate_limit_cueflow),
                 ("segment", self.rate_limit_segment),
+                ("posthog", self.rate_limit_posthog),
                 ("grpc", self.rate_limit_grpc),
             ]),
             pipeline=PipelineConfig(

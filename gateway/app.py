@@ -16,6 +16,7 @@ from gateway.dialects import (
     cueflow_audiences,
     databuddy,
     flywheel,
+    posthog,
     segment,
     shared_paths,
     vibefollow,
@@ -57,6 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
     segment.add_routes(app)
+    posthog.add_routes(app)
     health.add_routes(app)
     openapi_routes.add_routes(app)
     metrics.add_routes(app)

@@ -9,7 +9,8 @@ parser's 400/414/431 (from :mod:`gateway.http_protocol`). Paths, by owner:
 - ``/api/v1/events`` (shared) and every other ``/api/v1/...``: VibeFollow (the shared
   path's default, as in :mod:`gateway.dialects.shared_paths`);
 - Segment's routes (``/v1/batch``, ``/v1/track``, ... exactly): Segment; every other
-  ``/v1/...``: Flywheel; ``/track`` and ``/identify``: Databuddy;
+  ``/v1/...``: Flywheel; ``/track`` and ``/identify``: Databuddy; PostHog's
+  ``/batch/``, ``/capture/``, ``/e/`` and ``/i/v0/e/``: PostHog;
 - anything else: ``{"error": {"code": "not_found", "message": "..."}}``.
 
 A refused request whose body was not read to its end (413, 415, a body that is not the
@@ -30,6 +31,8 @@ from gateway.dialects.base import Handler, json_response
 from gateway.dialects.cueflow import CUEFLOW
 from gateway.dialects.databuddy import DATABUDDY
 from gateway.dialects.flywheel import FLYWHEEL
+from gateway.dialects.posthog import POSTHOG
+from gateway.dialects.posthog import ROUTES as POSTHOG_PATHS
 from gateway.dialects.segment import SEGMENT, SEGMENT_PATHS
 from gateway.dialects.vibefollow import VIBEFOLLOW
 from gateway.grpc_errors import Problem
@@ -65,6 +68,8 @@ def renderer_for(path: str) -> Render:
         return VIBEFOLLOW.render
     if path in SEGMENT_PATHS:
         return SEGMENT.render
+    if path in POSTHOG_PATHS:
+        return POSTHOG.render
     if path == "/v1" or path.startswith("/v1/"):
         return FLYWHEEL.render
     if path in ("/track", "/identify"):

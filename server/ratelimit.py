@@ -112,6 +112,8 @@ DEFAULT_LIMITS: Mapping[str, RateLimit | None] = {
     # Segment documents no hard limit per write key (it asks for at most 500 requests
     # per second per source), RudderStack none: off, as for the other undocumented ones.
     "segment": None,
+    # PostHog does not rate-limit its capture endpoints: off.
+    "posthog": None,
     GRPC_SCOPE: None,
 }
 

@@ -66,6 +66,14 @@ class EventHistory:
             {"project_id": project_id, "user_id": None, "anonymous_id": {"$in": anonymous_ids}},
             {"$set": {"user_id": external_id}})
 
+    async def rekey(self, project_id: str, previous_id: str, external_id: str) -> int:
+        """The events stored under ``previous_id`` as a user id are ``external_id``'s
+        now; how many. Raises the driver's errors."""
+        result = await self._events.update_many(
+            {"project_id": project_id, "user_id": previous_id},
+            {"$set": {"user_id": external_id}})
+        return result.modified_count
+
     async def forget(self, project_id: str, external_id: str) -> int:
         """Delete every event of the user; how many. Raises the driver's errors."""
         deleted = await self._events.delete_many(

@@ -45,4 +45,5 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float] | None] = {
     "databuddy": (600, 60),
     "cueflow": (100, 60),
     "segment": None,
+    "posthog": None,
 }

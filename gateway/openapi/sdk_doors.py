@@ -1,5 +1,6 @@
 """The OpenAPI operations and schemas of the analytics SDKs' dialects (Segment and
-RudderStack's ``/v1/*``), which :mod:`gateway.openapi.document` merges into the document.
+RudderStack's ``/v1/*``, PostHog's capture routes), which
+:mod:`gateway.openapi.document` merges into the document.
 
 Each operation has the shape of the document's others: every status its dialect answers
 with, in that dialect's envelope, ``X-Request-Id`` on each, the rate-limit headers, and
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gateway.dialects import segment
+from gateway.dialects import posthog, segment
 from gateway.openapi import limits
 from gateway.openapi.schemas import (
     DATE_TIME,
@@ -38,7 +39,10 @@ SECURITY_SCHEMES: dict[str, Schema] = {
 TAGS: list[Schema] = [
     {"name": "Segment", "description": "Segment's HTTP tracking API (`/v1/batch` and the "
                                        "single calls), which RudderStack's SDKs use too."},
+    {"name": "PostHog", "description": "PostHog's capture routes (`/batch/`, `/capture/`, "
+                                       "`/e/`, `/i/v0/e/`)."},
 ]
+POSTHOG_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
 # What a Segment-family route answers with besides 200.
 SEGMENT_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
 DESCRIPTIONS = {
@@ -123,8 +127,45 @@ def _segment_schemas() -> dict[str, Schema]:
     }
 
 
+def _posthog_schemas() -> dict[str, Schema]:
+    identifier = nullable(string(1, posthog.POSTHOG_MAX_ID_CHARS))
+    event: Schema = {
+        "type": "object", "required": ["event"],
+        "description": "One event. `distinct_id` (or `properties.distinct_id`) is "
+                       "required. `$identify`, `$create_alias`, `$set` and `$set_once` "
+                       "change the user and are not stored; top-level `$` properties are "
+                       "PostHog's, kept apart from the event's properties.",
+        "properties": {
+            "event": string(1, limits.MAX_NAME_CHARS),
+            "distinct_id": identifier, "uuid": identifier,
+            "properties": nullable({"type": "object"}),
+            "timestamp": nullable(DATE_TIME), "api_key": nullable({"type": "string"}),
+            "$set": nullable({"type": "object"}), "$set_once": nullable({"type": "object"}),
+        },
+    }
+    return {
+        "PostHogEvent": event,
+        "PostHogCapture": {"oneOf": [
+            {"type": "object", "required": ["batch"], "properties": {
+                "batch": {"type": "array", "items": ref("PostHogEvent")},
+                "api_key": nullable({"type": "string"}), "token": nullable({"type": "string"}),
+                "sent_at": nullable({"type": "string"}),
+                "historical_migration": nullable({"type": "boolean"})}},
+            ref("PostHogEvent"),
+            {"type": "array", "items": ref("PostHogEvent")},
+        ]},
+        "PostHogSuccess": {"type": "object", "required": ["status"],
+                           "properties": {"status": {"const": 1}}},
+        "PostHogError": {
+            "type": "object", "required": ["type", "code", "detail", "attr"],
+            "properties": {"type": {"type": "string"}, "code": {"type": "string"},
+                           "detail": {"type": "string"},
+                           "attr": {"type": ["string", "null"]}}},
+    }
+
+
 def schemas() -> dict[str, Schema]:
-    return _segment_schemas()
+    return {**_segment_schemas(), **_posthog_schemas()}
 
 
 SEGMENT_EXAMPLE: Mapping[str, Any] = {
@@ -160,7 +201,32 @@ def _segment_paths() -> dict[str, Schema]:
     return paths
 
 
+def _posthog_paths() -> dict[str, Schema]:
+    note = _rate_limit_note(posthog.POSTHOG.name)
+    responses = _responses(ref("PostHogSuccess"), "PostHogError", POSTHOG_ERRORS)
+    compression: Schema = {
+        "name": "compression", "in": "query", "required": False,
+        "schema": {"enum": ["gzip-js"]},
+        "description": "posthog-js: the body is gzip without a `Content-Encoding`."}
+    example = {"api_key": "trk_...", "batch": [{
+        "event": "$pageview", "distinct_id": "user-42",
+        "properties": {"$current_url": "https://example.com/", "plan": "pro"},
+        "uuid": "0190b2f2-7c4e-7a3b-9c1d-2e3f4a5b6c7d", "timestamp": "2026-01-01T12:00:00Z"}]}
+    return {path: {"post": {
+        "tags": ["PostHog"], "operationId": "posthog" + "".join(
+            part.title() for part in path.strip("/").split("/")),
+        "summary": "Capture events",
+        "description": "A batch, one event, or an array of events; the project API key "
+                       "in the body (`api_key`, else an event's `api_key` or "
+                       "`properties.token`). " + note,
+        "parameters": [compression],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": ref("PostHogCapture"), "example": example}}},
+        # The key is in the body, where OpenAPI's security schemes cannot point.
+        "responses": responses, "security": []}} for path in posthog.ROUTES}
+
+
 def paths(settings: GatewaySettings) -> dict[str, Schema]:
     """The operations of the SDK dialects' routes (``settings`` as the document's)."""
-    del settings  # the Segment-family limit is the dialect's own, not the setting's
-    return _segment_paths()
+    del settings  # these limits are the dialects' own, not the settings'
+    return {**_segment_paths(), **_posthog_paths()}

@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.dialects.posthog import ROUTES as POSTHOG_PATHS
 from gateway.dialects.segment import SEGMENT_PATHS
 from gateway.settings import GatewaySettings
 from server.app import ServerConfig, create_server
@@ -88,6 +89,13 @@ def segment(body: Any, status: int) -> bool:
         return bool(body == {"success": True})
     return isinstance(body, dict) and sorted(body) == ["code", "message", "success"] and \
         body["success"] is False and _str(body["code"]) and _str(body["message"])
+
+
+def posthog(body: Any, status: int) -> bool:
+    if status < 300:
+        return bool(body == {"status": 1})
+    return isinstance(body, dict) and sorted(body) == ["attr", "code", "detail", "type"] and \
+        _str(body["type"]) and _str(body["code"]) and _str(body["detail"])
 
 
 def plain(body: Any, status: int) -> bool:
@@ -149,6 +157,16 @@ ROUTES = [
           segment, auth="segment"),
     Route("POST", "/v1/group", {"userId": "u1", "groupId": "g1", "traits": {"n": 1}},
           segment),
+    Route("POST", "/batch/", {"api_key": "", "batch": [
+        {"event": "x", "distinct_id": "u1", "uuid": "e1", "timestamp": "2024-01-15T10:30:00Z",
+         "properties": {"a": 1, "$lib": "posthog-python", "$set": {"plan": "pro"}}},
+        {"event": "$identify", "distinct_id": "u1",
+         "properties": {"$anon_distinct_id": "a1", "$set_once": {"b": 2}}},
+        {"event": "$create_alias", "distinct_id": "a2", "properties": {"alias": "u1"}}]},
+          posthog, auth="posthog"),
+    Route("POST", "/e/", [{"event": "$pageview", "properties": {
+        "distinct_id": "a1", "token": "", "$current_url": "https://x.example"}}],
+          posthog, auth="posthog"),
     Route("GET", "/nowhere", None, plain),
 ]
 ENVELOPES = {route.path: route.envelope for route in ROUTES}
@@ -234,6 +252,14 @@ class Fuzzed:
         if self.route.auth == "flywheel" and self.credential == "right":
             headers["Auth-Type"] = "api"
             credential = key
+        if self.route.auth == "posthog":
+            # The key is in the body: the seed's empty api_key/token becomes the
+            # credential (a mutated body may have lost it: then it has none).
+            secret = {"right": key, "wrong": "trk_not_a_key"}.get(self.credential, "")
+            body = self.body.replace(b'"api_key":""', f'"api_key":"{secret}"'.encode()) \
+                .replace(b'"token":""', f'"token":"{secret}"'.encode())
+            body, encoding = encode(body, self.encoding)
+            credential = ""
         if self.route.auth == "segment" and self.credential in ("right", "wrong"):
             user = key if self.credential == "right" else "trk_not_a_key"
             credential = "Basic " + base64.b64encode(f"{user}:".encode()).decode()
@@ -267,6 +293,8 @@ def envelope_for(path: str) -> Callable[[Any, int], bool]:
         return ENVELOPES[bare]
     if bare in SEGMENT_PATHS:
         return segment
+    if bare in POSTHOG_PATHS:
+        return posthog
     if bare.startswith(("/api/v1/contacts", "/api/v1/audiences")):
         return cueflow
     if bare.startswith("/api/v1/"):
@@ -279,7 +307,8 @@ def envelope_for(path: str) -> Callable[[Any, int], bool]:
 @pytest.fixture
 async def port(store: Store, server_config: ServerConfig) -> AsyncIterator[int]:
     # Rate limits off: the fuzzer's hundreds of requests with one key must reach the rules.
-    unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel", "segment"))
+    unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel", "segment",
+                               "posthog"))
     server = await create_server(store, dataclasses.replace(server_config,
                                                             rate_limits=unlimited))
     try:

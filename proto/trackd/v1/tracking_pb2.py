@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trackd/v1/tracking.proto\x12\ttrackd.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x65xternal_user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.trackd.v1.EventContext\x12\x17\n\x0fproperties_json\x18\x08 \x01(\x0c\x12\x1b\n\x13\x63lient_context_json\x18\t \x01(\x0c\"Y\n\x0c\x45ventContext\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\"\x98\x01\n\x11TrackEventRequest\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"9\n\x12TrackEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x82\x01\n\x11\x42\x61tchTrackRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\"V\n\x12\x42\x61tchTrackResponse\x12\x11\n\tevent_ids\x18\x01 \x03(\t\x12\x14\n\x0cstored_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\"\xa9\x01\n\x0fIdentifyRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\'\n\x06traits\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x15\n\rvalidate_only\x18\x06 \x01(\x08\"#\n\x10IdentifyResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"A\n\x12TrackEventsRequest\x12+\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x1c.trackd.v1.CarriedTrackEvent\"n\n\x11\x43\x61rriedTrackEvent\x12*\n\x08metadata\x18\x01 \x03(\x0b\x32\x18.trackd.v1.MetadataEntry\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.trackd.v1.TrackEventRequest\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"C\n\x13TrackEventsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.trackd.v1.TrackEventResult\"\xac\x01\n\x10TrackEventResult\x12\x31\n\x08response\x18\x01 \x01(\x0b\x32\x1d.trackd.v1.TrackEventResponseH\x00\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.trackd.v1.CallStatusH\x00\x12\x33\n\x11trailing_metadata\x18\x03 \x03(\x0b\x32\x18.trackd.v1.MetadataEntryB\x08\n\x06result\"R\n\nCallStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any*x\n\x11UnknownUserPolicy\x12#\n\x1fUNKNOWN_USER_POLICY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aUNKNOWN_USER_POLICY_BUFFER\x10\x01\x12\x1e\n\x1aUNKNOWN_USER_POLICY_REJECT\x10\x02\x32\xba\x02\n\x0fTrackingService\x12I\n\nTrackEvent\x12\x1c.trackd.v1.TrackEventRequest\x1a\x1d.trackd.v1.TrackEventResponse\x12I\n\nBatchTrack\x12\x1c.trackd.v1.BatchTrackRequest\x1a\x1d.trackd.v1.BatchTrackResponse\x12\x43\n\x08Identify\x12\x1a.trackd.v1.IdentifyRequest\x1a\x1b.trackd.v1.IdentifyResponse\x12L\n\x0bTrackEvents\x12\x1d.trackd.v1.TrackEventsRequest\x1a\x1e.trackd.v1.TrackEventsResponseB\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trackd/v1/tracking.proto\x12\ttrackd.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x65xternal_user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.trackd.v1.EventContext\x12\x17\n\x0fproperties_json\x18\x08 \x01(\x0c\x12\x1b\n\x13\x63lient_context_json\x18\t \x01(\x0c\"Y\n\x0c\x45ventContext\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\"\x98\x01\n\x11TrackEventRequest\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"9\n\x12TrackEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x82\x01\n\x11\x42\x61tchTrackRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\"V\n\x12\x42\x61tchTrackResponse\x12\x11\n\tevent_ids\x18\x01 \x03(\t\x12\x14\n\x0cstored_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\"\xf1\x01\n\x0fIdentifyRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\'\n\x06traits\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x15\n\rvalidate_only\x18\x06 \x01(\x08\x12\x18\n\x10previous_user_id\x18\x07 \x01(\t\x12,\n\x0btraits_once\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"#\n\x10IdentifyResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"A\n\x12TrackEventsRequest\x12+\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x1c.trackd.v1.CarriedTrackEvent\"n\n\x11\x43\x61rriedTrackEvent\x12*\n\x08metadata\x18\x01 \x03(\x0b\x32\x18.trackd.v1.MetadataEntry\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.trackd.v1.TrackEventRequest\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"C\n\x13TrackEventsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.trackd.v1.TrackEventResult\"\xac\x01\n\x10TrackEventResult\x12\x31\n\x08response\x18\x01 \x01(\x0b\x32\x1d.trackd.v1.TrackEventResponseH\x00\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.trackd.v1.CallStatusH\x00\x12\x33\n\x11trailing_metadata\x18\x03 \x03(\x0b\x32\x18.trackd.v1.MetadataEntryB\x08\n\x06result\"R\n\nCallStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any*x\n\x11UnknownUserPolicy\x12#\n\x1fUNKNOWN_USER_POLICY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aUNKNOWN_USER_POLICY_BUFFER\x10\x01\x12\x1e\n\x1aUNKNOWN_USER_POLICY_REJECT\x10\x02\x32\xba\x02\n\x0fTrackingService\x12I\n\nTrackEvent\x12\x1c.trackd.v1.TrackEventRequest\x1a\x1d.trackd.v1.TrackEventResponse\x12I\n\nBatchTrack\x12\x1c.trackd.v1.BatchTrackRequest\x1a\x1d.trackd.v1.BatchTrackResponse\x12\x43\n\x08Identify\x12\x1a.trackd.v1.IdentifyRequest\x1a\x1b.trackd.v1.IdentifyResponse\x12L\n\x0bTrackEvents\x12\x1d.trackd.v1.TrackEventsRequest\x1a\x1e.trackd.v1.TrackEventsResponseB\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackd.v1.tracking_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z trackd/gen/go/trackd/v1;trackdv1'
-  _globals['_UNKNOWNUSERPOLICY']._serialized_start=1694
-  _globals['_UNKNOWNUSERPOLICY']._serialized_end=1814
+  _globals['_UNKNOWNUSERPOLICY']._serialized_start=1766
+  _globals['_UNKNOWNUSERPOLICY']._serialized_end=1886
   _globals['_EVENT']._serialized_start=130
   _globals['_EVENT']._serialized_end=405
   _globals['_EVENTCONTEXT']._serialized_start=407
@@ -50,21 +50,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHTRACKRESPONSE']._serialized_start=845
   _globals['_BATCHTRACKRESPONSE']._serialized_end=931
   _globals['_IDENTIFYREQUEST']._serialized_start=934
-  _globals['_IDENTIFYREQUEST']._serialized_end=1103
-  _globals['_IDENTIFYRESPONSE']._serialized_start=1105
-  _globals['_IDENTIFYRESPONSE']._serialized_end=1140
-  _globals['_TRACKEVENTSREQUEST']._serialized_start=1142
-  _globals['_TRACKEVENTSREQUEST']._serialized_end=1207
-  _globals['_CARRIEDTRACKEVENT']._serialized_start=1209
-  _globals['_CARRIEDTRACKEVENT']._serialized_end=1319
-  _globals['_METADATAENTRY']._serialized_start=1321
-  _globals['_METADATAENTRY']._serialized_end=1364
-  _globals['_TRACKEVENTSRESPONSE']._serialized_start=1366
-  _globals['_TRACKEVENTSRESPONSE']._serialized_end=1433
-  _globals['_TRACKEVENTRESULT']._serialized_start=1436
-  _globals['_TRACKEVENTRESULT']._serialized_end=1608
-  _globals['_CALLSTATUS']._serialized_start=1610
-  _globals['_CALLSTATUS']._serialized_end=1692
-  _globals['_TRACKINGSERVICE']._serialized_start=1817
-  _globals['_TRACKINGSERVICE']._serialized_end=2131
+  _globals['_IDENTIFYREQUEST']._serialized_end=1175
+  _globals['_IDENTIFYRESPONSE']._serialized_start=1177
+  _globals['_IDENTIFYRESPONSE']._serialized_end=1212
+  _globals['_TRACKEVENTSREQUEST']._serialized_start=1214
+  _globals['_TRACKEVENTSREQUEST']._serialized_end=1279
+  _globals['_CARRIEDTRACKEVENT']._serialized_start=1281
+  _globals['_CARRIEDTRACKEVENT']._serialized_end=1391
+  _globals['_METADATAENTRY']._serialized_start=1393
+  _globals['_METADATAENTRY']._serialized_end=1436
+  _globals['_TRACKEVENTSRESPONSE']._serialized_start=1438
+  _globals['_TRACKEVENTSRESPONSE']._serialized_end=1505
+  _globals['_TRACKEVENTRESULT']._serialized_start=1508
+  _globals['_TRACKEVENTRESULT']._serialized_end=1680
+  _globals['_CALLSTATUS']._serialized_start=1682
+  _globals['_CALLSTATUS']._serialized_end=1764
+  _globals['_TRACKINGSERVICE']._serialized_start=1889
+  _globals['_TRACKINGSERVICE']._serialized_end=2203
 # @@protoc_insertion_point(module_scope)

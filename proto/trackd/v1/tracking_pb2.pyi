@@ -96,20 +96,24 @@ class BatchTrackResponse(_message.Message):
     def __init__(self, event_ids: _Optional[_Iterable[str]] = ..., stored_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("external_id", "anonymous_id", "traits", "website_id", "idempotency_key", "validate_only")
+    __slots__ = ("external_id", "anonymous_id", "traits", "website_id", "idempotency_key", "validate_only", "previous_user_id", "traits_once")
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     ANONYMOUS_ID_FIELD_NUMBER: _ClassVar[int]
     TRAITS_FIELD_NUMBER: _ClassVar[int]
     WEBSITE_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_ONCE_FIELD_NUMBER: _ClassVar[int]
     external_id: str
     anonymous_id: str
     traits: _struct_pb2.Struct
     website_id: str
     idempotency_key: str
     validate_only: bool
-    def __init__(self, external_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., website_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+    previous_user_id: str
+    traits_once: _struct_pb2.Struct
+    def __init__(self, external_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., website_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., validate_only: _Optional[bool] = ..., previous_user_id: _Optional[str] = ..., traits_once: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
     __slots__ = ("created",)

@@ -1,4 +1,5 @@
-"""Event.client_context_json and IdentifyRequest.validate_only over real gRPC."""
+"""What the vendor SDK dialects need of the server, over real gRPC: Event.client_context_json
+and IdentifyRequest's validate_only, previous_user_id and traits_once."""
 
 from __future__ import annotations
 
@@ -60,3 +61,43 @@ async def test_identify_validate_only_changes_nothing(
         await tracking.Identify(request, metadata=auth("trk_unknown"))
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert await stored_users(store) == []
+
+
+async def test_previous_user_id_joins_its_events_unless_it_is_a_user(
+    tracking: Stub, api_key: str, store: Store
+) -> None:
+    for user, event_id in (("anon-1", "e-1"), ("anon-1", "e-2"), ("known", "e-3")):
+        await tracking.TrackEvent(tracking_pb2.TrackEventRequest(
+            event=event(user=user, event_id=event_id)), metadata=auth(api_key))
+    await tracking.Identify(tracking_pb2.IdentifyRequest(external_id="known"),
+                            metadata=auth(api_key))
+    await tracking.Identify(tracking_pb2.IdentifyRequest(
+        external_id="u1", previous_user_id="anon-1"), metadata=auth(api_key))
+    await tracking.Identify(tracking_pb2.IdentifyRequest(
+        external_id="u1", previous_user_id="known"), metadata=auth(api_key))
+    owners = {doc["event_id"]: doc["user_id"] for doc in await stored_events(store)}
+    assert owners == {"e-1": "u1", "e-2": "u1", "e-3": "known"}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tracking.Identify(tracking_pb2.IdentifyRequest(
+            external_id="u1", previous_user_id="x" * 257), metadata=auth(api_key))
+    assert caught.value.details() == "previous_user_id: must be at most 256 characters"
+
+
+async def test_traits_once_set_only_what_is_absent(
+    tracking: Stub, api_key: str, store: Store
+) -> None:
+    first = tracking_pb2.IdentifyRequest(external_id="u1")
+    first.traits.update({"plan": "pro"})
+    first.traits_once.update({"plan": "free", "source": "ads"})
+    await tracking.Identify(first, metadata=auth(api_key))
+    again = tracking_pb2.IdentifyRequest(external_id="u1")
+    again.traits_once.update({"source": "seo", "seats": 3})
+    await tracking.Identify(again, metadata=auth(api_key))
+    (user,) = await stored_users(store)
+    assert user["traits"] == {"plan": "pro", "source": "ads", "seats": 3}
+    bad = tracking_pb2.IdentifyRequest(external_id="u1")
+    bad.traits_once.update({"a.b": 1})
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tracking.Identify(bad, metadata=auth(api_key))
+    assert caught.value.details() == \
+        "traits_once.a.b: trait keys must be non-empty and contain no '.', '$' or NUL"
