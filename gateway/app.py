@@ -12,6 +12,7 @@ from gateway import health, metrics
 from gateway.access import access_middleware
 from gateway.body import HANDLER_ARGS
 from gateway.dialects import (
+    amplitude,
     cueflow,
     cueflow_audiences,
     databuddy,
@@ -59,6 +60,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     databuddy.add_routes(app)
     segment.add_routes(app)
     posthog.add_routes(app)
+    amplitude.add_routes(app)
     health.add_routes(app)
     openapi_routes.add_routes(app)
     metrics.add_routes(app)

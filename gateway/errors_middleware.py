@@ -10,7 +10,8 @@ parser's 400/414/431 (from :mod:`gateway.http_protocol`). Paths, by owner:
   path's default, as in :mod:`gateway.dialects.shared_paths`);
 - Segment's routes (``/v1/batch``, ``/v1/track``, ... exactly): Segment; every other
   ``/v1/...``: Flywheel; ``/track`` and ``/identify``: Databuddy; PostHog's
-  ``/batch/``, ``/capture/``, ``/e/`` and ``/i/v0/e/``: PostHog;
+  ``/batch/``, ``/capture/``, ``/e/`` and ``/i/v0/e/``: PostHog; ``/2/httpapi`` and
+  ``/batch``: Amplitude;
 - anything else: ``{"error": {"code": "not_found", "message": "..."}}``.
 
 A refused request whose body was not read to its end (413, 415, a body that is not the
@@ -27,6 +28,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from gateway.dialects.amplitude import AMPLITUDE, AMPLITUDE_MAX_BODY_BYTES
 from gateway.dialects.base import Handler, json_response
 from gateway.dialects.cueflow import CUEFLOW
 from gateway.dialects.databuddy import DATABUDDY
@@ -70,6 +72,8 @@ def renderer_for(path: str) -> Render:
         return SEGMENT.render
     if path in POSTHOG_PATHS:
         return POSTHOG.render
+    if path in AMPLITUDE_MAX_BODY_BYTES:
+        return AMPLITUDE.render
     if path == "/v1" or path.startswith("/v1/"):
         return FLYWHEEL.render
     if path in ("/track", "/identify"):

@@ -114,6 +114,8 @@ DEFAULT_LIMITS: Mapping[str, RateLimit | None] = {
     "segment": None,
     # PostHog does not rate-limit its capture endpoints: off.
     "posthog": None,
+    # Amplitude limits events per device and user (30 a second), not requests per key.
+    "amplitude": None,
     GRPC_SCOPE: None,
 }
 

@@ -46,4 +46,5 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float] | None] = {
     "cueflow": (100, 60),
     "segment": None,
     "posthog": None,
+    "amplitude": None,
 }

@@ -1,5 +1,5 @@
 """The OpenAPI operations and schemas of the analytics SDKs' dialects (Segment and
-RudderStack's ``/v1/*``, PostHog's capture routes), which
+RudderStack's ``/v1/*``, PostHog's capture routes, Amplitude's), which
 :mod:`gateway.openapi.document` merges into the document.
 
 Each operation has the shape of the document's others: every status its dialect answers
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gateway.dialects import posthog, segment
+from gateway.dialects import amplitude, posthog, segment
 from gateway.openapi import limits
 from gateway.openapi.schemas import (
     DATE_TIME,
@@ -39,10 +39,14 @@ SECURITY_SCHEMES: dict[str, Schema] = {
 TAGS: list[Schema] = [
     {"name": "Segment", "description": "Segment's HTTP tracking API (`/v1/batch` and the "
                                        "single calls), which RudderStack's SDKs use too."},
+    {"name": "Amplitude", "description": "Amplitude's HTTP V2 (`/2/httpapi`) and Batch "
+                                         "(`/batch`) APIs."},
     {"name": "PostHog", "description": "PostHog's capture routes (`/batch/`, `/capture/`, "
                                        "`/e/`, `/i/v0/e/`)."},
 ]
 POSTHOG_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
+# Amplitude's SDK retries any 4xx but 400, 413 and 429: a key problem is a 400.
+AMPLITUDE_ERRORS = (400, 409, 413, 415, 429, 500, 503)
 # What a Segment-family route answers with besides 200.
 SEGMENT_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
 DESCRIPTIONS = {
@@ -164,8 +168,55 @@ def _posthog_schemas() -> dict[str, Schema]:
     }
 
 
+def _amplitude_schemas() -> dict[str, Schema]:
+    identifier = nullable(string(1, amplitude.AMPLITUDE_MAX_ID_CHARS))
+    indices: Schema = {"type": "object", "additionalProperties": {
+        "type": "array", "items": {"type": "integer", "minimum": 0}}}
+    return {
+        "AmplitudeEvent": {
+            "type": "object", "required": ["event_type"],
+            "description": "`user_id` or `device_id` is required (at least "
+                           f"{amplitude.AMPLITUDE_DEFAULT_MIN_ID_LENGTH} characters unless "
+                           "`options.min_id_length` says otherwise). Fields other than "
+                           "these are kept as the event's client context.",
+            "properties": {
+                "event_type": string(1, limits.MAX_NAME_CHARS),
+                "user_id": identifier, "device_id": identifier, "insert_id": identifier,
+                "time": nullable({"type": "integer", "description": "Unix milliseconds"}),
+                "event_properties": nullable(properties_object(
+                    limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, EVENT_PROPERTIES_NOTE)),
+                "user_properties": nullable({"type": "object"}),
+            }},
+        "AmplitudeUpload": {
+            "type": "object", "required": ["api_key", "events"],
+            "properties": {
+                "api_key": {"type": "string"},
+                "events": {"type": "array", "minItems": 1,
+                           "maxItems": amplitude.AMPLITUDE_MAX_EVENTS,
+                           "items": ref("AmplitudeEvent")},
+                "options": nullable({"type": "object", "properties": {
+                    "min_id_length": nullable({"type": "integer"})}}),
+            }},
+        "AmplitudeSuccess": {
+            "type": "object",
+            "required": ["code", "server_upload_time", "payload_size_bytes", "events_ingested"],
+            "properties": {"code": {"const": 200}, "server_upload_time": {"type": "integer"},
+                           "payload_size_bytes": {"type": "integer"},
+                           "events_ingested": {"type": "integer"}}},
+        "AmplitudeError": {
+            "type": "object", "required": ["code", "error"],
+            "properties": {
+                "code": {"type": "integer"}, "error": {"type": "string"},
+                "missing_field": {"type": "string"},
+                "events_with_missing_fields": indices,
+                "events_with_invalid_fields": indices,
+                "events_with_invalid_id_lengths": indices,
+                "throttled_events": {"type": "array", "items": {"type": "integer"}}}},
+    }
+
+
 def schemas() -> dict[str, Schema]:
-    return {**_segment_schemas(), **_posthog_schemas()}
+    return {**_segment_schemas(), **_posthog_schemas(), **_amplitude_schemas()}
 
 
 SEGMENT_EXAMPLE: Mapping[str, Any] = {
@@ -226,7 +277,31 @@ def _posthog_paths() -> dict[str, Schema]:
         "responses": responses, "security": []}} for path in posthog.ROUTES}
 
 
+def _amplitude_paths() -> dict[str, Schema]:
+    note = _rate_limit_note(amplitude.AMPLITUDE.name)
+    responses = _responses(ref("AmplitudeSuccess"), "AmplitudeError", AMPLITUDE_ERRORS)
+    responses["400"]["description"] = (
+        "Not JSON, invalid (the `events_with_*` fields name the events), or `Invalid API "
+        "key: ...` (missing, unknown, revoked, or may not track): final for the SDK")
+    example = {"api_key": "trk_...", "events": [{
+        "event_type": "signed up", "user_id": "user-42", "device_id": "device-42",
+        "insert_id": "0b5b1b0e-5a33", "time": 1767225600000,
+        "event_properties": {"plan": "pro"}}]}
+    operations = {"/2/httpapi": ("amplitudeHttpApi", "HTTP V2 API"),
+                  "/batch": ("amplitudeBatch", "Batch API")}
+    return {path: {"post": {
+        "tags": ["Amplitude"], "operationId": operation_id, "summary": summary,
+        "description": f"At most {amplitude.AMPLITUDE_MAX_BODY_BYTES[path]} bytes and "
+                       f"{amplitude.AMPLITUDE_MAX_EVENTS} events; stored all or nothing "
+                       "(500 at a time). The API key is the body's `api_key`. " + note,
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": ref("AmplitudeUpload"), "example": example}}},
+        # The key is in the body, where OpenAPI's security schemes cannot point.
+        "responses": responses, "security": []}}
+        for path, (operation_id, summary) in operations.items()}
+
+
 def paths(settings: GatewaySettings) -> dict[str, Schema]:
     """The operations of the SDK dialects' routes (``settings`` as the document's)."""
     del settings  # these limits are the dialects' own, not the settings'
-    return {**_segment_paths(), **_posthog_paths()}
+    return {**_segment_paths(), **_posthog_paths(), **_amplitude_paths()}

@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.dialects.amplitude import AMPLITUDE_MAX_BODY_BYTES
 from gateway.dialects.posthog import ROUTES as POSTHOG_PATHS
 from gateway.dialects.segment import SEGMENT_PATHS
 from gateway.settings import GatewaySettings
@@ -96,6 +97,13 @@ def posthog(body: Any, status: int) -> bool:
         return bool(body == {"status": 1})
     return isinstance(body, dict) and sorted(body) == ["attr", "code", "detail", "type"] and \
         _str(body["type"]) and _str(body["code"]) and _str(body["detail"])
+
+
+def amplitude(body: Any, status: int) -> bool:
+    if status < 300:
+        return isinstance(body, dict) and body.get("code") == 200 and \
+            isinstance(body.get("events_ingested"), int)
+    return isinstance(body, dict) and body.get("code") == status and _str(body.get("error"))
 
 
 def plain(body: Any, status: int) -> bool:
@@ -167,6 +175,14 @@ ROUTES = [
     Route("POST", "/e/", [{"event": "$pageview", "properties": {
         "distinct_id": "a1", "token": "", "$current_url": "https://x.example"}}],
           posthog, auth="posthog"),
+    Route("POST", "/2/httpapi", {"api_key": "", "events": [
+        {"event_type": "x", "user_id": "user-1", "device_id": "device-1", "insert_id": "i1",
+         "time": 1700000000000, "event_properties": {"a": 1}, "platform": "Web",
+         "user_properties": {"$set": {"plan": "pro"}, "$setOnce": {"b": 2}}},
+        {"event_type": "$identify", "user_id": "user-1",
+         "user_properties": {"$unset": {"c": "-"}}}]}, amplitude, auth="posthog"),
+    Route("POST", "/batch", {"api_key": "", "events": [
+        {"event_type": "y", "device_id": "device-2"}]}, amplitude, auth="posthog"),
     Route("GET", "/nowhere", None, plain),
 ]
 ENVELOPES = {route.path: route.envelope for route in ROUTES}
@@ -252,7 +268,7 @@ class Fuzzed:
         if self.route.auth == "flywheel" and self.credential == "right":
             headers["Auth-Type"] = "api"
             credential = key
-        if self.route.auth == "posthog":
+        if self.route.auth == "posthog":  # PostHog's and Amplitude's
             # The key is in the body: the seed's empty api_key/token becomes the
             # credential (a mutated body may have lost it: then it has none).
             secret = {"right": key, "wrong": "trk_not_a_key"}.get(self.credential, "")
@@ -295,6 +311,8 @@ def envelope_for(path: str) -> Callable[[Any, int], bool]:
         return segment
     if bare in POSTHOG_PATHS:
         return posthog
+    if bare in AMPLITUDE_MAX_BODY_BYTES:
+        return amplitude
     if bare.startswith(("/api/v1/contacts", "/api/v1/audiences")):
         return cueflow
     if bare.startswith("/api/v1/"):
@@ -308,7 +326,7 @@ def envelope_for(path: str) -> Callable[[Any, int], bool]:
 async def port(store: Store, server_config: ServerConfig) -> AsyncIterator[int]:
     # Rate limits off: the fuzzer's hundreds of requests with one key must reach the rules.
     unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel", "segment",
-                               "posthog"))
+                               "posthog", "amplitude"))
     server = await create_server(store, dataclasses.replace(server_config,
                                                             rate_limits=unlimited))
     try:

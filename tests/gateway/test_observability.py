@@ -18,7 +18,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.dialects import cueflow, databuddy, flywheel, posthog, segment, vibefollow
+from gateway.dialects import (
+    amplitude,
+    cueflow,
+    databuddy,
+    flywheel,
+    posthog,
+    segment,
+    vibefollow,
+)
 from server import metrics as server_metrics
 from server.app import TrackdServer
 from server.ratelimit import RateLimit
@@ -52,7 +60,7 @@ def test_every_dialect_is_a_source_the_server_counts() -> None:
     """The dialect the gateway names in ``trackd-dialect`` is one of the server's sources."""
     dialects = {d.name for d in (vibefollow.VIBEFOLLOW, flywheel.FLYWHEEL,
                                  databuddy.DATABUDDY, cueflow.CUEFLOW, segment.SEGMENT,
-                                 posthog.POSTHOG)}
+                                 posthog.POSTHOG, amplitude.AMPLITUDE)}
     assert {*dialects, "grpc"} == server_metrics.SOURCES
 
 
