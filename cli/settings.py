@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     rate_limit_amplitude: str | None = Field(
         default=None, description="Amplitude requests per API key, as N/SECONDS or off "
         "(default off: Amplitude limits devices, not keys)")
+    rate_limit_mixpanel: str | None = Field(
+        default=None, description="Mixpanel requests per project token, as N/SECONDS or "
+        "off (default off: Mixpanel limits projects by volume)")
     rate_limit_grpc: str | None = Field(
         default=None, description="direct gRPC callers' requests per key (default off)")
 
@@ -116,7 +119,7 @@ class Settings(BaseSettings):
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
                      "rate_limit_cueflow", "rate_limit_segment", "rate_limit_posthog",
-                     "rate_limit_amplitude", "rate_limit_grpc")
+                     "rate_limit_amplitude", "rate_limit_mixpanel", "rate_limit_grpc")
     @classmethod
     def _valid_rate_limit(cls, value: str | None) -> str | None:
         if value is not None:
@@ -139,6 +142,7 @@ class Settings(BaseSettings):
                 ("segment", self.rate_limit_segment),
                 ("posthog", self.rate_limit_posthog),
                 ("amplitude", self.rate_limit_amplitude),
+                ("mixpanel", self.rate_limit_mixpanel),
                 ("grpc", self.rate_limit_grpc),
             ]),
             pipeline=PipelineConfig(

@@ -17,6 +17,7 @@ from gateway.dialects import (
     cueflow_audiences,
     databuddy,
     flywheel,
+    mixpanel,
     posthog,
     segment,
     shared_paths,
@@ -61,6 +62,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     segment.add_routes(app)
     posthog.add_routes(app)
     amplitude.add_routes(app)
+    mixpanel.add_routes(app)
     health.add_routes(app)
     openapi_routes.add_routes(app)
     metrics.add_routes(app)

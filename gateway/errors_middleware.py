@@ -11,7 +11,8 @@ parser's 400/414/431 (from :mod:`gateway.http_protocol`). Paths, by owner:
 - Segment's routes (``/v1/batch``, ``/v1/track``, ... exactly): Segment; every other
   ``/v1/...``: Flywheel; ``/track`` and ``/identify``: Databuddy; PostHog's
   ``/batch/``, ``/capture/``, ``/e/`` and ``/i/v0/e/``: PostHog; ``/2/httpapi`` and
-  ``/batch``: Amplitude;
+  ``/batch``: Amplitude; ``/import`` and ``/engage``: Mixpanel (``/track``, shared,
+  Databuddy's);
 - anything else: ``{"error": {"code": "not_found", "message": "..."}}``.
 
 A refused request whose body was not read to its end (413, 415, a body that is not the
@@ -33,6 +34,7 @@ from gateway.dialects.base import Handler, json_response
 from gateway.dialects.cueflow import CUEFLOW
 from gateway.dialects.databuddy import DATABUDDY
 from gateway.dialects.flywheel import FLYWHEEL
+from gateway.dialects.mixpanel import MIXPANEL
 from gateway.dialects.posthog import POSTHOG
 from gateway.dialects.posthog import ROUTES as POSTHOG_PATHS
 from gateway.dialects.segment import SEGMENT, SEGMENT_PATHS
@@ -74,6 +76,8 @@ def renderer_for(path: str) -> Render:
         return POSTHOG.render
     if path in AMPLITUDE_MAX_BODY_BYTES:
         return AMPLITUDE.render
+    if path in ("/import", "/engage"):
+        return MIXPANEL.render
     if path == "/v1" or path.startswith("/v1/"):
         return FLYWHEEL.render
     if path in ("/track", "/identify"):

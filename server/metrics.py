@@ -18,7 +18,7 @@ from prometheus_client import Counter, Gauge, Histogram
 # Where an event came in: the REST dialect the gateway names in ``trackd-dialect`` call
 # metadata, else "grpc" (a direct gRPC client).
 SOURCES = frozenset({"vibefollow", "flywheel", "databuddy", "cueflow", "segment", "posthog",
-                     "amplitude", "grpc"})
+                     "amplitude", "mixpanel", "grpc"})
 GRPC_SOURCE = "grpc"
 
 # Latency buckets (seconds): an RPC answers in about a millisecond when idle; a durable

@@ -116,6 +116,8 @@ DEFAULT_LIMITS: Mapping[str, RateLimit | None] = {
     "posthog": None,
     # Amplitude limits events per device and user (30 a second), not requests per key.
     "amplitude": None,
+    # Mixpanel's ingestion limit is per project (2 GB of events a minute), not per key.
+    "mixpanel": None,
     GRPC_SCOPE: None,
 }
 

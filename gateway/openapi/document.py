@@ -508,6 +508,7 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
     paths = {**_shared_events_path(settings), **_vibefollow_paths(settings),
              **_flywheel_paths(settings), **_databuddy_paths(settings),
              **_cueflow_paths(settings), **sdk_doors.paths(settings), **_meta_paths()}
+    sdk_doors.share_track(paths)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

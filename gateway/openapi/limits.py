@@ -47,4 +47,5 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float] | None] = {
     "segment": None,
     "posthog": None,
     "amplitude": None,
+    "mixpanel": None,
 }

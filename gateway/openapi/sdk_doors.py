@@ -1,5 +1,5 @@
 """The OpenAPI operations and schemas of the analytics SDKs' dialects (Segment and
-RudderStack's ``/v1/*``, PostHog's capture routes, Amplitude's), which
+RudderStack's ``/v1/*``, PostHog's capture routes, Amplitude's, Mixpanel's), which
 :mod:`gateway.openapi.document` merges into the document.
 
 Each operation has the shape of the document's others: every status its dialect answers
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gateway.dialects import amplitude, posthog, segment
+from gateway.dialects import amplitude, mixpanel, posthog, segment
 from gateway.openapi import limits
 from gateway.openapi.schemas import (
     DATE_TIME,
@@ -35,18 +35,26 @@ SECURITY_SCHEMES: dict[str, Schema] = {
         "description": "Segment's and RudderStack's: the write key (a trackd API key) as "
                        "the user name, no password, as their SDKs send it; without an "
                        "Authorization header, the body's `writeKey`."},
+    "mixpanelSecret": {
+        "type": "http", "scheme": "basic",
+        "description": "Mixpanel's `/import`: the project's key (a trackd API key) as the "
+                       "user name (`api_secret:`); without it, each event's "
+                       "`properties.token`."},
 }
 TAGS: list[Schema] = [
     {"name": "Segment", "description": "Segment's HTTP tracking API (`/v1/batch` and the "
                                        "single calls), which RudderStack's SDKs use too."},
     {"name": "Amplitude", "description": "Amplitude's HTTP V2 (`/2/httpapi`) and Batch "
                                          "(`/batch`) APIs."},
+    {"name": "Mixpanel", "description": "Mixpanel's `/track` (shared with Databuddy: a "
+                                        "form body is Mixpanel's), `/import`, `/engage`."},
     {"name": "PostHog", "description": "PostHog's capture routes (`/batch/`, `/capture/`, "
                                        "`/e/`, `/i/v0/e/`)."},
 ]
 POSTHOG_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
 # Amplitude's SDK retries any 4xx but 400, 413 and 429: a key problem is a 400.
 AMPLITUDE_ERRORS = (400, 409, 413, 415, 429, 500, 503)
+MIXPANEL_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
 # What a Segment-family route answers with besides 200.
 SEGMENT_ERRORS = (400, 401, 403, 409, 413, 415, 429, 500, 503)
 DESCRIPTIONS = {
@@ -215,8 +223,29 @@ def _amplitude_schemas() -> dict[str, Schema]:
     }
 
 
+def _mixpanel_schemas() -> dict[str, Schema]:
+    return {
+        "MixpanelForm": {
+            "type": "object", "required": ["data"],
+            "properties": {
+                "data": {"type": "string", "description": "JSON (or base64 of JSON): one "
+                         "event (profile update on /engage) or an array of them."},
+                "verbose": {"enum": ["0", "1"], "description": "`1`: a JSON answer."},
+                "ip": {"type": "string"}, "strict": {"type": "string"}}},
+        "MixpanelSuccess": {"oneOf": [
+            {"type": "object", "required": ["status", "error"],
+             "properties": {"status": {"const": 1}, "error": {"type": "null"}}},
+            {"const": 1}]},
+        "MixpanelError": {"oneOf": [
+            {"type": "object", "required": ["status", "error"],
+             "properties": {"status": {"const": 0}, "error": {"type": "string"}}},
+            {"const": 0}]},
+    }
+
+
 def schemas() -> dict[str, Schema]:
-    return {**_segment_schemas(), **_posthog_schemas(), **_amplitude_schemas()}
+    return {**_segment_schemas(), **_posthog_schemas(), **_amplitude_schemas(),
+            **_mixpanel_schemas()}
 
 
 SEGMENT_EXAMPLE: Mapping[str, Any] = {
@@ -301,7 +330,46 @@ def _amplitude_paths() -> dict[str, Schema]:
         for path, (operation_id, summary) in operations.items()}
 
 
+def _mixpanel_operation(path: str, summary: str) -> Schema:
+    note = _rate_limit_note(mixpanel.MIXPANEL.name)
+    key = {"/track": "each event's `properties.token`",
+           "/engage": "each update's `$token`",
+           "/import": "the Basic user name (`api_secret:`), else `properties.token`"}[path]
+    return {
+        "tags": ["Mixpanel"], "operationId": "mixpanel" + path.strip("/").title(),
+        "summary": summary,
+        "description": f"A form `data=<json>`, at most {mixpanel.MIXPANEL_MAX_MESSAGES[path]} "
+                       f"messages; the project token is {key}. " + note,
+        "requestBody": {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": ref("MixpanelForm")}}},
+        "responses": _responses(ref("MixpanelSuccess"), "MixpanelError", MIXPANEL_ERRORS),
+        "security": [{"mixpanelSecret": []}, {}] if path == "/import" else []}
+
+
+def share_track(paths: dict[str, Schema]) -> None:
+    """``POST /track`` is Databuddy's and Mixpanel's: add Mixpanel's form body, and its
+    answers beside Databuddy's, to the Databuddy operation."""
+    operation = paths["/track"]["post"]
+    operation["tags"] = [*operation["tags"], "Mixpanel"]
+    operation["description"] += (
+        " A form body (`application/x-www-form-urlencoded`, `data=<json>`) is Mixpanel's "
+        "(`properties.token` is its key), answered in Mixpanel's shapes.")
+    operation["requestBody"]["content"]["application/x-www-form-urlencoded"] = {
+        "schema": ref("MixpanelForm")}
+    mixpanel_responses = _responses(ref("MixpanelSuccess"), "MixpanelError",
+                                    MIXPANEL_ERRORS)
+    for status, response in operation["responses"].items():
+        extra = mixpanel_responses.get(status)
+        content = response.get("content", {}).get("application/json")
+        if extra is None or content is None:
+            continue
+        content["schema"] = {"anyOf": [content["schema"],
+                                       extra["content"]["application/json"]["schema"]]}
+
+
 def paths(settings: GatewaySettings) -> dict[str, Schema]:
     """The operations of the SDK dialects' routes (``settings`` as the document's)."""
     del settings  # these limits are the dialects' own, not the settings'
-    return {**_segment_paths(), **_posthog_paths(), **_amplitude_paths()}
+    return {**_segment_paths(), **_posthog_paths(), **_amplitude_paths(),
+            "/import": {"post": _mixpanel_operation("/import", "Import events")},
+            "/engage": {"post": _mixpanel_operation("/engage", "Update profiles")}}

@@ -25,6 +25,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import orjson
 import pytest
@@ -106,6 +107,13 @@ def amplitude(body: Any, status: int) -> bool:
     return isinstance(body, dict) and body.get("code") == status and _str(body.get("error"))
 
 
+def mixpanel(body: Any, status: int) -> bool:
+    if status < 300:
+        return bool(body in (1, {"status": 1, "error": None}))
+    return body == 0 or (isinstance(body, dict) and sorted(body) == ["error", "status"]
+                         and body["status"] == 0 and _str(body["error"]))
+
+
 def plain(body: Any, status: int) -> bool:
     error = body.get("error") if isinstance(body, dict) else None
     return isinstance(error, dict) and sorted(error) == ["code", "message"]
@@ -183,12 +191,23 @@ ROUTES = [
          "user_properties": {"$unset": {"c": "-"}}}]}, amplitude, auth="posthog"),
     Route("POST", "/batch", {"api_key": "", "events": [
         {"event_type": "y", "device_id": "device-2"}]}, amplitude, auth="posthog"),
+    Route("POST", "/track", {"event": "x", "properties": {
+        "token": "", "distinct_id": "u1", "$insert_id": "m1", "time": 1700000000.5,
+        "mp_lib": "python", "plan": "pro"}}, mixpanel, auth="mixpanel"),
+    Route("POST", "/engage", [{"$token": "", "$distinct_id": "u1", "$set": {"a": 1}},
+                              {"$token": "", "$distinct_id": "u1", "$unset": ["a"]}],
+          mixpanel, auth="mixpanel"),
+    Route("POST", "/import", [{"event": "$identify", "properties": {
+        "token": "", "$anon_id": "a1", "$identified_id": "u1"}}], mixpanel,
+          auth="mixpanel"),
     Route("GET", "/nowhere", None, plain),
 ]
 ENVELOPES = {route.path: route.envelope for route in ROUTES}
 # Shared by two vendors: the body's shape picks the envelope (VibeFollow by default).
 ENVELOPES["/api/v1/events"] = lambda body, status: vibefollow(body, status) or \
     cueflow(body, status)
+# Databuddy's and Mixpanel's: a form body is Mixpanel's.
+ENVELOPES["/track"] = lambda body, status: databuddy(body, status) or mixpanel(body, status)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
@@ -268,6 +287,15 @@ class Fuzzed:
         if self.route.auth == "flywheel" and self.credential == "right":
             headers["Auth-Type"] = "api"
             credential = key
+        if self.route.auth == "mixpanel":
+            # A form; the token in the JSON (the seed's empty ones become the credential).
+            secret = {"right": key, "wrong": "trk_not_a_key"}.get(self.credential, "")
+            data = self.body.replace(b'"token":""', f'"token":"{secret}"'.encode()) \
+                .replace(b'"$token":""', f'"$token":"{secret}"'.encode())
+            form = b"data=" + quote_from_bytes(data).encode() + b"&verbose=1"
+            body, encoding = encode(form, self.encoding)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            credential = ""
         if self.route.auth == "posthog":  # PostHog's and Amplitude's
             # The key is in the body: the seed's empty api_key/token becomes the
             # credential (a mutated body may have lost it: then it has none).
@@ -326,7 +354,8 @@ def envelope_for(path: str) -> Callable[[Any, int], bool]:
 async def port(store: Store, server_config: ServerConfig) -> AsyncIterator[int]:
     # Rate limits off: the fuzzer's hundreds of requests with one key must reach the rules.
     unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel", "segment",
-                               "posthog", "amplitude"))
+                               "posthog", "amplitude",
+                               "mixpanel"))
     server = await create_server(store, dataclasses.replace(server_config,
                                                             rate_limits=unlimited))
     try:

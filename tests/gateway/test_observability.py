@@ -23,6 +23,7 @@ from gateway.dialects import (
     cueflow,
     databuddy,
     flywheel,
+    mixpanel,
     posthog,
     segment,
     vibefollow,
@@ -60,7 +61,8 @@ def test_every_dialect_is_a_source_the_server_counts() -> None:
     """The dialect the gateway names in ``trackd-dialect`` is one of the server's sources."""
     dialects = {d.name for d in (vibefollow.VIBEFOLLOW, flywheel.FLYWHEEL,
                                  databuddy.DATABUDDY, cueflow.CUEFLOW, segment.SEGMENT,
-                                 posthog.POSTHOG, amplitude.AMPLITUDE)}
+                                 posthog.POSTHOG, amplitude.AMPLITUDE,
+                                 mixpanel.MIXPANEL)}
     assert {*dialects, "grpc"} == server_metrics.SOURCES
 
 
