@@ -25,7 +25,8 @@ def _rows() -> list[tuple[list[str], str]]:
     """(environment variables, default) of each row of the README's settings table and of
     the dialect pages' ones."""
     text = "\n".join(page.read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
-                     for page in (README, *DIALECT_PAGES))
+                     for page in (README, *DIALECT_PAGES)
+                     if "\n## Settings\n" in page.read_text())
     rows = []
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
