@@ -2,7 +2,9 @@
 
 Events point at users by external id (``events.user_id``), so an event stored before its
 user existed is in the user's history the moment the user is upserted. Linking an
-anonymous id re-keys that id's past anonymous events to the user (:meth:`link`).
+anonymous id re-keys that id's past anonymous events to the user (:meth:`link`);
+joining an earlier user id (PostHog's and Mixpanel's anonymous distinct ids) re-keys the
+events stored under it (:meth:`rekey`).
 Page tokens are opaque to callers: the (timestamp, _id) of the last event returned.
 """
 
