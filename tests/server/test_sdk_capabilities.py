@@ -9,20 +9,27 @@ import pytest
 from storage import Store
 from tests.helpers import stored_events, stored_users
 from tests.server.helpers import auth, event
-from trackd.v1 import tracking_pb2, tracking_pb2_grpc
+from trackd.v1 import tracking_pb2, tracking_pb2_grpc, users_pb2, users_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub
 
 
 async def test_client_context_is_stored_apart_as_compact_json(
-    tracking: Stub, api_key: str, store: Store
+    tracking: Stub, channel: grpc.aio.Channel, key: str, store: Store
 ) -> None:
     ev = event(event_id="e-1")
     ev.client_context_json = b'{"$lib": "posthog-python", "context": {"ip": "10.0.0.1"}}'
-    await tracking.TrackEvent(tracking_pb2.TrackEventRequest(event=ev), metadata=auth(api_key))
+    await tracking.TrackEvent(tracking_pb2.TrackEventRequest(event=ev), metadata=auth(key))
     (doc,) = await stored_events(store)
     assert doc["client_context"] == '{"$lib":"posthog-python","context":{"ip":"10.0.0.1"}}'
     assert "$lib" not in doc["properties"]
+    # Read back as it is stored.
+    await tracking.Identify(tracking_pb2.IdentifyRequest(external_id="u-1"),
+                            metadata=auth(key))
+    listed = await users_pb2_grpc.UserServiceStub(channel).ListUserEvents(
+        users_pb2.ListUserEventsRequest(external_id="u-1"), metadata=auth(key))
+    assert [e.client_context_json for e in listed.events] == [
+        b'{"$lib":"posthog-python","context":{"ip":"10.0.0.1"}}']
 
 
 @pytest.mark.parametrize(("raw", "message"), [
