@@ -89,6 +89,18 @@ class Settings(BaseSettings):
         default=None, description="Databuddy requests per key (vendor default 600/60)")
     rate_limit_cueflow: str | None = Field(
         default=None, description="Cueflow requests per key (vendor default 100/60)")
+    rate_limit_segment: str | None = Field(
+        default=None, description="Segment/RudderStack requests per write key, as "
+        "N/SECONDS or off (default off: Segment documents no hard limit)")
+    rate_limit_posthog: str | None = Field(
+        default=None, description="PostHog requests per project API key, as N/SECONDS or "
+        "off (default off: PostHog does not limit capture)")
+    rate_limit_amplitude: str | None = Field(
+        default=None, description="Amplitude requests per API key, as N/SECONDS or off "
+        "(default off: Amplitude limits devices, not keys)")
+    rate_limit_mixpanel: str | None = Field(
+        default=None, description="Mixpanel requests per project token, as N/SECONDS or "
+        "off (default off: Mixpanel limits projects by volume)")
     rate_limit_grpc: str | None = Field(
         default=None, description="direct gRPC callers' requests per key (default off)")
 
@@ -106,7 +118,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
-                     "rate_limit_cueflow", "rate_limit_grpc")
+                     "rate_limit_cueflow", "rate_limit_segment", "rate_limit_posthog",
+                     "rate_limit_amplitude", "rate_limit_mixpanel", "rate_limit_grpc")
     @classmethod
     def _valid_rate_limit(cls, value: str | None) -> str | None:
         if value is not None:
@@ -126,6 +139,10 @@ class Settings(BaseSettings):
                 ("flywheel", self.rate_limit_flywheel),
                 ("databuddy", self.rate_limit_databuddy),
                 ("cueflow", self.rate_limit_cueflow),
+                ("segment", self.rate_limit_segment),
+                ("posthog", self.rate_limit_posthog),
+                ("amplitude", self.rate_limit_amplitude),
+                ("mixpanel", self.rate_limit_mixpanel),
                 ("grpc", self.rate_limit_grpc),
             ]),
             pipeline=PipelineConfig(

@@ -33,10 +33,10 @@ from storage.users import UserChange
 from trackd.v1 import tracking_pb2, users_pb2
 
 # The wire's (the decode limit bounds it), re-exported as one of the server's limits.
+from trackd_wire.limits import MAX_BATCH_EVENTS as MAX_BATCH_EVENTS
 from trackd_wire.limits import MAX_PROPERTY_DEPTH as MAX_PROPERTY_DEPTH
 from trackd_wire.limits import timestamp_in_range
 
-MAX_BATCH_EVENTS = 500
 MAX_NAME_CHARS = 512
 MAX_ID_CHARS = 256
 MAX_PROPERTY_KEYS = 100
@@ -291,6 +291,29 @@ def _json_properties(raw: bytes, path: str,
     return properties
 
 
+def _client_context(raw: bytes, path: str,
+                    violations: list[FieldViolation]) -> str | None:
+    """``client_context_json`` as stored: the object's compact JSON text. Its keys are
+    the sending library's (``$lib``), so no key rule applies; only the size does."""
+    json_path = f"{path}.client_context_json"
+    try:
+        values = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        violations.append(FieldViolation(
+            json_path, f"must be one UTF-8 JSON object (no NaN or Infinity): {exc}"))
+        return None
+    if type(values) is not dict:
+        violations.append(FieldViolation(
+            json_path, f"must be a JSON object, not {_JSON_TYPES[type(values)]}"))
+        return None
+    stored = orjson.dumps(values)
+    if len(stored) > MAX_PROPERTIES_BYTES:
+        violations.append(FieldViolation(
+            json_path, f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON"))
+        return None
+    return stored.decode()
+
+
 def _check_length(
     violations: list[FieldViolation], path: str, value: str, limit: int
 ) -> None:
@@ -375,6 +398,10 @@ def event_document(
         "received_at": received_at,
         "properties": properties,
     }
+    if event.client_context_json:
+        client_context = _client_context(event.client_context_json, path, violations)
+        if client_context is not None:
+            doc["client_context"] = client_context
     if event.HasField("context"):
         for name, limit in CONTEXT_LIMITS.items():
             value: str = getattr(event.context, name)

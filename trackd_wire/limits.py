@@ -13,6 +13,10 @@ the server's rule always decodes, and its message for one that does not can name
 
 from __future__ import annotations
 
+# How many events one BatchTrack call carries at most (the server's rule; a dialect
+# whose vendor allows more in one request sends them in calls of this many).
+MAX_BATCH_EVENTS = 500
+
 # A 5 MiB REST body becomes a somewhat larger proto message; leave headroom.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 

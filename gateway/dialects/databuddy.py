@@ -379,6 +379,8 @@ async def preflight(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    for path, handler in (("/track", track), ("/identify", identify)):
-        app.router.add_post(path, handler)
+    # POST /track is shared with Mixpanel: gateway.dialects.shared_paths owns the route
+    # and hands Databuddy's bodies (JSON, or a text/plain beacon) to track.
+    app.router.add_post("/identify", identify)
+    for path in ("/track", "/identify"):
         app.router.add_route("OPTIONS", path, preflight)

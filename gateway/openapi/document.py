@@ -16,7 +16,7 @@ from typing import Any
 from gateway import health
 from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
 from gateway.dialects.base import Dialect
-from gateway.openapi import limits
+from gateway.openapi import limits, sdk_doors
 from gateway.openapi.schemas import Schema, component_schemas, ref, string
 from gateway.settings import GatewaySettings
 
@@ -522,7 +522,8 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
     settings = settings or GatewaySettings()
     paths = {**_shared_events_path(settings), **_vibefollow_paths(settings),
              **_flywheel_paths(settings), **_databuddy_paths(settings),
-             **_cueflow_paths(settings), **_meta_paths()}
+             **_cueflow_paths(settings), **sdk_doors.paths(settings), **_meta_paths()}
+    sdk_doors.share_track(paths)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -543,6 +544,7 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
             {"name": "Flywheel", "description": "`POST /v1/events`."},
             {"name": "Databuddy", "description": "`/track`, `/identify`, browser tracking."},
             {"name": "Cueflow", "description": "Contacts and events."},
+            *sdk_doors.TAGS,
             {"name": "Audiences", "description": "Targeting by what contacts did, "
                                                  "Cueflow-style."},
             {"name": "Documentation", "description": "This document."},
@@ -551,8 +553,8 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
         ],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(),
+            "schemas": {**component_schemas(), **sdk_doors.schemas()},
             "headers": HEADERS,
-            "securitySchemes": SECURITY_SCHEMES,
+            "securitySchemes": {**SECURITY_SCHEMES, **sdk_doors.SECURITY_SCHEMES},
         },
     }

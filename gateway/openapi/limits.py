@@ -44,4 +44,8 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float] | None] = {
     "flywheel": None,
     "databuddy": (600, 60),
     "cueflow": (100, 60),
+    "segment": None,
+    "posthog": None,
+    "amplitude": None,
+    "mixpanel": None,
 }

@@ -28,6 +28,7 @@ from server.services.users import USER_NOT_FOUND
 from server.validation import (
     CONTEXT_LIMITS,
     MAX_BATCH_EVENTS,
+    MAX_ID_CHARS,
     derived_event_id,
     event_document,
     user_change,
@@ -135,6 +136,17 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         if request.HasField("traits"):
             user.traits.CopyFrom(request.traits)
         change = user_change(user, "", violations)
+        if request.HasField("traits_once"):
+            once = users_pb2.User(external_id=request.external_id)
+            once.traits.CopyFrom(request.traits_once)
+            once_violations: list[FieldViolation] = []
+            change.set_once_traits = user_change(once, "", once_violations).set_traits
+            violations.extend(FieldViolation(
+                v.field.replace(".traits", "traits_once", 1), v.description)
+                for v in once_violations if v.field.startswith(".traits"))
+        if len(request.previous_user_id) > MAX_ID_CHARS:
+            violations.append(FieldViolation(
+                "previous_user_id", f"must be at most {MAX_ID_CHARS} characters"))
         if len(request.website_id) > CONTEXT_LIMITS["website_id"]:
             violations.append(FieldViolation(
                 "website_id", f"must be at most {CONTEXT_LIMITS['website_id']} characters"))
@@ -145,10 +157,15 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                 v.description) for v in violations])
         await self._websites.authorize_websites(Writer(principal), [request.website_id],
                                                 ["website_id"])
+        if request.validate_only:
+            return tracking_pb2.IdentifyResponse()
 
         async def identify() -> tracking_pb2.IdentifyResponse:
             _, created = await storage_call(self._users.upsert(
                 principal.project_id, request.external_id, change, datetime.now(UTC)))
+            if request.previous_user_id:
+                await storage_call(self._users.merge_history(
+                    principal.project_id, request.previous_user_id, request.external_id))
             return tracking_pb2.IdentifyResponse(created=created)
 
         return await self._idempotency.run(

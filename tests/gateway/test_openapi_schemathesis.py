@@ -34,7 +34,9 @@ from tests.gateway.live import Live, create_website, live_trackd
 
 MAX_EXAMPLES = 20
 RATE_LIMITS_OFF = {f"TRACKD_RATE_LIMIT_{name}": "off"
-                   for name in ("VIBEFOLLOW", "FLYWHEEL", "DATABUDDY", "CUEFLOW")}
+                   for name in ("VIBEFOLLOW", "FLYWHEEL", "DATABUDDY", "CUEFLOW",
+                                 "SEGMENT", "POSTHOG", "AMPLITUDE",
+                                 "MIXPANEL")}
 # The contact the document's examples name, so that they reach a contact that exists.
 SEED_CONTACT = {"externalId": "user-123", "email": "ada@example.com", "plan": "pro"}
 WEBSITE_ORIGIN = "https://shop.example.com"
