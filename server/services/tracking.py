@@ -1,10 +1,10 @@
-"""trackd.v1.TrackingService: TrackEvent, BatchTrack, Identify, and TrackEvents (in
-:mod:`server.services.carried`)."""
+"""trackd.v1.TrackingService: TrackEvent, BatchTrack, Identify, TrackEvents (in
+:mod:`server.services.carried`) and Subscribe (in :mod:`server.services.subscribe`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from server.idempotency import IdempotencyGuard
 from server.observability import note_events, note_written
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
 from server.services.carried import track_events
+from server.services.subscribe import Subscriptions
 from server.services.users import USER_NOT_FOUND
 from server.validation import (
     CONTEXT_LIMITS,
@@ -46,8 +47,10 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     def __init__(
         self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard,
         users: UserRepository, websites: WebsiteGuard,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         self._auth = auth
+        self._subscriptions = subscriptions
         self._pipeline = pipeline
         self._idempotency = idempotency
         self._users = users
@@ -105,6 +108,15 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         self, request: tracking_pb2.TrackEventsRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.TrackEventsResponse:
         return await track_events(self.TrackEvent, request, context)
+
+    async def Subscribe(
+        self, request: tracking_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tracking_pb2.SubscribeResponse]:
+        if self._subscriptions is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Subscribe is not served here")
+            return
+        async for response in self._subscriptions.stream(request, context):
+            yield response
 
     async def Identify(
         self, request: tracking_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
