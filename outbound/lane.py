@@ -47,6 +47,16 @@ class Disable(Exception):
         self.reason = reason
 
 
+def _first_disable(group: BaseExceptionGroup[Disable]) -> Disable:
+    """The first :class:`Disable` of a group (task groups nest them)."""
+    for exc in group.exceptions:
+        if isinstance(exc, Disable):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_disable(exc)
+    raise AssertionError("a Disable group without a Disable")
+
+
 class Lane:
     def __init__(self, endpoint: Endpoint, endpoints: EndpointRepository, queue: DeliveryQueue,
                  db: Any, sender: Sender, config: DeliveryConfig, holder: str) -> None:
@@ -90,8 +100,7 @@ class Lane:
                 group.create_task(self._live_loop())
                 group.create_task(retries.run())
         except* Disable as caught:
-            first = caught.exceptions[0]
-            reason = first.reason if isinstance(first, Disable) else FAILING
+            reason = _first_disable(caught).reason
             log.warning("webhook endpoint %s disabled: %s", self.endpoint.id, reason)
             await self.flush_records()
             await self._endpoints.disable_held(self.endpoint.id, self._holder, reason)
