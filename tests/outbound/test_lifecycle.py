@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import grpc
@@ -39,11 +40,12 @@ def show(title: str, seen: Seen) -> None:
     print(f"\n{title}: HTTP {seen.status} {headers}\n  {seen.body.decode()}")
 
 
-async def until(check: object, seconds: float = 60.0) -> None:
-    async def poll() -> None:
-        while not await check():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
-    await asyncio.wait_for(poll(), seconds)
+async def until(check: Callable[[], Awaitable[bool]], seconds: float = 60.0) -> None:
+    """Poll ``check`` (a database state) until it holds; fail after ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
 
 
 async def test_a_dead_letter_is_kept_counted_and_replayed_with_the_same_id_and_body(
