@@ -90,9 +90,12 @@ class Lane:
         """Deliver until the lease is lost, the endpoint is disabled, or cancelled."""
         from outbound.retries import RetryLoop  # the retry half of this lane
 
+        # What is queued now (a replay's messages are counted when the retry loop adopts
+        # them). Bound: one counter per user with queued messages.
         for message in await self.queue.pending(self.endpoint.id, limit=1_000_000):
-            for key in message.keys:
-                self.blocked[key] += 1
+            if message.adopted:
+                for key in message.keys:
+                    self.blocked[key] += 1
         retries = RetryLoop(self)
         try:
             async with asyncio.TaskGroup() as group:
