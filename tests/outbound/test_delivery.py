@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -41,13 +42,23 @@ async def create(webhooks: webhooks_pb2_grpc.WebhookServiceStub, key: str, url: 
 
 async def track(tracking: tracking_pb2_grpc.TrackingServiceStub, key: str,
                 events: list[tuple[str, str]], **extra: Any) -> list[str]:
-    """Store events (user, name) one call each, in order; their ids."""
+    """Store events (user, name) one call each, in order; their ids. A call a loaded
+    machine answers UNAVAILABLE is retried with the same event id, as a client would."""
     ids = []
     for user, name in events:
-        response = await tracking.TrackEvent(tracking_pb2.TrackEventRequest(
-            event=tracking_pb2.Event(name=name, external_user_id=user, **extra)),
-            metadata=auth(key))
-        ids.append(response.event_id)
+        event_id = str(uuid.uuid4())
+        for attempt in range(20):
+            try:
+                await tracking.TrackEvent(tracking_pb2.TrackEventRequest(
+                    event=tracking_pb2.Event(event_id=event_id, name=name,
+                                             external_user_id=user, **extra)),
+                    metadata=auth(key))
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 19:
+                    raise
+                await asyncio.sleep(0.5)
+        ids.append(event_id)
     return ids
 
 
