@@ -171,3 +171,21 @@ async def test_a_hanging_receiver_times_out_and_its_user_waits(
     endpoint = (await store.webhooks.listing("acme"))[0]
     attempts = await store.deliveries.attempts(endpoint.id, 50)
     assert [a["error"] for a in attempts].count("timeout") == 1
+
+
+async def test_batches_carry_consecutive_events_in_order(
+        store: Store, webhooks: webhooks_pb2_grpc.WebhookServiceStub,
+        tracking: tracking_pb2_grpc.TrackingServiceStub, key: str) -> None:
+    async with receiving() as receiver, delivering(store):
+        created = await create(webhooks, key, receiver.url, batch_size=3)
+        assert created.endpoint.batch_size == 3
+        response = await tracking.BatchTrack(tracking_pb2.BatchTrackRequest(events=[
+            tracking_pb2.Event(name=f"b{n}", external_user_id=f"user{n % 2}")
+            for n in range(7)]), metadata=auth(key))
+        await receiver.wait_for(lambda s: len(names_in(s)) >= 7)
+    bodies = [verify(created.secret, seen) for seen in receiver.seen]
+    assert {body["type"] for body in bodies} == {"event.batch"}
+    assert all(1 <= len(body["data"]["events"]) <= 3 for body in bodies)
+    delivered = [event["id"] for body in bodies for event in body["data"]["events"]]
+    assert delivered == list(response.event_ids)  # one insert: the batch's own order
+    assert names_in(receiver.seen) == [f"b{n}" for n in range(7)]
