@@ -1,10 +1,10 @@
-"""trackd.v1.TrackingService: TrackEvent, BatchTrack, Identify, and TrackEvents (in
-:mod:`server.services.carried`)."""
+"""trackd.v1.TrackingService: TrackEvent, BatchTrack, Identify, TrackEvents (in
+:mod:`server.services.carried`) and Subscribe (in :mod:`server.services.subscribe`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,10 +20,12 @@ from server.errors import (
     storage_call,
 )
 from server.idempotency import IdempotencyGuard
-from server.observability import note_events, note_written
+from server.metrics import GRPC_SOURCE
+from server.observability import current_call, note_events, note_written
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
 from server.plans.verdict import PlanJudge, messages
 from server.services.carried import track_events
+from server.services.subscribe import Subscriptions
 from server.services.users import USER_NOT_FOUND
 from server.validation import (
     CONTEXT_LIMITS,
@@ -48,9 +50,11 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     def __init__(
         self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard,
         users: UserRepository, websites: WebsiteGuard, plans: PlanJudge,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         self._auth = auth
         self._plans = plans
+        self._subscriptions = subscriptions
         self._pipeline = pipeline
         self._idempotency = idempotency
         self._users = users
@@ -125,6 +129,15 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     ) -> tracking_pb2.TrackEventsResponse:
         return await track_events(self.TrackEvent, request, context)
 
+    async def Subscribe(
+        self, request: tracking_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tracking_pb2.SubscribeResponse]:
+        if self._subscriptions is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Subscribe is not served here")
+            return
+        async for response in self._subscriptions.stream(request, context):
+            yield response
+
     async def Identify(
         self, request: tracking_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.IdentifyResponse:
@@ -195,6 +208,11 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             docs.append(event_document(event, path, project_id, now, event_id, violations))
         if violations:
             raise InvalidArgument(violations)
+        # The door it came in by (a REST dialect, or grpc): webhooks and Subscribe say it.
+        call = current_call()
+        via = call.source if call is not None else GRPC_SOURCE
+        for doc in docs:
+            doc["via"] = via
         return docs
 
     async def _resolve_users(

@@ -17,6 +17,8 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "operating" / "settings.md
 HEADER = "| setting | flag | environment | default |"
 
 
+
+
 def _rows() -> list[tuple[list[str], str]]:
     """(environment variables, default) of each row of the page's settings table: the
     lines from its header to the blank line that ends it."""
