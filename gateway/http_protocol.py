@@ -53,8 +53,8 @@ log = logging.getLogger("trackd.gateway")
 
 # Kept per connection, to answer requests pipelined before a malformed one.
 REPLAY_BYTES = 64 * 1024
-# A request line's method and path (empty lines before one are allowed, RFC 9112 2.2).
-_REQUEST_LINE = re.compile(rb"(?:\r?\n)*[!#$%&'*+.^_`|~0-9A-Za-z-]+ (/[^\s?#]*)")
+# A request line's method and path.
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ (/[^\s?#]*)")
 # The same anywhere in a buffer (after a body, a request line need not start a line).
 _ANY_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ (/[^\s?#]*)[^\s]* HTTP/")
 
@@ -195,19 +195,27 @@ def _next_piece(history: bytes, at: int, found: list[Any]) -> int:
 
 
 def _target_at(source: bytes, start: int) -> str | None:
-    """The path of the request line at ``start`` (after any empty lines), if one is."""
-    match = _REQUEST_LINE.match(source, start)
-    return match.group(1).decode("latin-1") if match else None
+    """The path in the request line at ``start`` (after any empty lines); ``/`` (no
+    dialect's) when that line names none; None when there is no line there."""
+    while source.startswith((b"\r\n", b"\n"), start):
+        start += 2 if source.startswith(b"\r\n", start) else 1
+    if start >= len(source):
+        return None
+    end = source.find(b"\n", start)
+    line = source[start:] if end < 0 else source[start:end]
+    match = _REQUEST_LINE.match(line) or _ANY_REQUEST_LINE.search(line)
+    return match.group(1).decode("latin-1") if match else "/"
 
 
 def _refused_target(data: bytes, *, at_start: bool) -> str:
     """The refused request's path when the connection's history was not kept: the request
     line the failing bytes begin with, else the last one they hold; ``/`` if none."""
-    path = _target_at(data, 0) if at_start else None
-    if path is None:
-        lines = _ANY_REQUEST_LINE.findall(data)
-        path = lines[-1].decode("latin-1") if lines else "/"
-    return path
+    if at_start:
+        path = _target_at(data, 0)
+        if path is not None:
+            return path
+    lines = _ANY_REQUEST_LINE.findall(data)
+    return lines[-1].decode("latin-1") if lines else "/"
 
 
 class GatewayRequestHandler(RequestHandler):
