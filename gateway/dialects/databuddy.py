@@ -220,10 +220,10 @@ _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{
 
 def _website_id(request: web.Request) -> str:
     """The ``website_id`` query parameter, canonical; one that is no UUID names no website."""
-    value = request.query.get("website_id", "")
-    if not value:
+    if "website_id" not in request.query:
         return ""
-    if _CANONICAL_UUID.fullmatch(value) is None:  # braces, urn:, no dashes: not an id
+    value = request.query["website_id"]
+    if _CANONICAL_UUID.fullmatch(value) is None:  # empty, braces, urn:, no dashes: no id
         raise _fail(404, "WEBSITE_NOT_FOUND")
     return str(UUID(value))
 

@@ -34,8 +34,11 @@ PROFILE_LIMITS: Mapping[str, int] = {
     "last_name": 1024, "company": 1024, "role": 1024, "plan": 1024, "avatar_url": 2048,
     "stripe_customer_id": MAX_ID_CHARS,
 }
+# What Python's \s matches in a str and ECMA-262's does not (the server's patterns are
+# Python's, the document's ECMA-262's).
+SPACE = r"\s\x1c-\x1f\x85"
 # server.validation._EMAIL, as a JSON Schema (ECMA-262) pattern.
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+EMAIL_PATTERN = rf"^[^@{SPACE}]+@[^@{SPACE}]+$"
 # server/audiences/rules.py: which rule operators need which fields.
 AUDIENCE_WITHIN_EVENT_OPS = ("first_done_within", "last_done_within")
 AUDIENCE_VALUE_OPS = ("equals", "not_equals", "contains", "greater_than", "less_than")

@@ -8,6 +8,7 @@ holds equal to ``server/validation.py``. JSON Schema 2020-12, as OpenAPI 3.1 use
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.dialects import cueflow_audiences, databuddy, flywheel, vibefollow
@@ -204,6 +205,30 @@ def _vibefollow_schemas() -> dict[str, Schema]:
     }
 
 
+def _flywheel_identify() -> Schema:
+    """What ``identify: true`` needs: a user id, and profile properties the server takes
+    (strings, surrounding spaces ignored; a phone may be an integer)."""
+    space = limits.SPACE
+    email = string(0, limits.MAX_EMAIL_CHARS,
+                   pattern=rf"^[{space}]*(?:[^@{space}]+@[^@{space}]+)?[{space}]*$")
+    # An integer's bound (its digits, at most MAX_PHONE_CHARS) is past what JSON numbers
+    # carry exactly, so it is only described.
+    phone = {"anyOf": [string(0, limits.MAX_PHONE_CHARS),
+                       {"type": "integer", "description": f"At most {limits.MAX_PHONE_CHARS} "
+                                                          "digits."}]}
+    fields: Schema = {}
+    for prop, field in flywheel.PROFILE_PROPERTIES.items():
+        if field in ("email", "emails"):
+            fields[prop] = email
+        elif field in ("phone", "phones"):
+            fields[prop] = phone
+        else:
+            fields[prop] = string(0, limits.PROFILE_LIMITS[field])
+    return {"required": ["user_id"],
+            "properties": {"user_id": string(1, limits.MAX_ID_CHARS),
+                           "properties": nullable({"type": "object", "properties": fields})}}
+
+
 def _flywheel_schemas() -> dict[str, Schema]:
     profile = ", ".join(f"`{key}`" for key in flywheel.PROFILE_PROPERTIES)
     return {
@@ -225,6 +250,9 @@ def _flywheel_schemas() -> dict[str, Schema]:
                     f"{profile} fill the profile (as strings).", FLAT_VALUE)),
                 "identify": nullable({"type": "boolean", "default": False}),
             },
+            "allOf": [{"if": {"required": ["identify"],
+                              "properties": {"identify": {"const": True}}},
+                       "then": _flywheel_identify()}],
         },
         "FlywheelBody": {
             "type": "object", "required": ["event"],
@@ -247,6 +275,13 @@ def _flywheel_schemas() -> dict[str, Schema]:
     }
 
 
+# Unix milliseconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+_FIRST_MS = int((datetime(1, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC))
+                / timedelta(milliseconds=1))
+_LAST_MS = int((datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+                - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1))
+
+
 def _databuddy_schemas() -> dict[str, Schema]:
     future_hours = databuddy.DATABUDDY_MAX_FUTURE.total_seconds() / 3600
     return {
@@ -257,7 +292,8 @@ def _databuddy_schemas() -> dict[str, Schema]:
                 "name": string(1, databuddy.DATABUDDY_MAX_NAME_CHARS),
                 "namespace": nullable(string(0, databuddy.DATABUDDY_MAX_NAMESPACE_CHARS)),
                 "timestamp": nullable({
-                    "anyOf": [{"type": "number"}, DATE_TIME],
+                    "anyOf": [{"type": "number", "minimum": _FIRST_MS, "maximum": _LAST_MS},
+                              DATE_TIME],
                     "description": "Unix milliseconds or ISO-8601 (UTC without an offset); at "
                                    f"most {future_hours:g} hours "
                                    "ahead; default: now."}),

@@ -64,12 +64,12 @@ async def test_a_cueflow_event_refuses_an_idempotency_key_the_document_forbids(
     assert await stored_counts(store) == NOTHING
 
 
-@pytest.mark.parametrize("website_id", [
+@pytest.mark.parametrize("website_id", ["",
     "{550e8400-e29b-41d4-a716-446655440000}", "550e8400e29b41d4a716446655440000",
     "urn:uuid:550e8400-e29b-41d4-a716-446655440000"])
 async def test_a_website_id_not_in_the_uuid_form_names_no_website(
         http: Client, key: str, store: Store, website_id: str) -> None:
-    """Before: 200 with a key (Python's UUID() reads these forms too)."""
+    """Before: 200 with a key (empty was no website_id; Python's UUID() reads the rest)."""
     response = await http.post("/track", params={"website_id": website_id},
                                json={"name": "x"}, headers=bearer(key))
     assert response.status == 404
@@ -111,3 +111,16 @@ def test_the_document_states_the_rules() -> None:
         "enum": list(limits.AUDIENCE_VALUE_OPS)}}}, "then": {
         "required": ["value"], "properties": {"value": {"not": {"type": "null"}}}}}
     assert value_rule in schemas["AudiencePropertyRule"]["allOf"]
+
+
+async def test_flywheel_identify_needs_a_user_id_as_the_document_says(
+        http: Client, key: str, store: Store) -> None:
+    then = build_document()["components"]["schemas"]["FlywheelEvent"]["allOf"][0]["then"]
+    assert then["required"] == ["user_id"]
+    response = await http.post("/v1/events", json={"event": {"event": "x", "identify": True}},
+                               headers={"Authorization": key, "Auth-Type": "api"})
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "Validation failed: user_id is required when identify is true",
+        "code": "VALIDATION_ERROR"}
+    assert await stored_counts(store) == NOTHING
