@@ -107,9 +107,9 @@ class _ReplayingParser:
         self._delivered = 0
         self._last_payload: StreamReader | None = None
         self._broken = False
-        # Where the bytes of the feed under way begin, and whether the last message
-        # delivered before it was complete: the refused request of a failing feed then
-        # starts in this feed (a client that waits for each answer), not in an earlier one.
+        # Whether the last message delivered before the feed under way was complete: if
+        # so, a refused request in a failing feed starts at that feed's first byte (a
+        # client that waits for each answer), not in an earlier feed.
         self._feed_at_boundary = True
 
     def __getattr__(self, name: str) -> Any:

@@ -1,6 +1,8 @@
 """The README's settings table is the settings: every one listed, each with its default.
 
 `cli/settings.py` holds each default once; this keeps the README's table from drifting.
+A setting may instead be listed in a settings table of a page under docs/ (same columns:
+what, flag, environment, default), beside what it is about.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from cli.settings import Settings
 from server.ratelimit import DEFAULT_LIMITS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = README.parent / "docs"
 
 
 def _rows() -> list[tuple[list[str], str]]:
-    """(environment variables, default) of each row of the README's settings table."""
+    """(environment variables, default) of each row of the README's settings table and of
+    the docs pages' settings tables."""
     text = README.read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    pages = [page.read_text() for page in sorted(DOCS.glob("*.md"))]
     rows = []
-    for line in text.splitlines():
+    for line in "\n".join([text, *pages]).splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 4 and cells[2].startswith("`"):
             rows.append((re.findall(r"`([A-Z_…]+)`", cells[2]), cells[3]))

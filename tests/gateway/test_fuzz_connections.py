@@ -178,11 +178,12 @@ class _AccessLines(logging.Handler):
 
 
 @pytest.fixture
-def access_lines() -> Any:
+def access_lines(caplog: pytest.LogCaptureFixture) -> Any:
     handler = _AccessLines()
     root = logging.getLogger("trackd")
     root.addHandler(handler)
-    logging.getLogger("trackd.access").setLevel(logging.INFO)
+    caplog.set_level(logging.INFO, logger="trackd.access")  # whatever a test before set
+    caplog.set_level(logging.INFO, logger="trackd")
     yield handler
     root.removeHandler(handler)
 

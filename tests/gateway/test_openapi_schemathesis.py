@@ -11,8 +11,9 @@ it allows is not refused for its content (``positive_data_acceptance``: no 400 o
 and one it forbids is refused (``negative_data_rejection``). Two kinds of rule no JSON
 Schema can state are the exception, each stated in the document's prose and checked
 here the other way round (such a case must be refused): one relative to the clock
-(Databuddy's timestamps at most 24 hours ahead, a time within years 1-9999 in UTC) and
-one comparing two fields (an audience rule's ``before`` after its ``since``). A positive
+(Databuddy's timestamps at most 24 hours ahead, a time within years 1-9999 in UTC), one
+comparing two fields (an audience rule's ``before`` after its ``since``) and one on the
+service's state (an evaluation's ``cursor`` must come from a previous page). A positive
 case's ``Idempotency-Key`` is made fresh, as a client makes one per request.
 
 Rate limits are switched off for this server so that the cases reach the handlers, not
@@ -101,6 +102,9 @@ def unstatable_violation(case: Any) -> str | None:
             elif isinstance(stamp, str) and (moment := _utc(stamp)) is not None and \
                     moment > latest:
                 return "a timestamp over 24 hours ahead"
+    if path == "/api/v1/audiences/evaluate" and isinstance(case.body, dict) and \
+            case.body.get("cursor") not in (None, ""):  # empty: the first page
+        return "a cursor not from a previous page"
     if path in ("/api/v1/audiences/evaluate", "/api/v1/contacts/{externalId}/match"):
         for value in _walk(case.body):
             if isinstance(value, dict) and isinstance(value.get("since"), str) and \
