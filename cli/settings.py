@@ -76,6 +76,14 @@ class Settings(BaseSettings):
         default=ServerConfig.audience_index_max_bytes, gt=0,
         description="the audience index's memory budget "
         "(estimated); past it, the least recently evaluated projects are dropped")
+    health_ping_timeout_seconds: float = Field(
+        default=ServerConfig.health_timeout_seconds, gt=0,
+        description="how long the health monitor's database ping may take before it "
+        "counts as slow")
+    health_slow_pings: int = Field(
+        default=ServerConfig.health_slow_pings, ge=1,
+        description="slow pings in a row before the database is declared down (a "
+        "refused or lost connection is at once)")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")
     log_level: str = Field(
@@ -157,6 +165,8 @@ class Settings(BaseSettings):
             audience_index_max_bytes=self.audience_index_max_bytes,
             idempotency_lease_seconds=self.idempotency_lease_seconds,
             webhook_allow_private=self.webhook_allow_private,
+            health_timeout_seconds=self.health_ping_timeout_seconds,
+            health_slow_pings=self.health_slow_pings,
             rate_limits=limits_from([
                 ("vibefollow", self.rate_limit_vibefollow),
                 ("flywheel", self.rate_limit_flywheel),

@@ -15,6 +15,10 @@ parser's 400/414/431 (from :mod:`gateway.http_protocol`). Paths, by owner:
   Databuddy's);
 - anything else: ``{"error": {"code": "not_found", "message": "..."}}``.
 
+A client that went away mid-body (:class:`gateway.body.ClientGone`) gets nothing (it
+is gone): the access log and metrics say 499, at INFO, with no traceback; it is not a
+server error.
+
 A refused request whose body was not read to its end (413, 415, a body that is not the
 encoding it claims) is answered with ``Connection: close``: aiohttp then discards what is
 left of the body for at most its lingering time (:data:`gateway.body.HANDLER_ARGS`)
@@ -29,6 +33,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from gateway.access import CLIENT_CLOSED
+from gateway.body import ClientGone
 from gateway.dialects.amplitude import AMPLITUDE, AMPLITUDE_MAX_BODY_BYTES
 from gateway.dialects.base import Handler, json_response
 from gateway.dialects.cueflow import CUEFLOW
@@ -110,6 +116,11 @@ async def error_envelopes(request: web.Request, handler: Handler) -> web.StreamR
         response = render_http_error(request, exc)
     except asyncio.CancelledError:
         raise
+    except ClientGone:
+        # Nobody to answer: this response is never sent, only counted and logged as 499.
+        response = web.Response(status=CLIENT_CLOSED)
+        response.force_close()
+        return response
     except Exception:
         # A bug: the one case with a traceback in the log (never the body or headers).
         log.exception("bug: %s %s raised", request.method, request.path)

@@ -78,6 +78,9 @@ class ServerConfig:
     # How often the health monitor pings the database, and how long a ping may take.
     health_interval_seconds: float = 1.0
     health_timeout_seconds: float = 1.0
+    # Consecutive pings past health_timeout_seconds before the database is declared down
+    # (a failed ping is evidence at once; a slow one is a busy database).
+    health_slow_pings: int = 10
     # One of several worker processes sharing ``port`` (SO_REUSEPORT, cli/ports.py).
     # Off for a single process, so a second trackd on the same port fails to bind.
     reuse_port: bool = False
@@ -149,7 +152,7 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     monitor = HealthMonitor(
         health_servicer, store.ping, pipeline, SERVICE_NAMES,
         tracking_service=SERVICE_NAMES[0], interval=config.health_interval_seconds,
-        timeout=config.health_timeout_seconds)
+        timeout=config.health_timeout_seconds, slow_pings=config.health_slow_pings)
     server = grpc.aio.server(
         # Outermost first: observability sees the status ErrorInterceptor gives, and the
         # gate's fast UNAVAILABLE while the database is down.

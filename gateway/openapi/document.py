@@ -194,11 +194,13 @@ def _body(schema: Schema, examples: Mapping[str, Any] | None = None,
     if examples:
         content["application/json"]["examples"] = {
             name: {"value": value} for name, value in examples.items()}
+    body: Schema = {"required": True, "content": content}
     if text_plain:
-        content["text/plain"] = {
-            "schema": {"type": "string", "description": "The same JSON, as "
-                                                        "`navigator.sendBeacon` sends it."}}
-    return {"required": True, "content": content}
+        # Not a media type of its own: its schema could only say "a string", and most
+        # strings are not the JSON the service reads (a client would learn it by trial).
+        body["description"] = ("Also accepted as `Content-Type: text/plain` holding the "
+                               "same JSON, as `navigator.sendBeacon` sends it.")
+    return body
 
 
 def _rate_limit_note(dialect: Dialect, settings: GatewaySettings) -> str:
@@ -343,8 +345,9 @@ def _databuddy_paths(settings: GatewaySettings) -> dict[str, Schema]:
         "schema": string(format="uuid"),
         "description": "A website's id, instead of a key (browser tracking).",
         "example": "550e8400-e29b-41d4-a716-446655440000"}
+    # Sent empty, it is as if absent (a server-side call).
     origin: Schema = {"name": "Origin", "in": "header", "required": False,
-                      "schema": string(pattern=r"^[!-~]+$"),
+                      "schema": string(pattern=r"^[!-~]*$"),
                       "example": "https://shop.example.com"}
     keyed: list[Schema] = [{"bearer": []}, {"apiKeyHeader": []}]
     note = _rate_limit_note(databuddy.DATABUDDY, settings)

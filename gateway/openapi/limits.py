@@ -9,6 +9,7 @@ are not restated: the document imports them from the dialect modules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 # The wire's, which the server enforces: imported, not restated.
@@ -22,6 +23,9 @@ MAX_PROPERTY_KEYS = 100
 MAX_PROPERTIES_BYTES = 1024 * 1024
 MAX_PROPERTY_KEY_CHARS = 256
 MAX_IDEMPOTENCY_KEY_CHARS = 255
+# An Idempotency-Key the document allows: 1-255 printable ASCII characters.
+IDEMPOTENCY_KEY = re.compile(rf"[ -~]{{1,{MAX_IDEMPOTENCY_KEY_CHARS}}}")
+IDEMPOTENCY_KEY_RULE = f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
 MAX_EMAIL_CHARS = 254
 MAX_PHONE_CHARS = 64
 MAX_TRAIT_KEYS = 100
@@ -30,8 +34,15 @@ PROFILE_LIMITS: Mapping[str, int] = {
     "last_name": 1024, "company": 1024, "role": 1024, "plan": 1024, "avatar_url": 2048,
     "stripe_customer_id": MAX_ID_CHARS,
 }
+# What Python's \s matches in a str and ECMA-262's does not (the server's patterns are
+# Python's, the document's ECMA-262's).
+SPACE = r"\s\x1c-\x1f\x85"
 # server.validation._EMAIL, as a JSON Schema (ECMA-262) pattern.
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+EMAIL_PATTERN = rf"^[^@{SPACE}]+@[^@{SPACE}]+$"
+# server/audiences/rules.py: which rule operators need which fields.
+AUDIENCE_WITHIN_EVENT_OPS = ("first_done_within", "last_done_within")
+AUDIENCE_VALUE_OPS = ("equals", "not_equals", "contains", "greater_than", "less_than")
+AUDIENCE_NUMERIC_OPS = ("greater_than", "less_than")
 MAX_AUDIENCE_GROUPS = 20
 MAX_RULES_PER_GROUP = 20
 # server/services/audiences.py: the page size when an evaluation names no limit.

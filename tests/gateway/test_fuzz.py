@@ -13,7 +13,9 @@ random extra headers, paths and methods. Every answer must be:
 - after every compressed body: followed by a good request answered within the client's
   timeout.
 
-Rate limits are off here (they would answer 429 to most of the run).
+Rate limits are off here (they would answer 429 to most of the run). The connection-level
+run (refusals on a kept-alive connection after another dialect's request, bodies cut by a
+reset or a close) is tests/gateway/test_fuzz_connections.py.
 """
 
 from __future__ import annotations
