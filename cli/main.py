@@ -1,7 +1,7 @@
 """The ``trackd`` command line: ``serve``, ``keys create|revoke|list``,
-``websites create|list`` and ``plans ...``, parsed here and handed to :mod:`cli.serve`
-(the server's composition root), :mod:`cli.admin` (the admin commands) or
-:mod:`cli.plans` (tracking plans, which parses its own subcommands).
+``websites create|list``, ``plans ...`` and ``webhooks ...``, parsed here and handed to
+:mod:`cli.serve` (the server's composition root), :mod:`cli.admin` (the admin commands),
+:mod:`cli.plans` (tracking plans, which parses its own subcommands) or :mod:`cli.webhooks`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cli import admin, plans
+from cli import webhooks as webhooks_cli
 from cli.database import database_uri, with_store
 from cli.logs import configure as configure_logging
 from cli.serve import run, serve
@@ -100,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
     site_listing = websites.add_parser("list", parents=[common], help="list websites")
     site_listing.add_argument("--project")
     plans.add_commands(commands, common)
+    webhooks_cli.add_parser(commands, common)
     return root
 
 
@@ -135,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 "revoke": lambda s: admin.keys_revoke(s, args.key_id),
                 "list": lambda s: admin.keys_list(s, args.project),
             }
+            if args.command == "webhooks":
+                return run(with_store(settings, uri, lambda s: webhooks_cli.run(
+                    s, args, settings.webhook_allow_private)))
             if args.command == "websites":
                 actions = {
                     "create": lambda s: admin.websites_create(

@@ -2,8 +2,9 @@
 
 A setting that configures a component takes its default from that component's own
 configuration dataclass (:class:`server.app.ServerConfig`, :class:`server.pipeline.PipelineConfig`,
-:class:`gateway.settings.GatewaySettings`), so each default is written once; the rest are
-written here. tests/cli/test_settings_table.py holds README's settings table to these.
+:class:`gateway.settings.GatewaySettings`, :class:`outbound.config.DeliveryConfig`), so
+each default is written once; the rest are written here. tests/cli/test_settings_table.py
+holds README's settings table (and docs/webhooks.md's, for the webhook settings) to these.
 
 ``MONGODB_URI`` (also accepted as ``TRACKD_MONGODB_URI``) selects a MongoDB server; without
 it trackd runs the embedded database in ``data_dir``.
@@ -20,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cli.logs import LogFormat, parse_level
 from gateway.settings import GatewaySettings
+from outbound.config import DEFAULT_RETRY_SCHEDULE, DeliveryConfig, parse_schedule
 from server.app import ServerConfig
 from server.pipeline import PipelineConfig
 from server.rate_limit_policy import RateLimit, limits_from
@@ -74,6 +76,14 @@ class Settings(BaseSettings):
         default=ServerConfig.audience_index_max_bytes, gt=0,
         description="the audience index's memory budget "
         "(estimated); past it, the least recently evaluated projects are dropped")
+    health_ping_timeout_seconds: float = Field(
+        default=ServerConfig.health_timeout_seconds, gt=0,
+        description="how long the health monitor's database ping may take before it "
+        "counts as slow")
+    health_slow_pings: int = Field(
+        default=ServerConfig.health_slow_pings, ge=1,
+        description="slow pings in a row before the database is declared down (a "
+        "refused or lost connection is at once)")
     shutdown_grace_seconds: float = Field(default=30.0, ge=0,
                                           description="time in-flight requests get on stop")
     log_level: str = Field(
@@ -89,8 +99,40 @@ class Settings(BaseSettings):
         default=None, description="Databuddy requests per key (vendor default 600/60)")
     rate_limit_cueflow: str | None = Field(
         default=None, description="Cueflow requests per key (vendor default 100/60)")
+    rate_limit_segment: str | None = Field(
+        default=None, description="Segment/RudderStack requests per write key, as "
+        "N/SECONDS or off (default off: Segment documents no hard limit)")
+    rate_limit_posthog: str | None = Field(
+        default=None, description="PostHog requests per project API key, as N/SECONDS or "
+        "off (default off: PostHog does not limit capture)")
+    rate_limit_amplitude: str | None = Field(
+        default=None, description="Amplitude requests per API key, as N/SECONDS or off "
+        "(default off: Amplitude limits devices, not keys)")
+    rate_limit_mixpanel: str | None = Field(
+        default=None, description="Mixpanel requests per project token, as N/SECONDS or "
+        "off (default off: Mixpanel limits projects by volume)")
     rate_limit_grpc: str | None = Field(
         default=None, description="direct gRPC callers' requests per key (default off)")
+
+    webhook_concurrency: int = Field(
+        default=DeliveryConfig.concurrency, gt=0,
+        description="users delivered at once per webhook endpoint (one user's events go "
+        "one at a time, in order)")
+    webhook_timeout_seconds: float = Field(
+        default=DeliveryConfig.timeout_seconds, gt=0,
+        description="how long a webhook receiver has to answer 2xx")
+    webhook_retry_schedule: str = Field(
+        default=DEFAULT_RETRY_SCHEDULE, description="waits between a webhook message's "
+        "attempts (n steps: 1 + n attempts, with jitter), then dead letter")
+    webhook_allow_private: bool = Field(
+        default=DeliveryConfig.allow_private, description="webhook URLs may reach loopback, "
+        "private and link-local addresses (local development, tests)")
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
 
     @field_validator("workers", mode="before")
     @classmethod
@@ -106,7 +148,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("rate_limit_vibefollow", "rate_limit_flywheel", "rate_limit_databuddy",
-                     "rate_limit_cueflow", "rate_limit_grpc")
+                     "rate_limit_cueflow", "rate_limit_segment", "rate_limit_posthog",
+                     "rate_limit_amplitude", "rate_limit_mixpanel", "rate_limit_grpc")
     @classmethod
     def _valid_rate_limit(cls, value: str | None) -> str | None:
         if value is not None:
@@ -121,11 +164,18 @@ class Settings(BaseSettings):
             audience_index=self.audience_index,
             audience_index_max_bytes=self.audience_index_max_bytes,
             idempotency_lease_seconds=self.idempotency_lease_seconds,
+            webhook_allow_private=self.webhook_allow_private,
+            health_timeout_seconds=self.health_ping_timeout_seconds,
+            health_slow_pings=self.health_slow_pings,
             rate_limits=limits_from([
                 ("vibefollow", self.rate_limit_vibefollow),
                 ("flywheel", self.rate_limit_flywheel),
                 ("databuddy", self.rate_limit_databuddy),
                 ("cueflow", self.rate_limit_cueflow),
+                ("segment", self.rate_limit_segment),
+                ("posthog", self.rate_limit_posthog),
+                ("amplitude", self.rate_limit_amplitude),
+                ("mixpanel", self.rate_limit_mixpanel),
                 ("grpc", self.rate_limit_grpc),
             ]),
             pipeline=PipelineConfig(
@@ -136,6 +186,12 @@ class Settings(BaseSettings):
                 max_queued_events=self.max_queued_events,
             ),
         )
+
+    def delivery_config(self) -> DeliveryConfig:
+        return DeliveryConfig(
+            concurrency=self.webhook_concurrency, timeout_seconds=self.webhook_timeout_seconds,
+            retry_schedule=parse_schedule(self.webhook_retry_schedule),
+            allow_private=self.webhook_allow_private)
 
     def gateway_settings(self, grpc_port: int) -> GatewaySettings:
         local = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host

@@ -12,10 +12,14 @@ from gateway import health, metrics
 from gateway.access import access_middleware
 from gateway.body import HANDLER_ARGS
 from gateway.dialects import (
+    amplitude,
     cueflow,
     cueflow_audiences,
     databuddy,
     flywheel,
+    mixpanel,
+    posthog,
+    segment,
     shared_paths,
     vibefollow,
 )
@@ -55,6 +59,10 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     cueflow_audiences.add_routes(app)
     shared_paths.add_routes(app)
     databuddy.add_routes(app)
+    segment.add_routes(app)
+    posthog.add_routes(app)
+    amplitude.add_routes(app)
+    mixpanel.add_routes(app)
     health.add_routes(app)
     openapi_routes.add_routes(app)
     metrics.add_routes(app)

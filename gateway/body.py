@@ -9,6 +9,10 @@ refusal (413, 400 for a body that is not the encoding it claims, 415 for an enco
 trackd does not decode) answers with ``Connection: close`` (see
 :mod:`gateway.errors_middleware`), so the rest of a refused body is never decoded.
 
+A client that goes away while its body is still arriving (the connection reset or
+closed mid-body) is :class:`ClientGone`, not a bug: the access log says 499 and nothing
+is answered (:mod:`gateway.errors_middleware`).
+
 Schemas are pydantic ``TypeAdapter``s over TypedDicts, validated straight from the raw
 bytes (pydantic-core's JSON parser; no intermediate dict), strictly (a number is not a
 string), ignoring unknown fields. Error locations become field paths such as
@@ -55,6 +59,10 @@ _MESSAGES = {
 }
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its body was read to the end."""
+
+
 def field_path(loc: tuple[str | int, ...]) -> str:
     path = ""
     for part in loc:
@@ -87,6 +95,8 @@ async def read_body(request: web.Request) -> bytes:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise _too_large(limit) from exc
+    except ConnectionError as exc:  # reset, or closed: aiohttp's "Connection lost"
+        raise ClientGone from exc
     if encoding in ("", "identity"):
         return raw
     return inflate(raw, encoding, limit)

@@ -8,8 +8,16 @@ parser's 400/414/431 (from :mod:`gateway.http_protocol`). Paths, by owner:
 - ``/api/v1/contacts``, ``/api/v1/contacts/...`` and ``/api/v1/audiences...``: Cueflow;
 - ``/api/v1/events`` (shared) and every other ``/api/v1/...``: VibeFollow (the shared
   path's default, as in :mod:`gateway.dialects.shared_paths`);
-- ``/v1/...``: Flywheel; ``/track`` and ``/identify``: Databuddy;
+- Segment's routes (``/v1/batch``, ``/v1/track``, ... exactly): Segment; every other
+  ``/v1/...``: Flywheel; ``/track`` and ``/identify``: Databuddy; PostHog's
+  ``/batch/``, ``/capture/``, ``/e/`` and ``/i/v0/e/``: PostHog; ``/2/httpapi`` and
+  ``/batch``: Amplitude; ``/import`` and ``/engage``: Mixpanel (``/track``, shared,
+  Databuddy's);
 - anything else: ``{"error": {"code": "not_found", "message": "..."}}``.
+
+A client that went away mid-body (:class:`gateway.body.ClientGone`) gets nothing (it
+is gone): the access log and metrics say 499, at INFO, with no traceback; it is not a
+server error.
 
 A refused request whose body was not read to its end (413, 415, a body that is not the
 encoding it claims) is answered with ``Connection: close``: aiohttp then discards what is
@@ -25,10 +33,17 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from gateway.access import CLIENT_CLOSED
+from gateway.body import ClientGone
+from gateway.dialects.amplitude import AMPLITUDE, AMPLITUDE_MAX_BODY_BYTES
 from gateway.dialects.base import Handler, json_response
 from gateway.dialects.cueflow import CUEFLOW
 from gateway.dialects.databuddy import DATABUDDY
 from gateway.dialects.flywheel import FLYWHEEL
+from gateway.dialects.mixpanel import MIXPANEL
+from gateway.dialects.posthog import POSTHOG
+from gateway.dialects.posthog import ROUTES as POSTHOG_PATHS
+from gateway.dialects.segment import SEGMENT, SEGMENT_PATHS
 from gateway.dialects.vibefollow import VIBEFOLLOW
 from gateway.grpc_errors import Problem
 
@@ -61,6 +76,14 @@ def renderer_for(path: str) -> Render:
         return CUEFLOW.render
     if path == "/api/v1" or path.startswith("/api/v1/"):
         return VIBEFOLLOW.render
+    if path in SEGMENT_PATHS:
+        return SEGMENT.render
+    if path in POSTHOG_PATHS:
+        return POSTHOG.render
+    if path in AMPLITUDE_MAX_BODY_BYTES:
+        return AMPLITUDE.render
+    if path in ("/import", "/engage"):
+        return MIXPANEL.render
     if path == "/v1" or path.startswith("/v1/"):
         return FLYWHEEL.render
     if path in ("/track", "/identify"):
@@ -93,6 +116,11 @@ async def error_envelopes(request: web.Request, handler: Handler) -> web.StreamR
         response = render_http_error(request, exc)
     except asyncio.CancelledError:
         raise
+    except ClientGone:
+        # Nobody to answer: this response is never sent, only counted and logged as 499.
+        response = web.Response(status=CLIENT_CLOSED)
+        response.force_close()
+        return response
     except Exception:
         # A bug: the one case with a traceback in the log (never the body or headers).
         log.exception("bug: %s %s raised", request.method, request.path)

@@ -10,7 +10,12 @@ changes three things:
 
 - the answer is JSON in the envelope of the dialect owning the refused request's path
   (:func:`gateway.errors_middleware.renderer_for`), with a fixed reason by kind of error
-  (never the parser's message) and ``Connection: close``;
+  (never the parser's message) and ``Connection: close``. The path is read from the
+  refused request's own request line, whatever the connection carried before: the kept
+  bytes are parsed again from the start, a body of known length fed whole, so the offset
+  where the refused request begins is exact (a request right after a body does not start
+  a line). Past the kept bytes, the failing read's first request line is taken when the
+  previous request was complete (a client that waits for each answer), else its last;
 - the log gets one WARNING line with that reason; a traceback only for a real bug;
 - valid requests before the refused one are answered first: the connection's first
   :data:`REPLAY_BYTES` are kept, and on a parse error they are parsed again, a line at a
@@ -48,7 +53,10 @@ log = logging.getLogger("trackd.gateway")
 
 # Kept per connection, to answer requests pipelined before a malformed one.
 REPLAY_BYTES = 64 * 1024
-_REQUEST_LINE = re.compile(rb"(?m)^[!#$%&'*+.^_`|~0-9A-Za-z-]+ (/[^\s?#]*)")
+# A request line's method and path.
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ (/[^\s?#]*)")
+# The same anywhere in a buffer (after a body, a request line need not start a line).
+_ANY_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ (/[^\s?#]*)[^\s]* HTTP/")
 
 
 def refusal(exc: BaseException | None, status: int) -> tuple[int, str]:
@@ -86,7 +94,8 @@ def refusal(exc: BaseException | None, status: int) -> tuple[int, str]:
 
 
 class _ReplayingParser:
-    """The connection's parser; on an error, recovers the messages it lost."""
+    """The connection's parser; on an error, recovers the messages it lost and finds the
+    refused request's own request line."""
 
     def __init__(self, handler: GatewayRequestHandler, inner: Any,
                  make: Any) -> None:
@@ -98,6 +107,10 @@ class _ReplayingParser:
         self._delivered = 0
         self._last_payload: StreamReader | None = None
         self._broken = False
+        # Whether the last message delivered before the feed under way was complete: if
+        # so, a refused request in a failing feed starts at that feed's first byte (a
+        # client that waits for each answer), not in an earlier feed.
+        self._feed_at_boundary = True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -105,6 +118,7 @@ class _ReplayingParser:
     def feed_data(self, data: bytes) -> tuple[Sequence[Any], bool, bytes]:
         if self._broken:
             return (), False, b""
+        self._feed_at_boundary = self._last_payload is None or self._last_payload.is_eof()
         if self._keeping:
             if len(self._history) + len(data) <= REPLAY_BYTES:
                 self._history += data
@@ -125,34 +139,83 @@ class _ReplayingParser:
             self._last_payload = messages[-1][1]
 
     def _after_error(self, exc: HttpProcessingError, data: bytes) -> list[Any]:
-        recovered = self._replay() if self._keeping else []
+        recovered: list[Any] = []
+        path = None
+        if self._keeping:
+            recovered, start = self._replay()
+            path = _target_at(bytes(self._history), start)
+        if path is None:
+            path = _refused_target(data, at_start=self._feed_at_boundary)
         if self._last_payload is not None and not self._last_payload.is_eof():
             # A request whose body the error cut short: its handler's read fails (400).
             self._last_payload.set_exception(RequestPayloadError("malformed body"))
-        source = bytes(self._history) if self._keeping else data
-        lines = _REQUEST_LINE.findall(source)
-        path = lines[-1].decode("latin-1") if lines else "/"
         status, reason = refusal(exc, 400)
         self._handler.refused = (path, status, reason)
         return [*recovered, (_ErrInfo(status=status, exc=exc, message=reason),
                              EMPTY_PAYLOAD)]
 
-    def _replay(self) -> list[Any]:
-        """The complete messages after the ones delivered, parsed again from the start."""
+    def _replay(self) -> tuple[list[Any], int]:
+        """The complete messages after the ones delivered, parsed again from the start,
+        and the offset where the first incomplete one (the refused request) begins."""
         parser = self._make()
+        history = bytes(self._history)
         found: list[Any] = []
-        for line in bytes(self._history).splitlines(keepends=True):
+        start = at = 0
+        complete = 0
+        while at < len(history):
+            step = _next_piece(history, at, found)
             try:
-                messages, _upgraded, _tail = parser.feed_data(line)
+                messages, _upgraded, _tail = parser.feed_data(history[at:step])
             except HttpProcessingError:
                 break
+            at = step
             found.extend(messages)
+            if len(found) > complete and found[-1][1].is_eof():
+                # Every message so far is complete: the next one begins here.
+                complete, start = len(found), at
         lost = []
         for message, payload in found[self._delivered:]:
             if not payload.is_eof():
                 break  # the refused request itself, or one cut short by it
             lost.append((message, payload))
-        return lost
+        return lost, start
+
+
+def _next_piece(history: bytes, at: int, found: list[Any]) -> int:
+    """Where the next piece to replay ends: the rest of a body of known length exactly
+    (so a request right after a body is fed from its own first byte), else one line."""
+    if found:
+        message, payload = found[-1]
+        length = message.headers.get("Content-Length")
+        if not payload.is_eof() and length is not None and length.isdigit():
+            left: int = int(length) - payload.total_bytes
+            return min(len(history), at + max(1, left))
+    end = history.find(b"\n", at)
+    return len(history) if end < 0 else end + 1
+
+
+def _target_at(source: bytes, start: int) -> str | None:
+    """The path in the request line at ``start`` (after any empty lines); ``/`` (no
+    dialect's) when that line names none; None when there is no line there."""
+    while source.startswith((b"\r\n", b"\n"), start):
+        start += 2 if source.startswith(b"\r\n", start) else 1
+    if start >= len(source):
+        return None
+    end = source.find(b"\n", start)
+    line = source[start:] if end < 0 else source[start:end]
+    match = _REQUEST_LINE.match(line) or _ANY_REQUEST_LINE.search(line)
+    return match.group(1).decode("latin-1") if match else "/"
+
+
+def _refused_target(data: bytes, *, at_start: bool) -> str:
+    """The refused request's path when the connection's history was not kept: the request
+    line the failing bytes begin with, else the last one they hold; ``/`` if none."""
+    if at_start:
+        path = _target_at(data, 0)
+        if path is not None:
+            return path
+    lines = _ANY_REQUEST_LINE.findall(data)
+    return lines[-1].decode("latin-1") if lines else "/"
 
 
 class GatewayRequestHandler(RequestHandler):

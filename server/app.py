@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from outbound.config import DeliveryConfig
 from server.audiences import AudienceIndex
 from server.audiences.index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.auth import Authenticator
@@ -25,9 +26,12 @@ from server.rate_limit_policy import RateLimit
 from server.ratelimit import RateLimiter
 from server.services.audiences import AudienceService
 from server.services.plans import TrackingPlanService
+from server.services.subscribe import Subscriptions
 from server.services.tracking import TrackingService
 from server.services.users import UserService
+from server.services.webhooks import WebhookService
 from server.services.websites import WebsiteService
+from server.webhooks import Webhooks
 from server.websites import WebsiteGuard
 from storage import Store
 from storage.changes import ChangeFeed
@@ -41,6 +45,8 @@ from trackd.v1 import (
     tracking_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
     websites_pb2,
     websites_pb2_grpc,
 )
@@ -56,6 +62,7 @@ SERVICE_NAMES = (
     websites_pb2.DESCRIPTOR.services_by_name["WebsiteService"].full_name,
     audiences_pb2.DESCRIPTOR.services_by_name["AudienceService"].full_name,
     plans_pb2.DESCRIPTOR.services_by_name["TrackingPlanService"].full_name,
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
 
@@ -71,6 +78,9 @@ class ServerConfig:
     # How often the health monitor pings the database, and how long a ping may take.
     health_interval_seconds: float = 1.0
     health_timeout_seconds: float = 1.0
+    # Consecutive pings past health_timeout_seconds before the database is declared down
+    # (a failed ping is evidence at once; a slow one is a busy database).
+    health_slow_pings: int = 10
     # One of several worker processes sharing ``port`` (SO_REUSEPORT, cli/ports.py).
     # Off for a single process, so a second trackd on the same port fails to bind.
     reuse_port: bool = False
@@ -87,6 +97,9 @@ class ServerConfig:
     # How long an idempotency key's running request holds it unrenewed (a crashed
     # instance's keys are taken over this long after its last renewal).
     idempotency_lease_seconds: float = 5.0
+    # Webhook URLs may reach private, loopback and link-local addresses (local
+    # development, tests): checked at create here, at every connection by outbound.
+    webhook_allow_private: bool = DeliveryConfig.allow_private
 
 
 class PortInUse(Exception):
@@ -139,7 +152,7 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     monitor = HealthMonitor(
         health_servicer, store.ping, pipeline, SERVICE_NAMES,
         tracking_service=SERVICE_NAMES[0], interval=config.health_interval_seconds,
-        timeout=config.health_timeout_seconds)
+        timeout=config.health_timeout_seconds, slow_pings=config.health_slow_pings)
     server = grpc.aio.server(
         # Outermost first: observability sees the status ErrorInterceptor gives, and the
         # gate's fast UNAVAILABLE while the database is down.
@@ -162,9 +175,12 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     await plans.follow()
     judge = PlanJudge(plans, store.quarantine, store.plan_violations)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
-        TrackingService(auth, pipeline, idempotency, store.users, websites, judge), server)
+        TrackingService(auth, pipeline, idempotency, store.users, websites, judge,
+                        Subscriptions(auth, store.db)), server)
     plans_pb2_grpc.add_TrackingPlanServiceServicer_to_server(
         TrackingPlanService(auth, store, plans), server)
+    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
+        WebhookService(auth, Webhooks(store, config.webhook_allow_private)), server)
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, store.history, idempotency), server)

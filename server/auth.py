@@ -35,8 +35,13 @@ SCOPE_USERS_READ = "users:read"
 SCOPE_USERS_WRITE = "users:write"
 # Managing the project's tracking plan (TrackingPlanService): opt-in, never a default.
 SCOPE_PLANS_MANAGE = "plans:manage"
+# Opt-in powers, never among a new key's default scopes: managing webhook endpoints
+# (where a project's events are sent), and reading the project's events back (Subscribe).
+SCOPE_WEBHOOKS_MANAGE = "webhooks:manage"
+SCOPE_EVENTS_READ = "events:read"
 DEFAULT_SCOPES: tuple[str, ...] = (SCOPE_TRACK_EVENTS, SCOPE_USERS_READ, SCOPE_USERS_WRITE)
-ALL_SCOPES: tuple[str, ...] = (*DEFAULT_SCOPES, SCOPE_PLANS_MANAGE)
+ALL_SCOPES: tuple[str, ...] = (*DEFAULT_SCOPES, SCOPE_PLANS_MANAGE, SCOPE_WEBHOOKS_MANAGE,
+                               SCOPE_EVENTS_READ)
 
 
 def hash_key(secret: str) -> str:

@@ -2,7 +2,12 @@
 
 :class:`HealthMonitor` pings the database every ``interval`` seconds (each ping bounded by
 ``timeout``) and looks at the write pipeline's queue, and keeps the standard gRPC health
-service (``grpc.health.v1.Health``) in step:
+service (``grpc.health.v1.Health``) in step. The database is declared down only on
+evidence: a ping that fails (the driver found the connection refused or lost, or no
+server to select), the embedded database's death (:meth:`HealthMonitor.mark_down`), or
+``slow_pings`` consecutive checks whose ping did not answer within ``timeout``. One ping
+past the bound is a busy database (a long aggregation ahead of it), not a dead one:
+calls are still attempted, and the write pipeline's own bounds protect the service.
 
 - ``""`` (the server overall): SERVING only while the database answers and the write
   queue is below its bound;
@@ -64,7 +69,8 @@ class HealthMonitor:
 
     def __init__(self, servicer: health.aio.HealthServicer, ping: Callable[[], Awaitable[Any]],
                  pipeline: WritePipeline, service_names: Sequence[str], *,
-                 tracking_service: str, interval: float = 1.0, timeout: float = 1.0) -> None:
+                 tracking_service: str, interval: float = 1.0, timeout: float = 1.0,
+                 slow_pings: int = 10) -> None:
         self._servicer = servicer
         self._ping = ping
         self._pipeline = pipeline
@@ -72,6 +78,9 @@ class HealthMonitor:
         self._tracking_service = tracking_service
         self.interval = interval
         self.timeout = timeout
+        self.slow_pings = slow_pings
+        # Consecutive checks whose ping was still unanswered at ``timeout``.
+        self.slow = 0
         self.database_up = True  # create_server connected moments ago
         self._statuses: dict[str, int] = {}
         self._wake = asyncio.Event()
@@ -124,24 +133,38 @@ class HealthMonitor:
     async def check(self) -> None:
         """One ping; then every status as it now stands."""
         await self._publish()  # a mark_down is told at once, not after the ping's timeout
-        try:
-            ping = self._ping_task
-            if ping is None or ping.done():
-                ping = self._ping_task = asyncio.ensure_future(self._ping())
-            # shield: on timeout the ping goes on, for the next check to wait on.
+        ping = self._ping_task
+        if ping is None or ping.done():
+            ping = self._ping_task = asyncio.ensure_future(self._ping())
+        up = self.database_up
+        # shield: on timeout the ping goes on, for the next check to wait on.
+        with contextlib.suppress(Exception):  # its outcome is read from the task below
             async with asyncio.timeout(self.timeout):
                 await asyncio.shield(ping)
+        if not ping.done():  # unanswered yet: slow, and down only when it stays so
+            self.slow += 1
+            if self.slow == 1 and self.database_up:
+                log.info("database slow: a ping took over %g s; still serving (down after "
+                         "%d in a row)", self.timeout, self.slow_pings)
+            if self.slow >= self.slow_pings:
+                up = self._down(f"no answer to {self.slow} pings of {self.timeout:g} s")
+        elif ping.cancelled() or ping.exception() is not None:  # it failed: evidence
+            failure = "cancelled" if ping.cancelled() else type(ping.exception()).__name__
+            up = self._down(failure)
+        else:
+            self.slow = 0
+            if not self.database_up:
+                log.warning("database reachable again; serving")
             up = True
-        except Exception as exc:  # any failure to answer is "unreachable"
-            up = False
-            if self.database_up:
-                log.warning("database unreachable (%s); answering UNAVAILABLE until it "
-                            "answers again", type(exc).__name__)
-        if up and not self.database_up:
-            log.warning("database reachable again; serving")
         self.database_up = up
         metrics.set_database_up(up)
         await self._publish()
+
+    def _down(self, why: str) -> bool:
+        if self.database_up:
+            log.warning("database unreachable (%s); answering UNAVAILABLE until it answers "
+                        "again", why)
+        return False
 
     async def _publish(self) -> None:
         up, queue_ok = self.database_up, not self.queue_full

@@ -51,4 +51,6 @@ def event_message(doc: dict[str, Any]) -> tracking_pb2.Event:
     context = {name: doc[name] for name in CONTEXT_LIMITS if doc.get(name)}
     if context:
         event.context.CopyFrom(tracking_pb2.EventContext(**context))
+    if doc.get("client_context"):
+        event.client_context_json = doc["client_context"].encode()
     return event

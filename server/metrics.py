@@ -17,7 +17,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # Where an event came in: the REST dialect the gateway names in ``trackd-dialect`` call
 # metadata, else "grpc" (a direct gRPC client).
-SOURCES = frozenset({"vibefollow", "flywheel", "databuddy", "cueflow", "grpc"})
+SOURCES = frozenset({"vibefollow", "flywheel", "databuddy", "cueflow", "segment", "posthog",
+                     "amplitude", "mixpanel", "grpc"})
 GRPC_SOURCE = "grpc"
 
 # Latency buckets (seconds): an RPC answers in about a millisecond when idle; a durable

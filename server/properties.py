@@ -38,9 +38,9 @@ _EXACT_INT = 2.0**53
 
 KEY_RULE = "property keys must be non-empty, not start with '$' and not contain NUL"
 DEPTH_RULE = f"properties may nest at most {MAX_PROPERTY_DEPTH} levels deep"
-# What a JSON value is called in a message: a properties_json that is not an object.
-JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
-              bool: "a boolean", type(None): "null"}
+# What a JSON value is called in a message: a JSON field that is not an object.
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
 
 
 def valid_property_key(key: str) -> bool:
@@ -249,19 +249,29 @@ def struct_properties(struct: struct_pb2.Struct, path: str,
     return properties
 
 
-def json_properties(raw: bytes, path: str,
-                     violations: list[FieldViolation]) -> dict[str, Any]:
-    """``properties_json`` of the event at ``path`` as stored, by the Struct's rules."""
-    json_path = f"{path}.properties_json"
+def json_object(raw: bytes, json_path: str,
+                violations: list[FieldViolation]) -> dict[str, Any] | None:
+    """``raw`` (the field at ``json_path``) as the one UTF-8 JSON object it must be; None,
+    with a violation, when it is not."""
     try:
         values = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         violations.append(FieldViolation(
             json_path, f"must be one UTF-8 JSON object (no NaN or Infinity): {exc}"))
-        return {}
+        return None
     if type(values) is not dict:
         violations.append(FieldViolation(
-            json_path, f"must be a JSON object, not {JSON_TYPES[type(values)]}"))
+            json_path, f"must be a JSON object, not {_JSON_TYPES[type(values)]}"))
+        return None
+    return values
+
+
+def json_properties(raw: bytes, path: str,
+                     violations: list[FieldViolation]) -> dict[str, Any]:
+    """``properties_json`` of the event at ``path`` as stored, by the Struct's rules."""
+    json_path = f"{path}.properties_json"
+    values = json_object(raw, json_path, violations)
+    if values is None:
         return {}
     props_path = f"{path}.properties"
     if too_many_keys(len(values), MAX_PROPERTY_KEYS, "property", props_path, violations):
@@ -271,7 +281,7 @@ def json_properties(raw: bytes, path: str,
     clean = _clean(values, 1)
     properties = values if clean else _PlainProperties(violations).object(values, props_path, 1)
     stored = orjson.dumps(properties)
-    _check_size(violations, props_path, len(stored))
+    check_size(violations, props_path, len(stored))
     # orjson keeps the last of duplicate keys. Bytes equal to a dict's encoding have
     # none, which settles it for every producer that writes compact JSON (the gateway's
     # orjson.dumps) without a second parse.
@@ -290,10 +300,13 @@ def check_json_size(
 ) -> None:
     # Measured as compact JSON, the form clients write and reason about. The gRPC
     # message limit (16 MB) bounds the conversion done before this check.
-    _check_size(violations, path, len(orjson.dumps(value)))
+    check_size(violations, path, len(orjson.dumps(value)))
 
 
-def _check_size(violations: list[FieldViolation], path: str, size: int) -> None:
+def check_size(violations: list[FieldViolation], path: str, size: int) -> bool:
+    """Whether ``size`` bytes of JSON at ``path`` are allowed (if not, with a violation)."""
     if size > MAX_PROPERTIES_BYTES:
         violations.append(FieldViolation(
             path, f"must be at most {MAX_PROPERTIES_BYTES} bytes as JSON"))
+        return False
+    return True

@@ -70,6 +70,15 @@ DEFAULT_LIMITS: Mapping[str, RateLimit | None] = {
     "flywheel": None,
     "databuddy": RateLimit(600, 60),
     "cueflow": RateLimit(100, 60),
+    # Segment documents no hard limit per write key (it asks for at most 500 requests
+    # per second per source), RudderStack none: off, as for the other undocumented ones.
+    "segment": None,
+    # PostHog does not rate-limit its capture endpoints: off.
+    "posthog": None,
+    # Amplitude limits events per device and user (30 a second), not requests per key.
+    "amplitude": None,
+    # Mixpanel's ingestion limit is per project (2 GB of events a minute), not per key.
+    "mixpanel": None,
     GRPC_SCOPE: None,
 }
 

@@ -19,10 +19,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from server.errors import FieldViolation
 from server.properties import (
     StructProperties,
     check_json_size,
+    check_size,
+    json_object,
     json_properties,
     struct_properties,
     too_many_keys,
@@ -32,7 +36,6 @@ from storage.users import UserChange
 from trackd.v1 import tracking_pb2, users_pb2
 
 # The server's limits (the wire's module holds them, so the gateway can state them too).
-from trackd_wire.limits import EMAIL_PATTERN, timestamp_in_range
 from trackd_wire.limits import MAX_BATCH_EVENTS as MAX_BATCH_EVENTS
 from trackd_wire.limits import MAX_BATCH_USERS as MAX_BATCH_USERS
 from trackd_wire.limits import MAX_EMAIL_CHARS as MAX_EMAIL_CHARS
@@ -46,6 +49,7 @@ from trackd_wire.limits import MAX_PROPERTY_KEY_CHARS as MAX_PROPERTY_KEY_CHARS
 from trackd_wire.limits import MAX_PROPERTY_KEYS as MAX_PROPERTY_KEYS
 from trackd_wire.limits import MAX_TRAIT_KEYS as MAX_TRAIT_KEYS
 from trackd_wire.limits import PROFILE_LIMITS as PROFILE_LIMITS
+from trackd_wire.limits import timestamp_in_range
 
 CONTEXT_LIMITS = {"namespace": 64, "session_id": MAX_ID_CHARS, "source": 64, "website_id": 64}
 
@@ -63,6 +67,20 @@ def checked_datetime(value: Any, path: str,
         return None
     moment: datetime = value.ToDatetime(tzinfo=UTC)
     return moment
+
+
+def _client_context(raw: bytes, path: str,
+                    violations: list[FieldViolation]) -> str | None:
+    """``client_context_json`` as stored: the object's compact JSON text. Its keys are
+    the sending library's (``$lib``), so no key rule applies; only the size does."""
+    json_path = f"{path}.client_context_json"
+    values = json_object(raw, json_path, violations)
+    if values is None:
+        return None
+    stored = orjson.dumps(values)
+    if not check_size(violations, json_path, len(stored)):
+        return None
+    return stored.decode()
 
 
 def _check_length(
@@ -128,6 +146,10 @@ def event_document(
         "received_at": received_at,
         "properties": properties,
     }
+    if event.client_context_json:
+        client_context = _client_context(event.client_context_json, path, violations)
+        if client_context is not None:
+            doc["client_context"] = client_context
     if event.HasField("context"):
         for name, limit in CONTEXT_LIMITS.items():
             value: str = getattr(event.context, name)
@@ -139,7 +161,7 @@ def event_document(
 
 # --- users -------------------------------------------------------------------------
 
-_EMAIL = re.compile(EMAIL_PATTERN)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 def _check_email(violations: list[FieldViolation], path: str, value: str) -> None:

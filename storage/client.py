@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConfigurationError, PyMongoError
 
 from storage.audiences import AudienceQueries
+from storage.deliveries import DeliveryQueue
 from storage.errors import DRIVER_ERRORS, StorageError, StorageUnavailable, translate
 from storage.events import EventRepository
 from storage.history import EventHistory
@@ -22,6 +23,7 @@ from storage.plans import PlanRepository
 from storage.quarantine import QuarantineRepository
 from storage.roster import Roster
 from storage.users import UserRepository
+from storage.webhooks import EndpointRepository
 from storage.websites import WebsiteRepository
 
 
@@ -50,6 +52,8 @@ class Store:
     plans: PlanRepository
     quarantine: QuarantineRepository
     plan_violations: ViolationLog
+    webhooks: EndpointRepository
+    deliveries: DeliveryQueue
 
     async def close(self) -> None:
         await self.client.close()
@@ -115,6 +119,8 @@ async def connect(
         plans=PlanRepository(db),
         quarantine=QuarantineRepository(db),
         plan_violations=ViolationLog(db),
+        webhooks=EndpointRepository(db),
+        deliveries=DeliveryQueue(db),
     )
     if create_indexes:  # the start-up schema work: indexes, and the roster of users
         try:

@@ -2,7 +2,9 @@
 
 Events point at users by external id (``events.user_id``), so an event stored before its
 user existed is in the user's history the moment the user is upserted. Linking an
-anonymous id re-keys that id's past anonymous events to the user (:meth:`link`).
+anonymous id re-keys that id's past anonymous events to the user (:meth:`link`);
+joining an earlier user id (PostHog's and Mixpanel's anonymous distinct ids) re-keys the
+events stored under it (:meth:`rekey`).
 Page tokens are opaque to callers: the (timestamp, _id) of the last event returned.
 """
 
@@ -65,6 +67,14 @@ class EventHistory:
         await self._events.update_many(
             {"project_id": project_id, "user_id": None, "anonymous_id": {"$in": anonymous_ids}},
             {"$set": {"user_id": external_id}})
+
+    async def rekey(self, project_id: str, previous_id: str, external_id: str) -> int:
+        """The events stored under ``previous_id`` as a user id are ``external_id``'s
+        now; how many. Raises the driver's errors."""
+        result = await self._events.update_many(
+            {"project_id": project_id, "user_id": previous_id},
+            {"$set": {"user_id": external_id}})
+        return result.modified_count
 
     async def forget(self, project_id: str, external_id: str) -> int:
         """Delete every event of the user; how many. Raises the driver's errors."""

@@ -33,6 +33,8 @@ class UserChange:
     add_emails: list[str] = field(default_factory=list)
     add_phones: list[str] = field(default_factory=list)
     add_anonymous_ids: list[str] = field(default_factory=list)
+    # Traits set only where the user has none of that name (applied after the upsert).
+    set_once_traits: dict[str, Any] = field(default_factory=dict)
 
     def update(self, now: datetime) -> dict[str, Any]:
         update: dict[str, Any] = {
@@ -78,6 +80,12 @@ class UserRepository:
                 raise StorageError("user upsert kept colliding")
             if not create and result.matched_count == 0:
                 return None, False
+            for key, value in change.set_once_traits.items():
+                if key not in change.set_traits:
+                    # Conditional on the trait's absence, so a concurrent writer's wins.
+                    await self._users.update_one(
+                        {**query, f"traits.{key}": {"$exists": False}},
+                        {"$set": {f"traits.{key}": value}})
             doc = await self._users.find_one(query)
             # Only a request adding addresses promotes one; a cleared primary stays cleared.
             if doc is not None and not doc.get("email") and change.add_emails \
@@ -141,6 +149,18 @@ class UserRepository:
         return await self._users.find_one_and_update(
             {**query, name: {"$in": [None, ""]}}, {"$set": {name: value}},
             return_document=ReturnDocument.AFTER)
+
+    async def merge_history(self, project_id: str, previous_id: str,
+                            external_id: str) -> int:
+        """``previous_id``'s events (stored under it as a user id) join ``external_id``'s,
+        unless ``previous_id`` is a user of its own; how many moved."""
+        try:
+            if previous_id == external_id or await self._users.find_one(
+                    {"project_id": project_id, "external_id": previous_id}, {"_id": 1}):
+                return 0
+            return await self._history.rekey(project_id, previous_id, external_id)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
 
     async def get(self, project_id: str, *, external_id: str = "",
                   email: str = "") -> dict[str, Any] | None:

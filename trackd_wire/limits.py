@@ -55,10 +55,6 @@ PROFILE_LIMITS = {
     "last_name": 1024, "company": 1024, "role": 1024, "plan": 1024, "avatar_url": 2048,
     "stripe_customer_id": MAX_ID_CHARS,
 }
-# What an email address must match: valid as a Python regular expression and as a JSON
-# Schema (ECMA-262) pattern alike.
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
-
 
 def decodable_objects(at: int) -> int:
     """How many JSON objects may nest in a Struct ``at`` message levels below the request

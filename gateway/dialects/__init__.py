@@ -3,5 +3,9 @@
 A dialect module parses its vendor's requests into RPC requests (most routes make one),
 and renders the responses or status in its vendor's exact shapes. Rules only that vendor
 has live in its module, as data where possible, under names that say whose they are;
-what every dialect does alike is :mod:`gateway.dialects.base`'s.
+what every dialect does alike is :mod:`gateway.dialects.base`'s. What the analytics
+SDKs' dialects (Segment, PostHog, Amplitude, Mixpanel) share, a request's messages sent as
+BatchTrack and Identify calls and the library's own fields kept apart, is
+:mod:`gateway.dialects.sdk_calls`'; paths two vendors own are
+:mod:`gateway.dialects.shared_paths`'.
 """

@@ -69,7 +69,9 @@ RATE_LIMIT_HEADERS: Mapping[str, str] = {"ratelimit-policy": "RateLimit-Policy",
 # How many tracking plan violations the stored events of a request had (observe mode).
 PLAN_VIOLATIONS_HEADER = "Trackd-Plan-Violations"
 _PLAN_VIOLATIONS = web.RequestKey("trackd_plan_violations", int)
-# A route's own field naming for the server's errors, when its body decides it.
+# How the server's field paths read in a request's body, when the body decides it rather
+# than the dialect (a batch split into a BatchTrack of its events and Identify calls of the
+# rest; a Databuddy single event); without it the dialect's field_name applies.
 FieldName = Callable[[str], str]
 FIELD_NAME: web.RequestKey[FieldName] = web.RequestKey(
     "trackd_field_name", FieldName)  # type: ignore[arg-type]  # a callable type, not a class

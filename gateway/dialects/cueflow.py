@@ -62,6 +62,7 @@ from gateway.convert import (
 )
 from gateway.dialects.base import Dialect, bearer_metadata, call, json_response, retry_headers
 from gateway.grpc_errors import Problem
+from gateway.openapi.limits import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE
 from gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
 
@@ -261,8 +262,15 @@ def _check_flat(properties: dict[str, Any]) -> None:
 
 @CUEFLOW.handler
 async def track_event(request: web.Request) -> web.StreamResponse:
-    """POST /api/v1/events (a Cueflow-shaped body): one event for a known contact."""
+    """POST /api/v1/events (a Cueflow-shaped body): one event for a known contact.
+
+    ``Idempotency-Key`` is VibeFollow's; here it is not used, but one the operation's
+    document forbids (empty, over the limit, not printable ASCII) is refused, not ignored:
+    the shared operation states one rule for it."""
     metadata = bearer_metadata(request)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and IDEMPOTENCY_KEY.fullmatch(key) is None:
+        raise _invalid("Idempotency-Key", IDEMPOTENCY_KEY_RULE)
     item = await CUEFLOW.body(request, EVENT)
     properties = item.get("properties") or {}
     _check_flat(properties)

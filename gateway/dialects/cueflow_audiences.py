@@ -71,7 +71,13 @@ PROPERTY_OPS = {
     "date_within": audiences_pb2.PROPERTY_RULE_OPERATOR_DATE_WITHIN,
     "date_before": audiences_pb2.PROPERTY_RULE_OPERATOR_DATE_BEFORE,
 }
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# A duration's syntax; and the durations accepted (the OpenAPI document states this
+# pattern): positive (some digit is not 0), each part short enough that the sum stays
+# within the server's bound of 10,000 years.
+_DURATION_SYNTAX = re.compile(r"^(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?"
+                              r"(?:([0-9]+)s)?\Z")
+_DURATION = re.compile(r"^(?=[^1-9]*[1-9])(?:[0-9]{1,5}w)?(?:[0-9]{1,6}d)?(?:[0-9]{1,7}h)?"
+                       r"(?:[0-9]{1,8}m)?(?:[0-9]{1,10}s)?$")
 # The server's rule paths in this API's spelling.
 _PATHS = (
     (re.compile(r"^audience\."), ""),
@@ -132,16 +138,17 @@ _invalid = AUDIENCE_API.invalid
 
 
 def parse_duration(text: str, field: str) -> duration_pb2.Duration:
-    match = _DURATION.match(text)
+    match = _DURATION_SYNTAX.match(text)
     if not text or not match:
         raise _invalid(field, "must be a duration such as 7d, 24h or 1d12h")
     weeks, days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    if not any((weeks, days, hours, minutes, seconds)):
+        raise _invalid(field, "must be a positive duration")
+    if not _DURATION.match(text):
+        raise _invalid(field, "is out of range")
     duration = duration_pb2.Duration()
-    try:
-        duration.FromTimedelta(timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes,
-                                         seconds=seconds))
-    except OverflowError as exc:  # beyond timedelta; the server bounds the rest
-        raise _invalid(field, "is out of range") from exc
+    duration.FromTimedelta(timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes,
+                                     seconds=seconds))
     return duration
 
 
@@ -158,6 +165,8 @@ def _rule(body: RuleBody, path: str) -> audiences_pb2.Rule:
         if "count" in body:
             if not -2**63 <= body["count"] < 2**63:  # int64
                 raise _invalid(f"{path}.count", "is out of range")
+            if body["count"] < 0:  # for any operator, as the document says
+                raise _invalid(f"{path}.count", "must be 0 or more")
             event.count = body["count"]
         if "since" in body:
             event.since.CopyFrom(timestamp(body["since"], f"{path}.since"))

@@ -36,6 +36,7 @@ may be. Everything else (scopes, websites, origins, dedup) is the server's.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -229,15 +230,17 @@ def _with_cors(handler: Handler) -> Handler:
     return wrapped
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
 def _website_id(request: web.Request) -> str:
     """The ``website_id`` query parameter, canonical; one that is no UUID names no website."""
-    value = request.query.get("website_id", "")
-    if not value:
+    if "website_id" not in request.query:
         return ""
-    try:
-        return str(UUID(value))
-    except ValueError as exc:
-        raise _fail(404, "WEBSITE_NOT_FOUND") from exc
+    value = request.query["website_id"]
+    if _CANONICAL_UUID.fullmatch(value) is None:  # empty, braces, urn:, no dashes: no id
+        raise _fail(404, "WEBSITE_NOT_FOUND")
+    return str(UUID(value))
 
 
 async def _check_origin(request: web.Request, website_id: str, origin: str) -> None:
@@ -379,6 +382,8 @@ async def preflight(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    for path, handler in (("/track", track), ("/identify", identify)):
-        app.router.add_post(path, handler)
+    # POST /track is shared with Mixpanel: gateway.dialects.shared_paths owns the route
+    # and hands Databuddy's bodies (JSON, or a text/plain beacon) to track.
+    app.router.add_post("/identify", identify)
+    for path in ("/track", "/identify"):
         app.router.add_route("OPTIONS", path, preflight)

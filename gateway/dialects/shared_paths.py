@@ -1,4 +1,14 @@
-"""Paths more than one vendor owns: ``POST /api/v1/events`` (VibeFollow and Cueflow).
+"""Paths more than one vendor owns: ``POST /api/v1/events`` (VibeFollow and Cueflow) and
+``POST /track`` (Databuddy and Mixpanel).
+
+``POST /track``: a form body (``Content-Type: application/x-www-form-urlencoded``, or a
+body starting with ``data=``), as every Mixpanel SDK sends, is Mixpanel's
+(:data:`gateway.dialects.mixpanel.track`); anything else (JSON, a text/plain beacon) is
+Databuddy's (:func:`gateway.dialects.databuddy.track`), and so is a body too large to
+read or not in the encoding it claims unless its Content-Type is a form: Databuddy's
+envelope is the path's default, as it was its first owner.
+
+``POST /api/v1/events``:
 
 The one route reads the body once (aiohttp keeps it: the chosen dialect's handler reads
 the same bytes again without I/O) and picks the dialect by the body's shape, before any
@@ -27,7 +37,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import read_body
-from gateway.dialects import cueflow, vibefollow
+from gateway.dialects import cueflow, databuddy, mixpanel, vibefollow
 from gateway.dialects.base import Handler, bearer_metadata
 from gateway.grpc_errors import Problem, ProblemError
 
@@ -96,5 +106,21 @@ async def track_event(request: web.Request) -> web.StreamResponse:
     return await handler_for(raw)(request)
 
 
+TRACK_PATH = "/track"
+
+
+async def track(request: web.Request) -> web.StreamResponse:
+    """POST /track: Mixpanel's form bodies to Mixpanel, every other body to Databuddy."""
+    form = request.content_type == "application/x-www-form-urlencoded"
+    try:
+        raw = await read_body(request)
+    except ProblemError as exc:
+        return (mixpanel.MIXPANEL if form else databuddy.DATABUDDY).render(exc.problem)
+    handler = mixpanel.track if mixpanel.is_form(request.content_type, raw) \
+        else databuddy.track
+    return await handler(request)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post(EVENTS_PATH, track_event)
+    app.router.add_post(TRACK_PATH, track)

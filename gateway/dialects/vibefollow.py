@@ -95,8 +95,11 @@ VIBEFOLLOW = Dialect(
 
 def _idempotency_key(request: web.Request) -> str:
     """The ``Idempotency-Key`` header; bytes that are not UTF-8 are refused, not sent on
-    (the server checks the rest: length, printable characters)."""
+    (the server checks the rest: length, printable characters), and so is a header sent
+    empty (the server would read it as no key: a client meaning one must hear it is not)."""
     key = request.headers.get("Idempotency-Key", "")
+    if not key and "Idempotency-Key" in request.headers:
+        raise _invalid("Idempotency-Key", "must not be empty")
     try:
         key.encode()
     except UnicodeEncodeError as exc:  # aiohttp keeps undecodable bytes as surrogates

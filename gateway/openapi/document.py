@@ -16,7 +16,7 @@ from typing import Any
 from gateway import health
 from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
 from gateway.dialects.base import Dialect
-from gateway.openapi import limits
+from gateway.openapi import limits, sdk_doors
 from gateway.openapi.schemas import Schema, component_schemas, ref, string
 from gateway.settings import GatewaySettings
 
@@ -194,11 +194,13 @@ def _body(schema: Schema, examples: Mapping[str, Any] | None = None,
     if examples:
         content["application/json"]["examples"] = {
             name: {"value": value} for name, value in examples.items()}
+    body: Schema = {"required": True, "content": content}
     if text_plain:
-        content["text/plain"] = {
-            "schema": {"type": "string", "description": "The same JSON, as "
-                                                        "`navigator.sendBeacon` sends it."}}
-    return {"required": True, "content": content}
+        # Not a media type of its own: its schema could only say "a string", and most
+        # strings are not the JSON the service reads (a client would learn it by trial).
+        body["description"] = ("Also accepted as `Content-Type: text/plain` holding the "
+                               "same JSON, as `navigator.sendBeacon` sends it.")
+    return body
 
 
 def _rate_limit_note(dialect: Dialect, settings: GatewaySettings) -> str:
@@ -343,8 +345,9 @@ def _databuddy_paths(settings: GatewaySettings) -> dict[str, Schema]:
         "schema": string(format="uuid"),
         "description": "A website's id, instead of a key (browser tracking).",
         "example": "550e8400-e29b-41d4-a716-446655440000"}
+    # Sent empty, it is as if absent (a server-side call).
     origin: Schema = {"name": "Origin", "in": "header", "required": False,
-                      "schema": string(pattern=r"^[!-~]+$"),
+                      "schema": string(pattern=r"^[!-~]*$"),
                       "example": "https://shop.example.com"}
     keyed: list[Schema] = [{"bearer": []}, {"apiKeyHeader": []}]
     note = _rate_limit_note(databuddy.DATABUDDY, settings)
@@ -522,7 +525,8 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
     settings = settings or GatewaySettings()
     paths = {**_shared_events_path(settings), **_vibefollow_paths(settings),
              **_flywheel_paths(settings), **_databuddy_paths(settings),
-             **_cueflow_paths(settings), **_meta_paths()}
+             **_cueflow_paths(settings), **sdk_doors.paths(settings), **_meta_paths()}
+    sdk_doors.share_track(paths)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -543,6 +547,7 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
             {"name": "Flywheel", "description": "`POST /v1/events`."},
             {"name": "Databuddy", "description": "`/track`, `/identify`, browser tracking."},
             {"name": "Cueflow", "description": "Contacts and events."},
+            *sdk_doors.TAGS,
             {"name": "Audiences", "description": "Targeting by what contacts did, "
                                                  "Cueflow-style."},
             {"name": "Documentation", "description": "This document."},
@@ -551,8 +556,8 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
         ],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(),
+            "schemas": {**component_schemas(), **sdk_doors.schemas()},
             "headers": HEADERS,
-            "securitySchemes": SECURITY_SCHEMES,
+            "securitySchemes": {**SECURITY_SCHEMES, **sdk_doors.SECURITY_SCHEMES},
         },
     }

@@ -10,9 +10,10 @@ restated: the document imports them from the dialect modules.
 
 from __future__ import annotations
 
+import re
+
 # The wire's and the server's request limits, which the server enforces: imported, not
 # restated.
-from trackd_wire.limits import EMAIL_PATTERN as EMAIL_PATTERN
 from trackd_wire.limits import MAX_BATCH_EVENTS as MAX_BATCH_EVENTS
 from trackd_wire.limits import MAX_BATCH_USERS as MAX_BATCH_USERS
 from trackd_wire.limits import MAX_EMAIL_CHARS as MAX_EMAIL_CHARS
@@ -27,6 +28,18 @@ from trackd_wire.limits import MAX_PROPERTY_KEYS as MAX_PROPERTY_KEYS
 from trackd_wire.limits import MAX_TRAIT_KEYS as MAX_TRAIT_KEYS
 from trackd_wire.limits import PROFILE_LIMITS as PROFILE_LIMITS
 
+# An Idempotency-Key the document allows: 1-255 printable ASCII characters.
+IDEMPOTENCY_KEY = re.compile(rf"[ -~]{{1,{MAX_IDEMPOTENCY_KEY_CHARS}}}")
+IDEMPOTENCY_KEY_RULE = f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+# What Python's \s matches in a str and ECMA-262's does not (the server's patterns are
+# Python's, the document's ECMA-262's).
+SPACE = r"\s\x1c-\x1f\x85"
+# server.validation._EMAIL, as a JSON Schema (ECMA-262) pattern.
+EMAIL_PATTERN = rf"^[^@{SPACE}]+@[^@{SPACE}]+$"
+# server/audiences/rules.py: which rule operators need which fields.
+AUDIENCE_WITHIN_EVENT_OPS = ("first_done_within", "last_done_within")
+AUDIENCE_VALUE_OPS = ("equals", "not_equals", "contains", "greater_than", "less_than")
+AUDIENCE_NUMERIC_OPS = ("greater_than", "less_than")
 MAX_AUDIENCE_GROUPS = 20
 MAX_RULES_PER_GROUP = 20
 # server/services/audiences.py: the page size when an evaluation names no limit.
@@ -39,4 +52,8 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float] | None] = {
     "flywheel": None,
     "databuddy": (600, 60),
     "cueflow": (100, 60),
+    "segment": None,
+    "posthog": None,
+    "amplitude": None,
+    "mixpanel": None,
 }

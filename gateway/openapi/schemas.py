@@ -8,6 +8,7 @@ holds equal to ``server/validation.py``. JSON Schema 2020-12, as OpenAPI 3.1 use
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.dialects import cueflow_audiences, databuddy, flywheel, vibefollow
@@ -45,13 +46,29 @@ DATE_TIME = string(format="date-time")
 FLAT_VALUE: Schema = {"type": ["string", "number", "boolean"]}
 
 
+# Any JSON value whose objects, at every depth, have keys the server accepts.
+JSON_VALUE_NAME = "JsonValue"
+
+
+def _json_value() -> Schema:
+    return {
+        "description": "Any JSON value; an object's keys, at every depth, are 1-"
+                       f"{limits.MAX_PROPERTY_KEY_CHARS} characters, not starting with "
+                       "'$', without NUL.",
+        "type": ["null", "boolean", "number", "string", "array", "object"],
+        "items": ref(JSON_VALUE_NAME),
+        "propertyNames": PROPERTY_KEY,
+        "additionalProperties": ref(JSON_VALUE_NAME),
+    }
+
+
 def properties_object(max_keys: int, key: Schema, description: str,
                       values: Schema | None = None) -> Schema:
     schema: Schema = {
         "type": "object", "maxProperties": max_keys, "propertyNames": key,
         "description": description,
     }
-    schema["additionalProperties"] = True if values is None else values
+    schema["additionalProperties"] = ref(JSON_VALUE_NAME) if values is None else values
     return schema
 
 
@@ -89,7 +106,9 @@ def _vibefollow_schemas() -> dict[str, Schema]:
         "required": ["external_user_id"],
         "properties": {
             "external_user_id": string(1, limits.MAX_ID_CHARS),
-            "email": nullable(string(1, limits.MAX_EMAIL_CHARS, pattern=limits.EMAIL_PATTERN)),
+            "email": {"anyOf": [string(1, limits.MAX_EMAIL_CHARS, pattern=limits.EMAIL_PATTERN),
+                                {"const": ""}, {"type": "null"}],
+                      "description": "An address; `\"\"` or `null`: none given."},
             "traits": nullable(properties_object(
                 limits.MAX_TRAIT_KEYS, TRAIT_KEY,
                 f"The trait keys {known_traits} (either spelling: `signupDate` or "
@@ -132,9 +151,12 @@ def _vibefollow_schemas() -> dict[str, Schema]:
             "required": ["users"],
             "properties": {"users": {
                 "type": "array", "minItems": 1, "maxItems": limits.MAX_BATCH_USERS,
-                "items": ref("VibeFollowUser"),
-                "description": "Each record is checked on its own: an invalid one is "
-                               "reported by index, the others are stored."}},
+                # Any JSON per record: the request is accepted whatever a record holds.
+                "items": {"description": "A `VibeFollowUser`. Each record is checked on its "
+                                         "own: an invalid one (even one that is not an "
+                                         "object) is reported by index in `errors`, the "
+                                         "others are stored."},
+                "description": "`VibeFollowUser` records."}},
         },
         "VibeFollowAccepted": {
             "type": "object", "required": ["data"],
@@ -183,6 +205,30 @@ def _vibefollow_schemas() -> dict[str, Schema]:
     }
 
 
+def _flywheel_identify() -> Schema:
+    """What ``identify: true`` needs: a user id, and profile properties the server takes
+    (strings, surrounding spaces ignored; a phone may be an integer)."""
+    space = limits.SPACE
+    email = string(0, limits.MAX_EMAIL_CHARS,
+                   pattern=rf"^[{space}]*(?:[^@{space}]+@[^@{space}]+)?[{space}]*$")
+    # An integer's bound (its digits, at most MAX_PHONE_CHARS) is past what JSON numbers
+    # carry exactly, so it is only described.
+    phone = {"anyOf": [string(0, limits.MAX_PHONE_CHARS),
+                       {"type": "integer", "description": f"At most {limits.MAX_PHONE_CHARS} "
+                                                          "digits."}]}
+    fields: Schema = {}
+    for prop, field in flywheel.PROFILE_PROPERTIES.items():
+        if field in ("email", "emails"):
+            fields[prop] = email
+        elif field in ("phone", "phones"):
+            fields[prop] = phone
+        else:
+            fields[prop] = string(0, limits.PROFILE_LIMITS[field])
+    return {"required": ["user_id"],
+            "properties": {"user_id": string(1, limits.MAX_ID_CHARS),
+                           "properties": nullable({"type": "object", "properties": fields})}}
+
+
 def _flywheel_schemas() -> dict[str, Schema]:
     profile = ", ".join(f"`{key}`" for key in flywheel.PROFILE_PROPERTIES)
     return {
@@ -204,6 +250,9 @@ def _flywheel_schemas() -> dict[str, Schema]:
                     f"{profile} fill the profile (as strings).", FLAT_VALUE)),
                 "identify": nullable({"type": "boolean", "default": False}),
             },
+            "allOf": [{"if": {"required": ["identify"],
+                              "properties": {"identify": {"const": True}}},
+                       "then": _flywheel_identify()}],
         },
         "FlywheelBody": {
             "type": "object", "required": ["event"],
@@ -226,6 +275,13 @@ def _flywheel_schemas() -> dict[str, Schema]:
     }
 
 
+# Unix milliseconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+_FIRST_MS = int((datetime(1, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC))
+                / timedelta(milliseconds=1))
+_LAST_MS = int((datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+                - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1))
+
+
 def _databuddy_schemas() -> dict[str, Schema]:
     future_hours = databuddy.DATABUDDY_MAX_FUTURE.total_seconds() / 3600
     return {
@@ -236,7 +292,8 @@ def _databuddy_schemas() -> dict[str, Schema]:
                 "name": string(1, databuddy.DATABUDDY_MAX_NAME_CHARS),
                 "namespace": nullable(string(0, databuddy.DATABUDDY_MAX_NAMESPACE_CHARS)),
                 "timestamp": nullable({
-                    "anyOf": [{"type": "number"}, DATE_TIME],
+                    "anyOf": [{"type": "number", "minimum": _FIRST_MS, "maximum": _LAST_MS},
+                              DATE_TIME],
                     "description": "Unix milliseconds or ISO-8601 (UTC without an offset); at "
                                    f"most {future_hours:g} hours "
                                    "ahead; default: now."}),
@@ -339,8 +396,12 @@ def _cueflow_schemas() -> dict[str, Schema]:
                            "`null` or `\"\"` clears it.",
         },
         "CueflowContactChange": {
-            "type": "object", "properties": _contact_fields(),
-            "description": "The fields to change; `externalId` cannot be changed.",
+            "type": "object",
+            # The path names the contact; a body's externalId may only repeat it, which a
+            # schema cannot say, so the document leaves it out.
+            "properties": _contact_fields() | {"externalId": False},
+            "description": "The fields to change; `externalId` cannot be changed (the path "
+                           "names the contact).",
         },
         "CueflowContact": {
             "type": "object", "required": ["data"],
@@ -399,6 +460,12 @@ def _cueflow_schemas() -> dict[str, Schema]:
     }
 
 
+def _when_op(ops: tuple[str, ...], then: Schema) -> Schema:
+    """``then`` applies to a rule whose ``op`` is one of ``ops``."""
+    return {"if": {"required": ["op"], "properties": {"op": {"enum": list(ops)}}},
+            "then": then}
+
+
 def _audience_schemas() -> dict[str, Schema]:
     duration = string(1, pattern=cueflow_audiences._DURATION.pattern,
                       description="Weeks, days, hours, minutes, seconds: `7d`, `24h`, `1d12h`.")
@@ -412,14 +479,15 @@ def _audience_schemas() -> dict[str, Schema]:
                       "description": "For `count_greater_than`."},
             "within": duration | {"description": "For `first_done_within` and "
                                                  "`last_done_within`."},
-            "since": DATE_TIME, "before": DATE_TIME,
+            "since": DATE_TIME, "before": DATE_TIME | {"description": "After `since`."},
         },
+        "allOf": [_when_op(limits.AUDIENCE_WITHIN_EVENT_OPS, {"required": ["within"]})],
     }
     property_rule: Schema = {
         "type": "object", "required": ["property", "op"],
         "properties": {
             "event": False,
-            "property": string(1, limits.MAX_PROPERTY_KEY_CHARS,
+            "property": string(1,
                                description="A contact field or custom attribute "
                                            "(camelCase and snake_case are the same)."),
             "op": {"enum": list(cueflow_audiences.PROPERTY_OPS)},
@@ -427,6 +495,14 @@ def _audience_schemas() -> dict[str, Schema]:
             "within": duration | {"description": "For `date_within`."},
             "before": DATE_TIME,
         },
+        "allOf": [
+            _when_op(limits.AUDIENCE_VALUE_OPS, {
+                "required": ["value"], "properties": {"value": {"not": {"type": "null"}}}}),
+            _when_op(limits.AUDIENCE_NUMERIC_OPS, {"properties": {"value": {"type": "number"}}}),
+            _when_op(("contains",), {"properties": {"value": {"not": {"type": "object"}}}}),
+            _when_op(("date_within",), {"required": ["within"]}),
+            _when_op(("date_before",), {"required": ["before"]}),
+        ],
     }
     audience: Schema = {
         "type": "object", "required": ["groups"],
@@ -478,4 +554,4 @@ def _audience_schemas() -> dict[str, Schema]:
 
 def component_schemas() -> dict[str, Schema]:
     return {**_vibefollow_schemas(), **_flywheel_schemas(), **_databuddy_schemas(),
-            **_cueflow_schemas(), **_audience_schemas()}
+            **_cueflow_schemas(), **_audience_schemas(), JSON_VALUE_NAME: _json_value()}

@@ -1,10 +1,10 @@
-"""trackd.v1.TrackingService: TrackEvent, BatchTrack, Identify, and TrackEvents (in
-:mod:`server.services.carried`)."""
+"""trackd.v1.TrackingService: TrackEvent, BatchTrack, Identify, TrackEvents (in
+:mod:`server.services.carried`) and Subscribe (in :mod:`server.services.subscribe`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,14 +20,17 @@ from server.errors import (
     storage_call,
 )
 from server.idempotency import IdempotencyGuard
-from server.observability import note_events, note_written
+from server.metrics import GRPC_SOURCE
+from server.observability import current_call, note_events, note_written
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
 from server.plans.verdict import PlanJudge, messages
 from server.services.carried import track_events
+from server.services.subscribe import Subscriptions
 from server.services.users import USER_NOT_FOUND
 from server.validation import (
     CONTEXT_LIMITS,
     MAX_BATCH_EVENTS,
+    MAX_ID_CHARS,
     derived_event_id,
     event_document,
     user_change,
@@ -47,9 +50,11 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     def __init__(
         self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard,
         users: UserRepository, websites: WebsiteGuard, plans: PlanJudge,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         self._auth = auth
         self._plans = plans
+        self._subscriptions = subscriptions
         self._pipeline = pipeline
         self._idempotency = idempotency
         self._users = users
@@ -124,6 +129,15 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     ) -> tracking_pb2.TrackEventsResponse:
         return await track_events(self.TrackEvent, request, context)
 
+    async def Subscribe(
+        self, request: tracking_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tracking_pb2.SubscribeResponse]:
+        if self._subscriptions is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Subscribe is not served here")
+            return
+        async for response in self._subscriptions.stream(request, context):
+            yield response
+
     async def Identify(
         self, request: tracking_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.IdentifyResponse:
@@ -135,6 +149,17 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         if request.HasField("traits"):
             user.traits.CopyFrom(request.traits)
         change = user_change(user, "", violations)
+        if request.HasField("traits_once"):
+            once = users_pb2.User(external_id=request.external_id)
+            once.traits.CopyFrom(request.traits_once)
+            once_violations: list[FieldViolation] = []
+            change.set_once_traits = user_change(once, "", once_violations).set_traits
+            violations.extend(FieldViolation(
+                v.field.replace(".traits", "traits_once", 1), v.description)
+                for v in once_violations if v.field.startswith(".traits"))
+        if len(request.previous_user_id) > MAX_ID_CHARS:
+            violations.append(FieldViolation(
+                "previous_user_id", f"must be at most {MAX_ID_CHARS} characters"))
         if len(request.website_id) > CONTEXT_LIMITS["website_id"]:
             violations.append(FieldViolation(
                 "website_id", f"must be at most {CONTEXT_LIMITS['website_id']} characters"))
@@ -145,10 +170,15 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                 v.description) for v in violations])
         await self._websites.authorize_websites(Writer(principal), [request.website_id],
                                                 ["website_id"])
+        if request.validate_only:
+            return tracking_pb2.IdentifyResponse()
 
         async def identify() -> tracking_pb2.IdentifyResponse:
             _, created = await storage_call(self._users.upsert(
                 principal.project_id, request.external_id, change, datetime.now(UTC)))
+            if request.previous_user_id:
+                await storage_call(self._users.merge_history(
+                    principal.project_id, request.previous_user_id, request.external_id))
             return tracking_pb2.IdentifyResponse(created=created)
 
         return await self._idempotency.run(
@@ -178,6 +208,11 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             docs.append(event_document(event, path, project_id, now, event_id, violations))
         if violations:
             raise InvalidArgument(violations)
+        # The door it came in by (a REST dialect, or grpc): webhooks and Subscribe say it.
+        call = current_call()
+        via = call.source if call is not None else GRPC_SOURCE
+        for doc in docs:
+            doc["via"] = via
         return docs
 
     async def _resolve_users(

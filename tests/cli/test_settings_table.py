@@ -17,6 +17,8 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "operating" / "settings.md
 HEADER = "| setting | flag | environment | default |"
 
 
+
+
 def _rows() -> list[tuple[list[str], str]]:
     """(environment variables, default) of each row of the page's settings table: the
     lines from its header to the blank line that ends it."""
@@ -65,7 +67,8 @@ def test_each_default_is_the_settings_default() -> None:
                              else None), names[0]
     # The per-dialect rate limits: the server's defaults, in the row's order.
     rate_row = next(shown for names, shown in _rows() if len(names) > 1)
-    dialects = ("vibefollow", "flywheel", "databuddy", "cueflow")
+    dialects = ("vibefollow", "flywheel", "databuddy", "cueflow", "segment", "posthog",
+                "amplitude", "mixpanel")
     expected = ", ".join(
         "off" if DEFAULT_LIMITS[d] is None
         else f"`{DEFAULT_LIMITS[d].requests}/{DEFAULT_LIMITS[d].seconds:g}`"  # type: ignore[union-attr]

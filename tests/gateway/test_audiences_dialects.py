@@ -1,4 +1,4 @@
-"""Audiences over events from every API: the four dialects and gRPC all key events to the
+"""Audiences over events from every API: the dialects and gRPC all key events to the
 same user by external id, so all of them count, over real HTTP, gRPC and database.
 
 Events here carry no timestamp of their own (or a recent one), and the rules look at
@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import grpc
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -102,21 +103,45 @@ async def test_events_from_every_api_count_for_the_same_user(
                                json={"externalId": "ada", "eventKey": name})
         assert resp.status == 201
 
+    async def segment() -> None:
+        resp = await http.post("/v1/batch", headers=bearer(key),
+                               json={"batch": [{"type": "track", "userId": "ada",
+                                                "event": name}]})
+        assert await resp.json() == {"success": True}
+
+    async def posthog() -> None:
+        resp = await http.post("/batch/", json={
+            "api_key": key, "batch": [{"event": name, "distinct_id": "ada"}]})
+        assert await resp.json() == {"status": 1}
+
+    async def amplitude() -> None:
+        resp = await http.post("/2/httpapi", json={
+            "api_key": key, "options": {"min_id_length": 1},
+            "events": [{"event_type": name, "user_id": "ada"}]})
+        assert (await resp.json())["code"] == 200
+
+    async def mixpanel() -> None:
+        data = orjson.dumps({"event": name, "properties": {"token": key,
+                                                           "distinct_id": "ada"}})
+        resp = await http.post("/track", data={"data": data.decode(), "verbose": "1"})
+        assert await resp.json() == {"status": 1, "error": None}
+
     async def grpc_call() -> None:
         await tracking.TrackEvent(track(event(name, user="ada")), metadata=grpc_auth(key))
 
-    more_than_four = rules({"event": name, "op": "count_greater_than", "count": 4})
+    more_than_eight = rules({"event": name, "op": "count_greater_than", "count": 8})
     has_done = rules({"event": name, "op": "has_done"})
-    sources = (vibefollow, flywheel, databuddy, cueflow, grpc_call)
+    sources = (vibefollow, flywheel, databuddy, cueflow, segment, posthog, amplitude,
+               mixpanel, grpc_call)
     for sent, source in enumerate(sources, start=1):
-        assert await evaluate(http, key, more_than_four) == []
-        assert await match(http, key, "ada", more_than_four) == matched("ada", False)
+        assert await evaluate(http, key, more_than_eight) == []
+        assert await match(http, key, "ada", more_than_eight) == matched("ada", False)
         await source()
         assert await user_event_count(store, "ada", name) == sent
         assert await evaluate(http, key, has_done) == ["ada"]
-    assert await evaluate(http, key, more_than_four) == ["ada"]
-    assert await match(http, key, "ada", more_than_four) == matched("ada", True)
-    assert await match(http, key, "bob", more_than_four) == matched("bob", False)
+    assert await evaluate(http, key, more_than_eight) == ["ada"]
+    assert await match(http, key, "ada", more_than_eight) == matched("ada", True)
+    assert await match(http, key, "bob", more_than_eight) == matched("bob", False)
     assert await evaluate(http, key, rules({"event": name, "op": "has_not_done"})) == ["bob"]
     assert await evaluate(http, key, rules({"event": name, "op": "last_done_within",
                                             "within": "1d"})) == ["ada"]

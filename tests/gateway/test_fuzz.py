@@ -13,17 +13,21 @@ random extra headers, paths and methods. Every answer must be:
 - after every compressed body: followed by a good request answered within the client's
   timeout.
 
-Rate limits are off here (they would answer 429 to most of the run).
+Rate limits are off here (they would answer 429 to most of the run). The connection-level
+run (refusals on a kept-alive connection after another dialect's request, bodies cut by a
+reset or a close) is tests/gateway/test_fuzz_connections.py.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import gzip
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import orjson
 import pytest
@@ -33,6 +37,7 @@ from hypothesis import strategies as st
 from gateway.settings import GatewaySettings
 from server.app import ServerConfig, create_server
 from storage import Store
+from tests.gateway.fuzz_routes import ROUTES, Route, envelope_for
 from tests.gateway.hostile_harness import (
     exchange,
     good_event,
@@ -49,91 +54,6 @@ BOMB = gzip_bomb(1)
 BY_STATUS: dict[int, int] = {}
 
 
-def _str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def vibefollow(body: Any, status: int) -> bool:
-    if status < 300:
-        return isinstance(body, dict) and "data" in body
-    errors = body.get("errors") if isinstance(body, dict) else None
-    return isinstance(errors, list) and len(errors) == 1 and \
-        _str(errors[0].get("code")) and _str(errors[0].get("message"))
-
-
-def cueflow(body: Any, status: int) -> bool:
-    if status < 300:
-        return isinstance(body, dict) and "data" in body
-    return isinstance(body, dict) and list(body) == ["error"] and _str(body["error"])
-
-
-def flywheel(body: Any, status: int) -> bool:
-    if status < 300:
-        return bool(body == {"success": True, "message": "Event tracked successfully"})
-    return isinstance(body, dict) and sorted(body) == ["code", "error"] and \
-        _str(body["error"]) and _str(body["code"])
-
-
-def databuddy(body: Any, status: int) -> bool:
-    if status < 300:
-        return isinstance(body, dict) and body.get("status") == "success"
-    return isinstance(body, dict) and sorted(body) == ["message", "status"] and \
-        body["status"] == "error" and _str(body["message"])
-
-
-def plain(body: Any, status: int) -> bool:
-    error = body.get("error") if isinstance(body, dict) else None
-    return isinstance(error, dict) and sorted(error) == ["code", "message"]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    seed: Any
-    envelope: Callable[[Any, int], bool]
-    auth: str = "bearer"
-
-
-EVENT = {"external_user_id": "u1", "name": "signed_up", "properties": {"plan": "pro"},
-         "timestamp": "2024-01-15T10:30:00Z"}
-ROUTES = [
-    Route("POST", "/api/v1/events", EVENT, vibefollow),
-    Route("POST", "/api/v1/events/batch", {"events": [EVENT, EVENT]}, vibefollow),
-    Route("POST", "/api/v1/users", {"external_user_id": "u1", "email": "a@b.co",
-                                    "traits": {"signupDate": "2024-01-15", "x": [1]}},
-          vibefollow),
-    Route("POST", "/api/v1/users/bulk", {"users": [{"external_user_id": "u1"},
-                                                   {"external_user_id": "u2"}]}, vibefollow),
-    Route("POST", "/v1/events", {"event": {"event": "x", "user_id": "u1",
-                                           "timestamp": "2024-01-15T10:30:00Z",
-                                           "properties": {"plan": "pro"}}},
-          flywheel, auth="flywheel"),
-    Route("POST", "/track", {"name": "x", "properties": {"a": {"b": 1}},
-                             "timestamp": 1700000000000}, databuddy),
-    Route("POST", "/identify", {"profileId": "u1", "traits": {"plan": "pro"},
-                                "websiteId": "550e8400-e29b-41d4-a716-446655440000"},
-          databuddy),
-    Route("POST", "/api/v1/contacts", {"email": "a@b.co", "externalId": "c1",
-                                       "signedUpAt": "2024-01-15T10:30:00Z",
-                                       "customAttributes": {"a": 1}}, cueflow),
-    Route("PATCH", "/api/v1/contacts/c1", {"name": "Ada", "customAttributes": {"b": 2}},
-          cueflow),
-    Route("GET", "/api/v1/contacts/c1", None, cueflow),
-    Route("DELETE", "/api/v1/contacts/c1", None, cueflow),
-    Route("POST", "/api/v1/events", {"externalId": "c1", "eventKey": "x",
-                                     "properties": {"a": 1}}, cueflow),
-    Route("POST", "/api/v1/audiences/evaluate", {"groups": [{"rules": [
-        {"event": "x", "op": "has_done", "since": "2024-01-01T00:00:00Z"},
-        {"property": "plan", "op": "equals", "value": "pro"}]}]}, cueflow),
-    Route("POST", "/api/v1/contacts/c1/match", {"groups": [{"rules": [
-        {"property": "plan", "op": "equals", "value": "pro"}]}]}, cueflow),
-    Route("GET", "/nowhere", None, plain),
-]
-ENVELOPES = {route.path: route.envelope for route in ROUTES}
-# Shared by two vendors: the body's shape picks the envelope (VibeFollow by default).
-ENVELOPES["/api/v1/events"] = lambda body, status: vibefollow(body, status) or \
-    cueflow(body, status)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
@@ -213,6 +133,26 @@ class Fuzzed:
         if self.route.auth == "flywheel" and self.credential == "right":
             headers["Auth-Type"] = "api"
             credential = key
+        if self.route.auth == "mixpanel":
+            # A form; the token in the JSON (the seed's empty ones become the credential).
+            secret = {"right": key, "wrong": "trk_not_a_key"}.get(self.credential, "")
+            data = self.body.replace(b'"token":""', f'"token":"{secret}"'.encode()) \
+                .replace(b'"$token":""', f'"$token":"{secret}"'.encode())
+            form = b"data=" + quote_from_bytes(data).encode() + b"&verbose=1"
+            body, encoding = encode(form, self.encoding)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            credential = ""
+        if self.route.auth == "posthog":  # PostHog's and Amplitude's
+            # The key is in the body: the seed's empty api_key/token becomes the
+            # credential (a mutated body may have lost it: then it has none).
+            secret = {"right": key, "wrong": "trk_not_a_key"}.get(self.credential, "")
+            body = self.body.replace(b'"api_key":""', f'"api_key":"{secret}"'.encode()) \
+                .replace(b'"token":""', f'"token":"{secret}"'.encode())
+            body, encoding = encode(body, self.encoding)
+            credential = ""
+        if self.route.auth == "segment" and self.credential in ("right", "wrong"):
+            user = key if self.credential == "right" else "trk_not_a_key"
+            credential = "Basic " + base64.b64encode(f"{user}:".encode()).decode()
         if credential:
             headers["Authorization"] = credential
         if encoding:
@@ -237,23 +177,14 @@ def fuzzed(draw: st.DrawFn) -> Fuzzed:
                   tuple(draw(st.lists(st.tuples(header_names, header_values), max_size=2))))
 
 
-def envelope_for(path: str) -> Callable[[Any, int], bool]:
-    bare = path.split("?", 1)[0]
-    if bare in ENVELOPES:
-        return ENVELOPES[bare]
-    if bare.startswith(("/api/v1/contacts", "/api/v1/audiences")):
-        return cueflow
-    if bare.startswith("/api/v1/"):
-        return vibefollow
-    if bare.startswith("/v1/"):
-        return flywheel
-    return plain
 
 
 @pytest.fixture
 async def port(store: Store, server_config: ServerConfig) -> AsyncIterator[int]:
     # Rate limits off: the fuzzer's hundreds of requests with one key must reach the rules.
-    unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel"))
+    unlimited = dict.fromkeys(("cueflow", "databuddy", "vibefollow", "flywheel", "segment",
+                               "posthog", "amplitude",
+                               "mixpanel"))
     server = await create_server(store, dataclasses.replace(server_config,
                                                             rate_limits=unlimited))
     try:

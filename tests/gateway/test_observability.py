@@ -18,7 +18,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
+from gateway.dialects import (
+    amplitude,
+    cueflow,
+    databuddy,
+    flywheel,
+    mixpanel,
+    posthog,
+    segment,
+    vibefollow,
+)
 from server import metrics as server_metrics
 from server.app import TrackdServer
 from server.rate_limit_policy import RateLimit
@@ -51,7 +60,9 @@ def vibefollow_event(user: str = "u-1", name: str = "user_signed_up") -> bytes:
 def test_every_dialect_is_a_source_the_server_counts() -> None:
     """The dialect the gateway names in ``trackd-dialect`` is one of the server's sources."""
     dialects = {d.name for d in (vibefollow.VIBEFOLLOW, flywheel.FLYWHEEL,
-                                 databuddy.DATABUDDY, cueflow.CUEFLOW)}
+                                 databuddy.DATABUDDY, cueflow.CUEFLOW, segment.SEGMENT,
+                                 posthog.POSTHOG, amplitude.AMPLITUDE,
+                                 mixpanel.MIXPANEL)}
     assert {*dialects, "grpc"} == server_metrics.SOURCES
 
 

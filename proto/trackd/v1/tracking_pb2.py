@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from trackd.v1 import plans_pb2 as trackd_dot_v1_dot_plans__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trackd/v1/tracking.proto\x12\ttrackd.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15trackd/v1/plans.proto\"\xf6\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x65xternal_user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.trackd.v1.EventContext\x12\x17\n\x0fproperties_json\x18\x08 \x01(\x0c\"Y\n\x0c\x45ventContext\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\"\x98\x01\n\x11TrackEventRequest\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"}\n\x12TrackEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12,\n\nviolations\x18\x03 \x03(\x0b\x32\x18.trackd.v1.PlanViolation\x12\x14\n\x0cplan_version\x18\x04 \x01(\x05\"\x82\x01\n\x11\x42\x61tchTrackRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\"\xa2\x01\n\x12\x42\x61tchTrackResponse\x12\x11\n\tevent_ids\x18\x01 \x03(\t\x12\x14\n\x0cstored_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\x12\x34\n\x10\x65vent_violations\x18\x04 \x03(\x0b\x32\x1a.trackd.v1.EventViolations\x12\x14\n\x0cplan_version\x18\x05 \x01(\x05\"N\n\x0f\x45ventViolations\x12\r\n\x05index\x18\x01 \x01(\x05\x12,\n\nviolations\x18\x02 \x03(\x0b\x32\x18.trackd.v1.PlanViolation\"\x92\x01\n\x0fIdentifyRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\'\n\x06traits\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"#\n\x10IdentifyResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"A\n\x12TrackEventsRequest\x12+\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x1c.trackd.v1.CarriedTrackEvent\"n\n\x11\x43\x61rriedTrackEvent\x12*\n\x08metadata\x18\x01 \x03(\x0b\x32\x18.trackd.v1.MetadataEntry\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.trackd.v1.TrackEventRequest\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"C\n\x13TrackEventsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.trackd.v1.TrackEventResult\"\xac\x01\n\x10TrackEventResult\x12\x31\n\x08response\x18\x01 \x01(\x0b\x32\x1d.trackd.v1.TrackEventResponseH\x00\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.trackd.v1.CallStatusH\x00\x12\x33\n\x11trailing_metadata\x18\x03 \x03(\x0b\x32\x18.trackd.v1.MetadataEntryB\x08\n\x06result\"R\n\nCallStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any*x\n\x11UnknownUserPolicy\x12#\n\x1fUNKNOWN_USER_POLICY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aUNKNOWN_USER_POLICY_BUFFER\x10\x01\x12\x1e\n\x1aUNKNOWN_USER_POLICY_REJECT\x10\x02\x32\xba\x02\n\x0fTrackingService\x12I\n\nTrackEvent\x12\x1c.trackd.v1.TrackEventRequest\x1a\x1d.trackd.v1.TrackEventResponse\x12I\n\nBatchTrack\x12\x1c.trackd.v1.BatchTrackRequest\x1a\x1d.trackd.v1.BatchTrackResponse\x12\x43\n\x08Identify\x12\x1a.trackd.v1.IdentifyRequest\x1a\x1b.trackd.v1.IdentifyResponse\x12L\n\x0bTrackEvents\x12\x1d.trackd.v1.TrackEventsRequest\x1a\x1e.trackd.v1.TrackEventsResponseB\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trackd/v1/tracking.proto\x12\ttrackd.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15trackd/v1/plans.proto\"\x93\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x18\n\x10\x65xternal_user_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nproperties\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.trackd.v1.EventContext\x12\x17\n\x0fproperties_json\x18\x08 \x01(\x0c\x12\x1b\n\x13\x63lient_context_json\x18\t \x01(\x0c\"Y\n\x0c\x45ventContext\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\"\x98\x01\n\x11TrackEventRequest\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"}\n\x12TrackEventResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12,\n\nviolations\x18\x03 \x03(\x0b\x32\x18.trackd.v1.PlanViolation\x12\x14\n\x0cplan_version\x18\x04 \x01(\x05\"\x82\x01\n\x11\x42\x61tchTrackRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.trackd.v1.Event\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x32\n\x0cunknown_user\x18\x03 \x01(\x0e\x32\x1c.trackd.v1.UnknownUserPolicy\"\xa2\x01\n\x12\x42\x61tchTrackResponse\x12\x11\n\tevent_ids\x18\x01 \x03(\t\x12\x14\n\x0cstored_count\x18\x02 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x03 \x01(\x05\x12\x34\n\x10\x65vent_violations\x18\x04 \x03(\x0b\x32\x1a.trackd.v1.EventViolations\x12\x14\n\x0cplan_version\x18\x05 \x01(\x05\"N\n\x0f\x45ventViolations\x12\r\n\x05index\x18\x01 \x01(\x05\x12,\n\nviolations\x18\x02 \x03(\x0b\x32\x18.trackd.v1.PlanViolation\"\xf1\x01\n\x0fIdentifyRequest\x12\x13\n\x0b\x65xternal_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x02 \x01(\t\x12\'\n\x06traits\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nwebsite_id\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x15\n\rvalidate_only\x18\x06 \x01(\x08\x12\x18\n\x10previous_user_id\x18\x07 \x01(\t\x12,\n\x0btraits_once\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"#\n\x10IdentifyResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"A\n\x12TrackEventsRequest\x12+\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x1c.trackd.v1.CarriedTrackEvent\"n\n\x11\x43\x61rriedTrackEvent\x12*\n\x08metadata\x18\x01 \x03(\x0b\x32\x18.trackd.v1.MetadataEntry\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.trackd.v1.TrackEventRequest\"+\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"C\n\x13TrackEventsResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.trackd.v1.TrackEventResult\"\xac\x01\n\x10TrackEventResult\x12\x31\n\x08response\x18\x01 \x01(\x0b\x32\x1d.trackd.v1.TrackEventResponseH\x00\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.trackd.v1.CallStatusH\x00\x12\x33\n\x11trailing_metadata\x18\x03 \x03(\x0b\x32\x18.trackd.v1.MetadataEntryB\x08\n\x06result\"R\n\nCallStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any\"o\n\x10SubscribeRequest\x12\x10\n\x06\x63ursor\x18\x01 \x01(\tH\x00\x12+\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x13\n\x0b\x65vent_names\x18\x03 \x03(\tB\x07\n\x05start\"\x85\x01\n\x11SubscribeResponse\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.trackd.v1.Event\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12/\n\x0breceived_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t*x\n\x11UnknownUserPolicy\x12#\n\x1fUNKNOWN_USER_POLICY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aUNKNOWN_USER_POLICY_BUFFER\x10\x01\x12\x1e\n\x1aUNKNOWN_USER_POLICY_REJECT\x10\x02\x32\x84\x03\n\x0fTrackingService\x12I\n\nTrackEvent\x12\x1c.trackd.v1.TrackEventRequest\x1a\x1d.trackd.v1.TrackEventResponse\x12I\n\nBatchTrack\x12\x1c.trackd.v1.BatchTrackRequest\x1a\x1d.trackd.v1.BatchTrackResponse\x12\x43\n\x08Identify\x12\x1a.trackd.v1.IdentifyRequest\x1a\x1b.trackd.v1.IdentifyResponse\x12L\n\x0bTrackEvents\x12\x1d.trackd.v1.TrackEventsRequest\x1a\x1e.trackd.v1.TrackEventsResponse\x12H\n\tSubscribe\x12\x1b.trackd.v1.SubscribeRequest\x1a\x1c.trackd.v1.SubscribeResponse0\x01\x42\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +36,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackd.v1.tracking_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z trackd/gen/go/trackd/v1;trackdv1'
-  _globals['_UNKNOWNUSERPOLICY']._serialized_start=1890
-  _globals['_UNKNOWNUSERPOLICY']._serialized_end=2010
+  _globals['_UNKNOWNUSERPOLICY']._serialized_start=2263
+  _globals['_UNKNOWNUSERPOLICY']._serialized_end=2383
   _globals['_EVENT']._serialized_start=153
-  _globals['_EVENT']._serialized_end=399
-  _globals['_EVENTCONTEXT']._serialized_start=401
-  _globals['_EVENTCONTEXT']._serialized_end=490
-  _globals['_TRACKEVENTREQUEST']._serialized_start=493
-  _globals['_TRACKEVENTREQUEST']._serialized_end=645
-  _globals['_TRACKEVENTRESPONSE']._serialized_start=647
-  _globals['_TRACKEVENTRESPONSE']._serialized_end=772
-  _globals['_BATCHTRACKREQUEST']._serialized_start=775
-  _globals['_BATCHTRACKREQUEST']._serialized_end=905
-  _globals['_BATCHTRACKRESPONSE']._serialized_start=908
-  _globals['_BATCHTRACKRESPONSE']._serialized_end=1070
-  _globals['_EVENTVIOLATIONS']._serialized_start=1072
-  _globals['_EVENTVIOLATIONS']._serialized_end=1150
-  _globals['_IDENTIFYREQUEST']._serialized_start=1153
-  _globals['_IDENTIFYREQUEST']._serialized_end=1299
-  _globals['_IDENTIFYRESPONSE']._serialized_start=1301
-  _globals['_IDENTIFYRESPONSE']._serialized_end=1336
-  _globals['_TRACKEVENTSREQUEST']._serialized_start=1338
-  _globals['_TRACKEVENTSREQUEST']._serialized_end=1403
-  _globals['_CARRIEDTRACKEVENT']._serialized_start=1405
-  _globals['_CARRIEDTRACKEVENT']._serialized_end=1515
-  _globals['_METADATAENTRY']._serialized_start=1517
-  _globals['_METADATAENTRY']._serialized_end=1560
-  _globals['_TRACKEVENTSRESPONSE']._serialized_start=1562
-  _globals['_TRACKEVENTSRESPONSE']._serialized_end=1629
-  _globals['_TRACKEVENTRESULT']._serialized_start=1632
-  _globals['_TRACKEVENTRESULT']._serialized_end=1804
-  _globals['_CALLSTATUS']._serialized_start=1806
-  _globals['_CALLSTATUS']._serialized_end=1888
-  _globals['_TRACKINGSERVICE']._serialized_start=2013
-  _globals['_TRACKINGSERVICE']._serialized_end=2327
+  _globals['_EVENT']._serialized_end=428
+  _globals['_EVENTCONTEXT']._serialized_start=430
+  _globals['_EVENTCONTEXT']._serialized_end=519
+  _globals['_TRACKEVENTREQUEST']._serialized_start=522
+  _globals['_TRACKEVENTREQUEST']._serialized_end=674
+  _globals['_TRACKEVENTRESPONSE']._serialized_start=676
+  _globals['_TRACKEVENTRESPONSE']._serialized_end=801
+  _globals['_BATCHTRACKREQUEST']._serialized_start=804
+  _globals['_BATCHTRACKREQUEST']._serialized_end=934
+  _globals['_BATCHTRACKRESPONSE']._serialized_start=937
+  _globals['_BATCHTRACKRESPONSE']._serialized_end=1099
+  _globals['_EVENTVIOLATIONS']._serialized_start=1101
+  _globals['_EVENTVIOLATIONS']._serialized_end=1179
+  _globals['_IDENTIFYREQUEST']._serialized_start=1182
+  _globals['_IDENTIFYREQUEST']._serialized_end=1423
+  _globals['_IDENTIFYRESPONSE']._serialized_start=1425
+  _globals['_IDENTIFYRESPONSE']._serialized_end=1460
+  _globals['_TRACKEVENTSREQUEST']._serialized_start=1462
+  _globals['_TRACKEVENTSREQUEST']._serialized_end=1527
+  _globals['_CARRIEDTRACKEVENT']._serialized_start=1529
+  _globals['_CARRIEDTRACKEVENT']._serialized_end=1639
+  _globals['_METADATAENTRY']._serialized_start=1641
+  _globals['_METADATAENTRY']._serialized_end=1684
+  _globals['_TRACKEVENTSRESPONSE']._serialized_start=1686
+  _globals['_TRACKEVENTSRESPONSE']._serialized_end=1753
+  _globals['_TRACKEVENTRESULT']._serialized_start=1756
+  _globals['_TRACKEVENTRESULT']._serialized_end=1928
+  _globals['_CALLSTATUS']._serialized_start=1930
+  _globals['_CALLSTATUS']._serialized_end=2012
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=2014
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=2125
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=2128
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=2261
+  _globals['_TRACKINGSERVICE']._serialized_start=2386
+  _globals['_TRACKINGSERVICE']._serialized_end=2774
 # @@protoc_insertion_point(module_scope)

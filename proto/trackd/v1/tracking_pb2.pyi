@@ -23,7 +23,7 @@ UNKNOWN_USER_POLICY_BUFFER: UnknownUserPolicy
 UNKNOWN_USER_POLICY_REJECT: UnknownUserPolicy
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "name", "external_user_id", "anonymous_id", "timestamp", "properties", "context", "properties_json")
+    __slots__ = ("event_id", "name", "external_user_id", "anonymous_id", "timestamp", "properties", "context", "properties_json", "client_context_json")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class Event(_message.Message):
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_JSON_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CONTEXT_JSON_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     name: str
     external_user_id: str
@@ -40,7 +41,8 @@ class Event(_message.Message):
     properties: _struct_pb2.Struct
     context: EventContext
     properties_json: bytes
-    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., external_user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[EventContext, _Mapping]] = ..., properties_json: _Optional[bytes] = ...) -> None: ...
+    client_context_json: bytes
+    def __init__(self, event_id: _Optional[str] = ..., name: _Optional[str] = ..., external_user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[EventContext, _Mapping]] = ..., properties_json: _Optional[bytes] = ..., client_context_json: _Optional[bytes] = ...) -> None: ...
 
 class EventContext(_message.Message):
     __slots__ = ("namespace", "session_id", "source", "website_id")
@@ -111,18 +113,24 @@ class EventViolations(_message.Message):
     def __init__(self, index: _Optional[int] = ..., violations: _Optional[_Iterable[_Union[_plans_pb2.PlanViolation, _Mapping]]] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("external_id", "anonymous_id", "traits", "website_id", "idempotency_key")
+    __slots__ = ("external_id", "anonymous_id", "traits", "website_id", "idempotency_key", "validate_only", "previous_user_id", "traits_once")
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     ANONYMOUS_ID_FIELD_NUMBER: _ClassVar[int]
     TRAITS_FIELD_NUMBER: _ClassVar[int]
     WEBSITE_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_ONCE_FIELD_NUMBER: _ClassVar[int]
     external_id: str
     anonymous_id: str
     traits: _struct_pb2.Struct
     website_id: str
     idempotency_key: str
-    def __init__(self, external_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., website_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    validate_only: bool
+    previous_user_id: str
+    traits_once: _struct_pb2.Struct
+    def __init__(self, external_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., website_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., validate_only: _Optional[bool] = ..., previous_user_id: _Optional[str] = ..., traits_once: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
     __slots__ = ("created",)
@@ -177,3 +185,25 @@ class CallStatus(_message.Message):
     message: str
     details: _containers.RepeatedCompositeFieldContainer[_any_pb2.Any]
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., details: _Optional[_Iterable[_Union[_any_pb2.Any, _Mapping]]] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("cursor", "since", "event_names")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    since: _timestamp_pb2.Timestamp
+    event_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cursor: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("event", "cursor", "received_at", "source")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    event: Event
+    cursor: str
+    received_at: _timestamp_pb2.Timestamp
+    source: str
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., cursor: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...

@@ -71,6 +71,11 @@ class TrackingServiceStub:
                 request_serializer=trackd_dot_v1_dot_tracking__pb2.TrackEventsRequest.SerializeToString,
                 response_deserializer=trackd_dot_v1_dot_tracking__pb2.TrackEventsResponse.FromString,
                 _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/trackd.v1.TrackingService/Subscribe',
+                request_serializer=trackd_dot_v1_dot_tracking__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=trackd_dot_v1_dot_tracking__pb2.SubscribeResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -135,6 +140,21 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Subscribe(self, request, context):
+        """Subscribe streams the project's stored events in commit order (the order trackd
+        stored them in), each with an opaque cursor: from a cursor (resuming just after
+        it, on any instance), from a time, or from now, then live, until the client
+        cancels. Needs the `events:read` scope (not a default scope). A cursor stays
+        valid at least 24 hours; an expired one (or a start time older than the changes
+        the database keeps) is FAILED_PRECONDITION with ErrorInfo reason
+        `CURSOR_EXPIRED`; a malformed cursor, or one of another project, is
+        INVALID_ARGUMENT naming `cursor`. A database without change streams (a
+        standalone MongoDB) answers UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +177,11 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.TrackEvents,
                     request_deserializer=trackd_dot_v1_dot_tracking__pb2.TrackEventsRequest.FromString,
                     response_serializer=trackd_dot_v1_dot_tracking__pb2.TrackEventsResponse.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=trackd_dot_v1_dot_tracking__pb2.SubscribeRequest.FromString,
+                    response_serializer=trackd_dot_v1_dot_tracking__pb2.SubscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -284,6 +309,33 @@ class TrackingService:
             '/trackd.v1.TrackingService/TrackEvents',
             trackd_dot_v1_dot_tracking__pb2.TrackEventsRequest.SerializeToString,
             trackd_dot_v1_dot_tracking__pb2.TrackEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trackd.v1.TrackingService/Subscribe',
+            trackd_dot_v1_dot_tracking__pb2.SubscribeRequest.SerializeToString,
+            trackd_dot_v1_dot_tracking__pb2.SubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,

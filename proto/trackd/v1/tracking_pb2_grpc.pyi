@@ -75,6 +75,17 @@ class TrackingServiceStub:
     event is durably stored. Made for a gateway that gathers the concurrent requests
     of many callers into one RPC, as trackd's REST gateway does.
     """
+    Subscribe: _grpc.UnaryStreamMultiCallable[_tracking_pb2.SubscribeRequest, _tracking_pb2.SubscribeResponse]
+    """Subscribe streams the project's stored events in commit order (the order trackd
+    stored them in), each with an opaque cursor: from a cursor (resuming just after
+    it, on any instance), from a time, or from now, then live, until the client
+    cancels. Needs the `events:read` scope (not a default scope). A cursor stays
+    valid at least 24 hours; an expired one (or a start time older than the changes
+    the database keeps) is FAILED_PRECONDITION with ErrorInfo reason
+    `CURSOR_EXPIRED`; a malformed cursor, or one of another project, is
+    INVALID_ARGUMENT naming `cursor`. A database without change streams (a
+    standalone MongoDB) answers UNAVAILABLE.
+    """
 
 @_typing.type_check_only
 class TrackingServiceAsyncStub(TrackingServiceStub):
@@ -122,6 +133,17 @@ class TrackingServiceAsyncStub(TrackingServiceStub):
     when it carries no call or more than 1000. A result is a success only after its
     event is durably stored. Made for a gateway that gathers the concurrent requests
     of many callers into one RPC, as trackd's REST gateway does.
+    """
+    Subscribe: _aio.UnaryStreamMultiCallable[_tracking_pb2.SubscribeRequest, _tracking_pb2.SubscribeResponse]  # type: ignore[assignment]
+    """Subscribe streams the project's stored events in commit order (the order trackd
+    stored them in), each with an opaque cursor: from a cursor (resuming just after
+    it, on any instance), from a time, or from now, then live, until the client
+    cancels. Needs the `events:read` scope (not a default scope). A cursor stays
+    valid at least 24 hours; an expired one (or a start time older than the changes
+    the database keeps) is FAILED_PRECONDITION with ErrorInfo reason
+    `CURSOR_EXPIRED`; a malformed cursor, or one of another project, is
+    INVALID_ARGUMENT naming `cursor`. A database without change streams (a
+    standalone MongoDB) answers UNAVAILABLE.
     """
 
 class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -191,6 +213,23 @@ class TrackingServiceServicer(metaclass=_abc_1.ABCMeta):
         when it carries no call or more than 1000. A result is a success only after its
         event is durably stored. Made for a gateway that gathers the concurrent requests
         of many callers into one RPC, as trackd's REST gateway does.
+        """
+
+    @_abc_1.abstractmethod
+    def Subscribe(
+        self,
+        request: _tracking_pb2.SubscribeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_tracking_pb2.SubscribeResponse], _abc.AsyncIterator[_tracking_pb2.SubscribeResponse]]:
+        """Subscribe streams the project's stored events in commit order (the order trackd
+        stored them in), each with an opaque cursor: from a cursor (resuming just after
+        it, on any instance), from a time, or from now, then live, until the client
+        cancels. Needs the `events:read` scope (not a default scope). A cursor stays
+        valid at least 24 hours; an expired one (or a start time older than the changes
+        the database keeps) is FAILED_PRECONDITION with ErrorInfo reason
+        `CURSOR_EXPIRED`; a malformed cursor, or one of another project, is
+        INVALID_ARGUMENT naming `cursor`. A database without change streams (a
+        standalone MongoDB) answers UNAVAILABLE.
         """
 
 def add_TrackingServiceServicer_to_server(servicer: TrackingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
