@@ -12,7 +12,8 @@ from trackd.v1 import tracking_pb2, users_pb2
 from trackd_wire.limits import PROFILE_LIMITS
 
 
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+def timestamp_message(value: datetime) -> timestamp_pb2.Timestamp:
+    """A stored datetime as a proto Timestamp (what every service answers with)."""
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(value)
     return ts
@@ -30,11 +31,11 @@ def user_message(doc: dict[str, Any]) -> users_pb2.User:
         if value:
             setattr(user, name, value)
     if doc.get("signed_up_at"):
-        user.signed_up_at.CopyFrom(_timestamp(doc["signed_up_at"]))
+        user.signed_up_at.CopyFrom(timestamp_message(doc["signed_up_at"]))
     if doc.get("traits"):
         user.traits.update(doc["traits"])
-    user.created_at.CopyFrom(_timestamp(doc["created_at"]))
-    user.updated_at.CopyFrom(_timestamp(doc["updated_at"]))
+    user.created_at.CopyFrom(timestamp_message(doc["created_at"]))
+    user.updated_at.CopyFrom(timestamp_message(doc["updated_at"]))
     return user
 
 
@@ -45,7 +46,7 @@ def event_message(doc: dict[str, Any]) -> tracking_pb2.Event:
         external_user_id=doc.get("user_id") or "",
         anonymous_id=doc.get("anonymous_id") or "",
     )
-    event.timestamp.CopyFrom(_timestamp(doc["timestamp"]))
+    event.timestamp.CopyFrom(timestamp_message(doc["timestamp"]))
     if doc.get("properties"):
         event.properties.update(doc["properties"])
     context = {name: doc[name] for name in CONTEXT_LIMITS if doc.get(name)}

@@ -9,10 +9,10 @@ from typing import TypeVar
 
 import grpc
 import orjson
-from google.protobuf import timestamp_pb2
 
 from server.auth import SCOPE_PLANS_MANAGE, Authenticator
 from server.errors import InvalidArgument, NotFound, storage_call
+from server.messages import timestamp_message
 from server.plans import manage
 from server.plans.book import PlanBook
 from server.plans.rules import PlanError
@@ -29,21 +29,15 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
-def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
-
-
 def _quarantined(item: QuarantinedEvent) -> plans_pb2.QuarantinedEvent:
     event = item.event
     return plans_pb2.QuarantinedEvent(
         event_id=event["event_id"], name=event["name"],
         external_user_id=event.get("user_id") or "", anonymous_id=event.get("anonymous_id") or "",
-        timestamp=_timestamp(event["timestamp"]),
+        timestamp=timestamp_message(event["timestamp"]),
         properties_json=orjson.dumps(event.get("properties", {})),
         violations=messages(item.violations), plan_version=item.plan_version,
-        request_id=item.request_id, quarantine_time=_timestamp(item.quarantined_at))
+        request_id=item.request_id, quarantine_time=timestamp_message(item.quarantined_at))
 
 
 class TrackingPlanService(plans_pb2_grpc.TrackingPlanServiceServicer):
@@ -90,7 +84,7 @@ class TrackingPlanService(plans_pb2_grpc.TrackingPlanServiceServicer):
             raise NotFound(f"the project has no tracking plan{what}")
         return plans_pb2.GetTrackingPlanResponse(
             version=record.version, plan_json=record.plan_json.encode(),
-            create_time=_timestamp(record.created_at), current_version=current.version)
+            create_time=timestamp_message(record.created_at), current_version=current.version)
 
     async def GetViolationReport(
         self, request: plans_pb2.GetViolationReportRequest, context: grpc.aio.ServicerContext
@@ -105,7 +99,7 @@ class TrackingPlanService(plans_pb2_grpc.TrackingPlanServiceServicer):
         return plans_pb2.GetViolationReportResponse(rows=[
             plans_pb2.ViolationReportRow(
                 event_name=row.name, kind=kind_value(row.kind), count=row.count,
-                last_seen=_timestamp(row.last_seen),
+                last_seen=timestamp_message(row.last_seen),
                 example=plans_pb2.PlanViolation(kind=kind_value(row.kind),
                                                 field=row.example.field,
                                                 message=row.example.message),

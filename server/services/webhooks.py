@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from server.auth import SCOPE_WEBHOOKS_MANAGE, Authenticator
 from server.errors import InvalidArgument, storage_call
+from server.messages import timestamp_message
 from server.webhooks import EndpointView, Webhooks
 from storage.webhooks import FAILING, GONE
 from trackd.v1 import webhooks_pb2, webhooks_pb2_grpc
@@ -19,19 +19,14 @@ _STATES = {"": webhooks_pb2.ENDPOINT_STATE_DISABLED_BY_HAND,
            FAILING: webhooks_pb2.ENDPOINT_STATE_DISABLED_FAILING}
 
 
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def endpoint_message(view: EndpointView) -> webhooks_pb2.Endpoint:
     endpoint = view.endpoint
     state = webhooks_pb2.ENDPOINT_STATE_ENABLED if endpoint.enabled else \
         _STATES.get(endpoint.disabled_reason, webhooks_pb2.ENDPOINT_STATE_DISABLED_BY_HAND)
     return webhooks_pb2.Endpoint(
         id=endpoint.id, url=endpoint.url, event_names=endpoint.event_names,
-        batch_size=endpoint.batch_size, state=state, created_at=_timestamp(endpoint.created_at),
+        batch_size=endpoint.batch_size, state=state,
+        created_at=timestamp_message(endpoint.created_at),
         lag_seconds=view.lag_seconds, dead_letters=view.dead_letters,
         last_error=endpoint.last_error, queued=view.queued)
 
@@ -96,7 +91,7 @@ class WebhookService(webhooks_pb2_grpc.WebhookServiceServicer):
         project = await self._project(context)
         secret, until = await storage_call(self._webhooks.rotate(request.id, project))
         return webhooks_pb2.RotateSecretResponse(secret=secret,
-                                                 previous_expires_at=_timestamp(until))
+                                                 previous_expires_at=timestamp_message(until))
 
     async def Replay(
         self, request: webhooks_pb2.ReplayRequest, context: grpc.aio.ServicerContext
@@ -119,7 +114,7 @@ class WebhookService(webhooks_pb2_grpc.WebhookServiceServicer):
         project = await self._project(context)
         records = await storage_call(self._webhooks.attempts(request.id, project, request.limit))
         return webhooks_pb2.ListAttemptsResponse(attempts=[
-            webhooks_pb2.Attempt(time=_timestamp(r["at"]), webhook_id=r["msg_id"],
+            webhooks_pb2.Attempt(time=timestamp_message(r["at"]), webhook_id=r["msg_id"],
                                  status=r["status"], error=r["error"],
                                  latency_seconds=r["latency"], outcome=r["outcome"],
                                  events=r["events"])
