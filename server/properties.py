@@ -7,9 +7,10 @@ same stored document: :class:`StructProperties` walks a Struct (a user's traits 
 :class:`_PlainProperties` the orjson-decoded JSON (:func:`json_properties`), and both
 store a number as a Struct's double would be (:func:`_number`), so a JSON ``3``, ``3.0``
 and a Struct's ``3.0`` are all stored as the integer 3. Only what a Struct cannot hold is
-the JSON's alone to refuse: bytes that are not one UTF-8 JSON object, and duplicate keys.
-The limits are :mod:`trackd_wire.limits`'; :mod:`server.validation` applies the rest of an
-event's and a user's rules.
+the JSON's alone to refuse: bytes that are not one UTF-8 JSON object (:func:`json_object`,
+which reads an event's client context too), and duplicate keys. The limits are
+:mod:`trackd_wire.limits`'; :mod:`server.validation` applies the rest of an event's and a
+user's rules.
 
 May import: :mod:`server.errors`, :mod:`trackd_wire`, protobuf and orjson.
 """
