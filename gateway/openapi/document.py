@@ -449,6 +449,13 @@ def _cueflow_paths(settings: GatewaySettings) -> dict[str, Schema]:
     }
 
 
+# The envelope of a path no dialect owns (gateway/errors_middleware.py's render_plain).
+PLAIN_ERROR: Schema = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"],
+                             "properties": {"code": string(), "message": string()}}}}
+
+
 def _meta_paths() -> dict[str, Schema]:
     return {
         DOCUMENT_PATH: {"get": _operation(
@@ -461,6 +468,16 @@ def _meta_paths() -> dict[str, Schema]:
             {"200": {"description": "An HTML page",
                      "headers": {"X-Request-Id": _header("X-Request-Id")},
                      "content": {"text/html": {"schema": {"type": "string"}}}}},
+            security=[])},
+        "/": {"get": _operation(
+            "Documentation", "getFrontDoor", "The front door",
+            "A browser (whose `Accept` ranks `text/html` above JSON) gets a page linking "
+            "`/console`, `/docs`, `/openapi.json` and `/metrics`; any other client the JSON "
+            "404 of an unknown path.",
+            {"200": {"description": "An HTML page",
+                     "headers": {"X-Request-Id": _header("X-Request-Id")},
+                     "content": {"text/html": {"schema": {"type": "string"}}}},
+             "404": _response(404, PLAIN_ERROR, rate_limited=False)},
             security=[])},
         **_health_paths(),
     }
