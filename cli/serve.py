@@ -1,7 +1,8 @@
 """``trackd serve``: the composition root, wiring storage, the gRPC server and the gateway.
 
 :func:`serve` opens the store, starts the gRPC server (:func:`server.app.create_server`)
-and the REST gateway in front of it (:func:`gateway.app.create_app`), restarts the
+and the REST gateway in front of it (:func:`gateway.app.create_app`), and the webhook
+deliverer beside them (:class:`outbound.deliverer.Deliverer`), restarts the
 embedded database when it dies, mints the development key on a first start, and drains
 both servers on SIGTERM or SIGINT. With ``--workers N`` each worker process runs it
 (:mod:`cli.workers`).
@@ -26,6 +27,7 @@ from cli.settings import Settings
 from cli.usage import FLAGS, StartupError, env_name
 from gateway.app import create_app
 from gateway.http_protocol import GatewayRunner
+from outbound.deliverer import Deliverer
 from server import metrics
 from server.app import PortInUse, create_server
 from server.auth import issue_development_key
@@ -137,6 +139,10 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
                                 settings.http_port,
                                 bind_problem(settings.host, settings.http_port)
                                 or "the port is in use or not available") from exc
+        # Webhooks leave from every process; leases in MongoDB give each endpoint one.
+        deliverer = Deliverer(store.db, store.webhooks, store.deliveries,
+                              settings.delivery_config())
+        deliverer.start()
         if worker is not None:
             worker.ready(settings.host, server.port, settings.http_port)
         else:
@@ -156,6 +162,7 @@ async def serve(settings: Settings, uri: str, embedded: EmbeddedDatabase | None 
         # Outside in: HTTP first (its handlers still need the gRPC server), then gRPC,
         # then the pipeline drains, then the database goes.
         await runner.cleanup()
+        await deliverer.close()
         await server.stop(settings.shutdown_grace_seconds)
         log.info("stopped cleanly")
         return 0

@@ -2,8 +2,9 @@
 
 A setting that configures a component takes its default from that component's own
 configuration dataclass (:class:`server.app.ServerConfig`, :class:`server.pipeline.PipelineConfig`,
-:class:`gateway.settings.GatewaySettings`), so each default is written once; the rest are
-written here. tests/cli/test_settings_table.py holds README's settings table to these.
+:class:`gateway.settings.GatewaySettings`, :class:`outbound.config.DeliveryConfig`), so
+each default is written once; the rest are written here. tests/cli/test_settings_table.py
+holds README's settings table (and docs/webhooks.md's, for the webhook settings) to these.
 
 ``MONGODB_URI`` (also accepted as ``TRACKD_MONGODB_URI``) selects a MongoDB server; without
 it trackd runs the embedded database in ``data_dir``.
@@ -20,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cli.logs import LogFormat, parse_level
 from gateway.settings import GatewaySettings
+from outbound.config import DEFAULT_RETRY_SCHEDULE, DeliveryConfig, parse_schedule
 from server.app import ServerConfig
 from server.pipeline import PipelineConfig
 from server.ratelimit import RateLimit, limits_from
@@ -92,6 +94,26 @@ class Settings(BaseSettings):
     rate_limit_grpc: str | None = Field(
         default=None, description="direct gRPC callers' requests per key (default off)")
 
+    webhook_concurrency: int = Field(
+        default=DeliveryConfig.concurrency, gt=0,
+        description="users delivered at once per webhook endpoint (one user's events go "
+        "one at a time, in order)")
+    webhook_timeout_seconds: float = Field(
+        default=DeliveryConfig.timeout_seconds, gt=0,
+        description="how long a webhook receiver has to answer 2xx")
+    webhook_retry_schedule: str = Field(
+        default=DEFAULT_RETRY_SCHEDULE, description="waits between a webhook message's "
+        "attempts (n steps: 1 + n attempts, with jitter), then dead letter")
+    webhook_allow_private: bool = Field(
+        default=DeliveryConfig.allow_private, description="webhook URLs may reach loopback, "
+        "private and link-local addresses (local development, tests)")
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
     @field_validator("workers", mode="before")
     @classmethod
     def _workers_auto(cls, value: object) -> object:
@@ -121,6 +143,7 @@ class Settings(BaseSettings):
             audience_index=self.audience_index,
             audience_index_max_bytes=self.audience_index_max_bytes,
             idempotency_lease_seconds=self.idempotency_lease_seconds,
+            webhook_allow_private=self.webhook_allow_private,
             rate_limits=limits_from([
                 ("vibefollow", self.rate_limit_vibefollow),
                 ("flywheel", self.rate_limit_flywheel),
@@ -136,6 +159,12 @@ class Settings(BaseSettings):
                 max_queued_events=self.max_queued_events,
             ),
         )
+
+    def delivery_config(self) -> DeliveryConfig:
+        return DeliveryConfig(
+            concurrency=self.webhook_concurrency, timeout_seconds=self.webhook_timeout_seconds,
+            retry_schedule=parse_schedule(self.webhook_retry_schedule),
+            allow_private=self.webhook_allow_private)
 
     def gateway_settings(self, grpc_port: int) -> GatewaySettings:
         local = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host

@@ -21,9 +21,12 @@ from server.observability import ObservabilityInterceptor
 from server.pipeline import PipelineConfig, WritePipeline
 from server.ratelimit import RateLimit, RateLimiter
 from server.services.audiences import AudienceService
+from server.services.subscribe import Subscriptions
 from server.services.tracking import TrackingService
 from server.services.users import UserService
+from server.services.webhooks import WebhookService
 from server.services.websites import WebsiteService
+from server.webhooks import Webhooks
 from server.websites import WebsiteGuard
 from storage import Store
 from storage.changes import ChangeFeed
@@ -35,6 +38,8 @@ from trackd.v1 import (
     tracking_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
     websites_pb2,
     websites_pb2_grpc,
 )
@@ -49,6 +54,7 @@ SERVICE_NAMES = (
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     websites_pb2.DESCRIPTOR.services_by_name["WebsiteService"].full_name,
     audiences_pb2.DESCRIPTOR.services_by_name["AudienceService"].full_name,
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 
 
@@ -80,6 +86,9 @@ class ServerConfig:
     # How long an idempotency key's running request holds it unrenewed (a crashed
     # instance's keys are taken over this long after its last renewal).
     idempotency_lease_seconds: float = 5.0
+    # Webhook URLs may reach private, loopback and link-local addresses (local
+    # development, tests); outbound.config.DeliveryConfig has the same switch for delivery.
+    webhook_allow_private: bool = False
 
 
 class PortInUse(Exception):
@@ -149,7 +158,10 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         store.idempotency, lease=timedelta(seconds=config.idempotency_lease_seconds))
     websites = WebsiteGuard(auth, store.websites, config.auth_cache_seconds)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
-        TrackingService(auth, pipeline, idempotency, store.users, websites), server)
+        TrackingService(auth, pipeline, idempotency, store.users, websites,
+                        Subscriptions(auth, store.db)), server)
+    webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
+        WebhookService(auth, Webhooks(store, config.webhook_allow_private)), server)
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
     users_pb2_grpc.add_UserServiceServicer_to_server(
         UserService(auth, store.users, store.history, idempotency), server)

@@ -6,6 +6,7 @@
 ├── ``PermissionDenied``       PERMISSION_DENIED: the key lacks a scope.
 ├── ``NotFound``               NOT_FOUND.
 ├── ``Aborted``                ABORTED: a concurrent request holds the same idempotency key.
+├── ``FailedPrecondition``     FAILED_PRECONDITION: a Subscribe cursor the database no longer holds.
 └── ``Unavailable``            UNAVAILABLE + RetryInfo: overloaded, or the database is down.
 
 Servicers raise these; :class:`ErrorInterceptor` turns them (and anything unexpected,
@@ -131,6 +132,11 @@ class NotFound(ServiceError):
 class Aborted(ServiceError):
     code = grpc.StatusCode.ABORTED
     reason = reason_name(errors_pb2.ERROR_REASON_ABORTED)
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = reason_name(errors_pb2.ERROR_REASON_CURSOR_EXPIRED)
 
 
 class Unavailable(ServiceError):

@@ -3,7 +3,10 @@
 What lives here: the connection (:mod:`storage.client`), the collections' indexes
 (:mod:`storage.indexes`), one repository per collection (:mod:`storage.events`,
 :mod:`storage.keys`, :mod:`storage.idempotency`, :mod:`storage.users` for profiles,
-:mod:`storage.websites`), the roster of each project's users (:mod:`storage.roster`),
+:mod:`storage.websites`, :mod:`storage.webhooks` for webhook endpoints and their leases,
+:mod:`storage.deliveries` for their retry queue, dead letters and attempts),
+a project's events in commit order from a position or a time (:mod:`storage.event_feed`),
+the roster of each project's users (:mod:`storage.roster`),
 a user's event history and its page tokens (:mod:`storage.history`), the audience
 queries over events and profiles (:mod:`storage.audiences`), the embedded local database
 launcher (:mod:`storage.embedded`),

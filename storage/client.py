@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConfigurationError, PyMongoError
 
 from storage.audiences import AudienceQueries
+from storage.deliveries import DeliveryQueue
 from storage.errors import DRIVER_ERRORS, StorageError, StorageUnavailable, translate
 from storage.events import EventRepository
 from storage.history import EventHistory
@@ -19,6 +20,7 @@ from storage.indexes import ensure_indexes
 from storage.keys import ApiKeyRepository
 from storage.roster import Roster
 from storage.users import UserRepository
+from storage.webhooks import EndpointRepository
 from storage.websites import WebsiteRepository
 
 
@@ -44,6 +46,8 @@ class Store:
     history: EventHistory
     audiences: AudienceQueries
     websites: WebsiteRepository
+    webhooks: EndpointRepository
+    deliveries: DeliveryQueue
 
     async def close(self) -> None:
         await self.client.close()
@@ -106,6 +110,8 @@ async def connect(
         history=history,
         audiences=AudienceQueries(db, roster),
         websites=WebsiteRepository(db),
+        webhooks=EndpointRepository(db),
+        deliveries=DeliveryQueue(db),
     )
     if create_indexes:  # the start-up schema work: indexes, and the roster of users
         try:

@@ -46,6 +46,13 @@ log = logging.getLogger(__name__)
 STATE_FILE = "embedded.json"
 LOCK_FILE = "embedded.lock"
 LOG_FILE = "secantus.log"
+# The change history (oplog) outlives a day, so Subscribe cursors and webhook delivery
+# positions hold at least 24 h (SecantusDB keeps 1 h and 100,000 changes by default).
+# The entry cap bounds the disk it takes: 20 million changes, about 24 h at 230 events/s.
+OPLOG_RETENTION_SECONDS = 25 * 60 * 60
+OPLOG_MAX_ENTRIES = 20_000_000
+OPLOG_ARGS = ("--oplog-retention-seconds", str(OPLOG_RETENTION_SECONDS),
+              "--oplog-max-entries", str(OPLOG_MAX_ENTRIES))
 
 # Restarts after the database dies: the first after 0.5 s, each further one twice as late,
 # at most 10 s apart; a database that ran this long without dying starts afresh at 0.5 s.
@@ -255,7 +262,7 @@ class EmbeddedDatabase:
                 [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()),
                  sys.executable, "-m", "secantus", "--host", "127.0.0.1",
                  "--port", str(port), "--storage-path", str(self.data_dir / "db"),
-                 "--log-level", "WARNING"],
+                 "--log-level", "WARNING", *OPLOG_ARGS],
                 cwd=self.data_dir,  # so it cannot pick up a stray ./secantusd.toml
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 # Its own session and process group: a terminal's Ctrl-C (SIGINT to the

@@ -15,6 +15,12 @@ ROSTER = "user_roster"
 WEBSITES = "websites"
 RATE_LIMIT_COUNTS = "rate_limit_counts"
 INSTANCES = "trackd_instances"
+WEBHOOK_ENDPOINTS = "webhook_endpoints"
+WEBHOOK_QUEUE = "webhook_queue"
+WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
+WEBHOOK_ATTEMPTS = "webhook_attempts"
+# Dead letters and attempt records are kept this long (then the TTL index removes them).
+WEBHOOK_RECORDS_TTL_SECONDS = 7 * 24 * 60 * 60
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 
@@ -32,6 +38,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Linking an anonymous id to a user finds that id's past events.
         IndexModel([("project_id", ASCENDING), ("anonymous_id", ASCENDING)],
                    name="project_anonymous_id"),
+        # Webhook replays and Subscribe read a project's events by receive time.
+        IndexModel([("project_id", ASCENDING), ("received_at", ASCENDING)],
+                   name="project_received_at"),
     ],
     USERS: [
         IndexModel([("project_id", ASCENDING), ("external_id", ASCENDING)], unique=True,
@@ -65,6 +74,26 @@ INDEXES: dict[str, list[IndexModel]] = {
     # Shared rate-limit counts (storage/ratelimits.py), gone once their window has passed.
     RATE_LIMIT_COUNTS: [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+    ],
+    WEBHOOK_ENDPOINTS: [
+        IndexModel([("project_id", ASCENDING), ("created_at", ASCENDING)], name="project"),
+        IndexModel([("enabled", ASCENDING), ("lease_until", ASCENDING)], name="lease"),
+    ],
+    WEBHOOK_QUEUE: [
+        IndexModel([("endpoint_id", ASCENDING), ("msg_id", ASCENDING)], unique=True,
+                   name="endpoint_msg_unique"),
+        IndexModel([("endpoint_id", ASCENDING), ("seq", ASCENDING)], name="endpoint_seq"),
+    ],
+    WEBHOOK_DEAD_LETTERS: [
+        IndexModel([("endpoint_id", ASCENDING), ("msg_id", ASCENDING)], unique=True,
+                   name="endpoint_msg_unique"),
+        IndexModel([("dead_at", ASCENDING)], expireAfterSeconds=WEBHOOK_RECORDS_TTL_SECONDS,
+                   name="dead_at_ttl"),
+    ],
+    WEBHOOK_ATTEMPTS: [
+        IndexModel([("endpoint_id", ASCENDING), ("at", ASCENDING)], name="endpoint_at"),
+        IndexModel([("at", ASCENDING)], expireAfterSeconds=WEBHOOK_RECORDS_TTL_SECONDS,
+                   name="at_ttl"),
     ],
     # Instance heartbeats; a dead instance's lingers a minute.
     INSTANCES: [

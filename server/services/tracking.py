@@ -20,7 +20,8 @@ from server.errors import (
     storage_call,
 )
 from server.idempotency import IdempotencyGuard
-from server.observability import note_events, note_written
+from server.metrics import GRPC_SOURCE
+from server.observability import current_call, note_events, note_written
 from server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
 from server.services.carried import track_events
 from server.services.subscribe import Subscriptions
@@ -172,6 +173,11 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
             docs.append(event_document(event, path, project_id, now, event_id, violations))
         if violations:
             raise InvalidArgument(violations)
+        # The door it came in by (a REST dialect, or grpc): webhooks and Subscribe say it.
+        call = current_call()
+        via = call.source if call is not None else GRPC_SOURCE
+        for doc in docs:
+            doc["via"] = via
         return docs
 
     async def _resolve_users(

@@ -15,9 +15,15 @@ from server.ratelimit import DEFAULT_LIMITS
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
+# Pages of docs/ with a settings table of their own (the settings of what they document).
+DOC_PAGES = [README.parent / "docs" / "webhooks.md"]
+
+
 def _rows() -> list[tuple[list[str], str]]:
-    """(environment variables, default) of each row of the README's settings table."""
-    text = README.read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    """(environment variables, default) of each row of the README's settings table and of
+    the docs pages' settings tables."""
+    text = "\n".join(page.read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+                     for page in (README, *DOC_PAGES))
     rows = []
     for line in text.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]

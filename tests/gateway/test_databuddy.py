@@ -111,7 +111,7 @@ async def test_seed_single_event(http: Client, api_key: str, store: Store) -> No
         "project_id": "acme", "name": "button_clicked", "user_id": None,
         "anonymous_id": "user-123", "timestamp": received_at,
         "properties": {"button_id": "signup", "page": "/pricing"},
-        "namespace": "ui", "session_id": "session-456",
+        "namespace": "ui", "session_id": "session-456", "via": "databuddy",
     }
 
 
@@ -161,6 +161,7 @@ async def test_every_field_is_stored(http: Client, api_key: str, store: Store) -
         "timestamp": datetime(2023, 11, 14, 22, 13, 20, 123_000, tzinfo=UTC),
         "properties": {"total": 12.5, "items": [{"sku": "a"}], "gift": False},
         "namespace": "billing", "session_id": "sess-1", "source": "web", "website_id": website,
+        "via": "databuddy",
     }
 
 

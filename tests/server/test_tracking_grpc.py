@@ -81,6 +81,7 @@ async def test_track_event_stores_exactly_one_document_with_every_field(
         "session_id": "sess-1",
         "source": "web",
         "website_id": "site-1",
+        "via": "grpc",
     }
     # Integral numbers are stored as integers, the others stay doubles.
     assert typed(doc["properties"]) == typed({
@@ -110,6 +111,7 @@ async def test_track_event_defaults_timestamp_to_receive_time_and_generates_an_i
         "timestamp": doc["received_at"],
         "received_at": doc["received_at"],
         "properties": {},
+        "via": "grpc",
     }
 
 
@@ -412,4 +414,5 @@ async def test_reflection_lists_and_describes_the_tracking_service(
     described = descriptor_pb2.FileDescriptorProto.FromString(files[0])
     assert described.package == "trackd.v1"
     assert [m.name for m in described.service[0].method] == ["TrackEvent", "BatchTrack",
-                                                              "Identify", "TrackEvents"]
+                                                              "Identify", "TrackEvents",
+                                                              "Subscribe"]
