@@ -4,7 +4,8 @@ What lives here: the connection (:mod:`storage.client`), the collections' indexe
 (:mod:`storage.indexes`), one repository per collection (:mod:`storage.events`,
 :mod:`storage.keys`, :mod:`storage.idempotency`, :mod:`storage.users` for profiles,
 :mod:`storage.websites`, :mod:`storage.webhooks` for webhook endpoints and their leases,
-:mod:`storage.deliveries` for their retry queue, dead letters and attempts),
+:mod:`storage.deliveries` for their retry queue, dead letters and attempts,
+:mod:`storage.decisions` for the console's decisions and per-minute counts),
 a project's events in commit order from a position or a time (:mod:`storage.event_feed`),
 the roster of each project's users (:mod:`storage.roster`),
 a user's event history and its page tokens (:mod:`storage.history`), the audience

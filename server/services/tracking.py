@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from server.auth import SCOPE_TRACK_EVENTS, Authenticator
+from server.decisions import DecisionRecorder
 from server.errors import (
     FieldViolation,
     InvalidArgument,
@@ -49,8 +50,10 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard,
         users: UserRepository, websites: WebsiteGuard,
         subscriptions: Subscriptions | None = None,
+        decisions: DecisionRecorder | None = None,
     ) -> None:
         self._auth = auth
+        self._decisions = decisions
         self._subscriptions = subscriptions
         self._pipeline = pipeline
         self._idempotency = idempotency
@@ -108,7 +111,9 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     async def TrackEvents(
         self, request: tracking_pb2.TrackEventsRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.TrackEventsResponse:
-        return await track_events(self.TrackEvent, request, context)
+        return await track_events(
+            self.TrackEvent, request, context,
+            self._decisions.on_refused if self._decisions is not None else None)
 
     async def Subscribe(
         self, request: tracking_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
@@ -215,4 +220,6 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         except StorageError as exc:
             raise ServiceError("the events could not be stored") from exc
         note_written(new)
+        if self._decisions is not None:
+            self._decisions.written(current_call(), docs, new)
         return new
