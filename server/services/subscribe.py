@@ -112,7 +112,8 @@ class Subscriptions:
                 for token, doc in batch:
                     yield tracking_pb2.SubscribeResponse(
                         event=event_message(doc), cursor=encode_cursor(project, token),
-                        received_at=_timestamp(doc["received_at"]), source=doc.get("via", ""))
+                        received_at=_timestamp(doc["received_at"]), source=doc.get("via", ""),
+                        request_id=doc.get("request_id", ""))
         except ServiceError as exc:
             await context.abort_with_status(to_status(exc))
         finally:

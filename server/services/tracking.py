@@ -181,8 +181,10 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         # The door it came in by (a REST dialect, or grpc): webhooks and Subscribe say it.
         call = current_call()
         via = call.source if call is not None else GRPC_SOURCE
+        request_id = call.request_id if call is not None else ""
         for doc in docs:
             doc["via"] = via
+            doc["request_id"] = request_id
         return docs
 
     async def _resolve_users(
