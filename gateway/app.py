@@ -8,7 +8,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
-from gateway import front_door, health, metrics
+from gateway import console, front_door, health, metrics
 from gateway.access import access_middleware
 from gateway.body import HANDLER_ARGS
 from gateway.dialects import (
@@ -59,6 +59,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     openapi_routes.add_routes(app)
     metrics.add_routes(app)
     front_door.add_routes(app)
+    console.add_routes(app)
     return app
 
 

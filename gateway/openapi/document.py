@@ -17,6 +17,7 @@ from gateway import health
 from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
 from gateway.dialects.base import Dialect
 from gateway.openapi import limits
+from gateway.openapi.console_paths import console_paths
 from gateway.openapi.schemas import Schema, component_schemas, ref, string
 from gateway.settings import GatewaySettings
 
@@ -524,7 +525,7 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
     settings = settings or GatewaySettings()
     paths = {**_shared_events_path(settings), **_vibefollow_paths(settings),
              **_flywheel_paths(settings), **_databuddy_paths(settings),
-             **_cueflow_paths(settings), **_meta_paths()}
+             **_cueflow_paths(settings), **_meta_paths(), **console_paths()}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -548,6 +549,8 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
             {"name": "Audiences", "description": "Targeting by what contacts did, "
                                                  "Cueflow-style."},
             {"name": "Documentation", "description": "This document."},
+            {"name": "Console", "description": "The console page and the streams it reads "
+                                               "(docs/console.md)."},
             {"name": "Operations", "description": "Health probes for load balancers and "
                                                    "orchestrators; no key needed."},
         ],

@@ -1,0 +1,152 @@
+"""``/console`` over real HTTP on a real gateway and server: the page and its assets with
+their security headers, the key only from the ``Authorization`` header with clear JSON
+errors, the overview, and the two streams translating Subscribe and WatchDecisions (an
+event sent through a dialect arrives with its request id; a refusal with the status the
+dialect answered, its reason and field)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+
+from gateway.console import STATIC
+from gateway.front_door import PAGE_CSP
+from server.auth import ALL_SCOPES, DEFAULT_SCOPES, SCOPE_EVENTS_READ
+from server.validation import KEY_RULE
+from tests.helpers import KeyFactory
+
+Client = TestClient[Any, Any]
+DEADLINE_SECONDS = 60.0  # a bound for a stuck stream under load, never asserted on
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def frames(response: ClientResponse) -> Any:
+    """(kind, data) of each server-sent event of ``response``."""
+    buffer = b""
+    async for chunk in response.content.iter_any():
+        buffer += chunk
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            kind, data = "message", None
+            for line in frame.split(b"\n"):
+                if line.startswith(b"event: "):
+                    kind = line[7:].decode()
+                elif line.startswith(b"data: "):
+                    data = orjson.loads(line[6:])
+            if data is not None:
+                yield kind, data
+
+
+async def first(response: ClientResponse, kind: str, match: Any) -> dict[str, Any]:
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        async for got, data in frames(response):
+            if got == kind and match(data):
+                return dict(data)
+    raise AssertionError("the stream ended")
+
+
+async def test_the_page_and_its_assets_carry_strict_headers(http: Client) -> None:
+    response = await http.get("/console")
+    assert response.status == 200
+    assert response.headers["Content-Security-Policy"] == PAGE_CSP
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Server"] == "trackd"
+    page = await response.text()
+    assert page == (STATIC / "index.html").read_text()
+    # Every script is a file of the gateway's: none inline, none from elsewhere.
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
+    assert scripts == [(' src="/console/assets/console.js" defer', "")]
+    assert "http://" not in page
+    assert "https://" not in page
+    for asset, kinds in (("console.js", {"text/javascript", "application/javascript"}),
+                         ("console.css", {"text/css"})):
+        served = await http.get(f"/console/assets/{asset}")
+        assert served.status == 200
+        assert served.content_type in kinds
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        assert await served.read() == (STATIC / asset).read_bytes()
+    script = (STATIC / "console.js").read_text()
+    assert "innerHTML" not in script
+    assert "insertAdjacentHTML" not in script
+
+
+@pytest.mark.parametrize("path", ["/console/api/overview", "/console/api/events",
+                                  "/console/api/decisions"])
+async def test_the_key_comes_only_from_the_authorization_header(
+        http: Client, make_key: KeyFactory, path: str) -> None:
+    key = await make_key("acme", (SCOPE_EVENTS_READ,))
+    for headers, query in (({}, {}), ({}, {"key": key}), ({}, {"access_token": key}),
+                           ({"Authorization": key}, {}), ({"Authorization": "Bearer "}, {})):
+        response = await http.get(path, headers=headers, params=query)
+        assert response.status == 401
+        assert await response.json() == {"error": {
+            "code": "unauthorized", "message": "no API key: send an API key holding "
+            "events:read as: Authorization: Bearer <key>"}}
+    unknown = await http.get(path, headers=bearer("trk_" + "0" * 40))
+    assert unknown.status == 401
+    assert (await unknown.json())["error"]["code"] == "unauthorized"
+    without_scope = await http.get(path, headers=bearer(await make_key("acme", DEFAULT_SCOPES)))
+    assert without_scope.status == 403
+    body = await without_scope.json()
+    assert body["error"]["code"] == "forbidden"
+    assert "events:read" in body["error"]["message"]
+
+
+async def test_the_overview(http: Client, make_key: KeyFactory) -> None:
+    reader = await make_key("acme", (SCOPE_EVENTS_READ,))
+    response = await http.get("/console/api/overview", headers=bearer(reader))
+    assert response.status == 200
+    body = await response.json()
+    assert len(body["minutes"]) == 60
+    assert body["minutes"][0] == {"minute": body["minutes"][0]["minute"], "stored": 0,
+                                  "duplicates": 0, "rate_limited": 0, "refused": {}}
+    assert (body["top_event_names"], body["top_violations"]) == ([], [])
+    assert body["webhooks"] is None  # the key may not list them
+    assert "webhooks:manage" in body["webhooks_error"]
+    every = await http.get("/console/api/overview", headers=bearer(
+        await make_key("acme", ALL_SCOPES)))
+    assert (await every.json())["webhooks"] == []
+
+
+async def test_streams_carry_events_and_decisions(http: Client, make_key: KeyFactory) -> None:
+    reader = await make_key("acme", (SCOPE_EVENTS_READ,))
+    writer = await make_key("acme", ("track:events",))
+    events = await http.get("/console/api/events", headers=bearer(reader))
+    assert events.status == 200
+    assert events.headers["Content-Type"] == "text/event-stream"
+    decisions = await http.get("/console/api/decisions", headers=bearer(reader))
+    assert decisions.status == 200
+    opened = await events.content.readuntil(b"\n\n")  # Subscribe is open: from now on
+    assert opened == b": open\n\n"
+
+    name = f"console_{uuid.uuid4().hex[:8]}"
+    sent = await http.post("/api/v1/events", headers=bearer(writer), json={
+        "external_user_id": "u_1", "name": name, "properties": {"html": "<b>x</b>", "n": 3}})
+    assert sent.status == 202
+    event = await first(events, "event", lambda data: data["name"] == name)
+    assert event["request_id"] == sent.headers["X-Request-Id"]
+    assert (event["source"], event["user_id"], event["properties"]) == (
+        "vibefollow", "u_1", {"html": "<b>x</b>", "n": 3})
+
+    bad = await http.post("/api/v1/events", headers=bearer(writer), json={
+        "external_user_id": "u_1", "name": "bad", "properties": {"$bad": 1}})
+    assert bad.status == 422
+    decision = await first(decisions, "decision",
+                           lambda data: data["request_id"] == bad.headers["X-Request-Id"])
+    assert decision == {**decision, "kind": "refused", "source": "vibefollow",
+                        "http_status": 422, "grpc_code": "INVALID_ARGUMENT",
+                        "reason": "INVALID_ARGUMENT", "method": "TrackEvent"}
+    assert (decision["field"], decision["description"]) == ("event.properties.$bad", KEY_RULE)
+    events.close()
+    decisions.close()
