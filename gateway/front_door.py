@@ -35,6 +35,7 @@ PAGE = b"""<!doctype html>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>trackd</title>
+  <link rel="icon" href="/console/assets/favicon.svg" type="image/svg+xml">
   <link rel="stylesheet" href="/console/assets/console.css">
 </head>
 <body class="front">

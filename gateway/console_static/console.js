@@ -21,7 +21,6 @@ function el(tag, attrs, ...children) {
   for (const [name, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "class") node.className = value;
-    else if (name.startsWith("data-")) node.setAttribute(name, String(value));
     else node.setAttribute(name, String(value));
   }
   for (const child of children) {
@@ -175,7 +174,7 @@ async function readFrames(body, handlers) {
 }
 
 function arrive(handler, item) {
-  if (!state.paused) { handler(item, true); return; }
+  if (!state.paused) { handler(item); return; }
   state.heldCount += 1;
   state.held.push([handler, item]);
   if (state.held.length > MAX_ROWS) state.held.shift();
@@ -189,7 +188,7 @@ function togglePause() {
   $("pause").setAttribute("aria-pressed", String(state.paused));
   $("pause").textContent = state.paused ? "Resume" : "Pause";
   if (!state.paused) {
-    for (const [handler, item] of state.held) handler(item, true);
+    for (const [handler, item] of state.held) handler(item);
     state.held = [];
     state.heldCount = 0;
     $("paused-count").hidden = true;
@@ -215,11 +214,11 @@ function counts() {
 
 function badge(text, kind) { return el("span", { class: `badge ${kind || ""}` }, text); }
 
-function addEvent(event, fresh) {
+function addEvent(event) {
   const who = event.user_id ? event.user_id : `anonymous ${event.anonymous_id || ""}`;
   const properties = event.properties || {};
   const row = el("li", {
-      class: `row stored${fresh ? " fresh" : ""}`, "data-kind": "stored",
+      class: "row stored", "data-kind": "stored",
       "data-name": event.name, "data-user": `${event.user_id || ""} ${event.anonymous_id || ""}`,
       "data-door": event.source || "" },
     el("div", { class: "line" },
@@ -240,20 +239,21 @@ function addEvent(event, fresh) {
   prepend($("events"), row);
 }
 
-function addDecision(decision, fresh) {
+function addDecision(decision) {
   const kinds = { refused: "bad", rate_limited: "warn", duplicate: "dup", quarantined: "warn" };
   const status = [decision.http_status ? `HTTP ${decision.http_status}` : null,
     decision.grpc_code].filter(Boolean).join(" · ");
   const names = (decision.event_names || []).join(" ");
   const row = el("li", {
-      class: `row ${decision.kind}${fresh ? " fresh" : ""}`, "data-kind": decision.kind,
+      class: `row ${decision.kind}`, "data-kind": decision.kind,
       "data-name": names, "data-user": "", "data-door": decision.source || "" },
     el("div", { class: "line" },
       el("time", { class: "time", datetime: decision.time }, clock(decision.time)),
       badge(decision.source || "?"),
       badge(decision.kind.replace("_", " "), kinds[decision.kind]),
       status ? el("span", { class: "status-code mono" }, status) : null,
-      decision.reason ? el("span", { class: "reason mono" }, decision.reason) : null),
+      decision.reason && decision.reason !== decision.grpc_code
+        ? el("span", { class: "reason mono" }, decision.reason) : null),
     decision.field || decision.description ? el("div", { class: "line" },
       decision.field ? el("span", { class: "field mono" }, decision.field) : null,
       decision.description ? el("span", { class: "description" }, decision.description) : null)
@@ -341,7 +341,7 @@ function fillCounts(list, items, empty) {
 }
 
 function drawChart(minutes) {
-  const width = 720, height = 220, left = 40, bottom = 24, top = 10;
+  const width = 1000, height = 240, left = 44, bottom = 26, top = 12;
   const reasons = [...new Set(minutes.flatMap((m) => Object.keys(m.refused || {})))].sort();
   const series = [["stored", COLORS.stored], ["duplicates", COLORS.duplicates],
     ["rate_limited", COLORS.rate_limited],
