@@ -1,6 +1,7 @@
-"""The ``trackd`` command line: ``serve``, ``keys create|revoke|list`` and
-``websites create|list``, parsed here and handed to :mod:`cli.serve` (the server's
-composition root) or :mod:`cli.admin` (the admin commands).
+"""The ``trackd`` command line: ``serve``, ``keys create|revoke|list``,
+``websites create|list`` and ``webhooks ...``, parsed here and handed to :mod:`cli.serve`
+(the server's composition root), :mod:`cli.admin` or :mod:`cli.webhooks` (the admin
+commands).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cli import admin
+from cli import webhooks as webhooks_cli
 from cli.database import database_uri, with_store
 from cli.logs import configure as configure_logging
 from cli.serve import run, serve
@@ -98,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
                       "(servers, curl); default: accept them")
     site_listing = websites.add_parser("list", parents=[common], help="list websites")
     site_listing.add_argument("--project")
+    webhooks_cli.add_parser(commands, common)
     return root
 
 
@@ -129,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                 "revoke": lambda s: admin.keys_revoke(s, args.key_id),
                 "list": lambda s: admin.keys_list(s, args.project),
             }
+            if args.command == "webhooks":
+                return run(with_store(settings, uri, lambda s: webhooks_cli.run(
+                    s, args, settings.webhook_allow_private)))
             if args.command == "websites":
                 actions = {
                     "create": lambda s: admin.websites_create(

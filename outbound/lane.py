@@ -26,6 +26,7 @@ from outbound.http import Answer, Sender
 from outbound.schedule import next_delay, now_utc, retry_after_seconds
 from storage.deliveries import DeliveryQueue, Message
 from storage.event_feed import EventStream, HistoryLost
+from storage.streams import EMPTY_ANSWER_GAP_SECONDS
 from storage.webhooks import FAILING, GONE, Endpoint, EndpointRepository
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 # Attempt records waiting for the next renewal's write; past this, the oldest are
 # dropped (and counted in the log line that says so).
 MAX_BUFFERED_RECORDS = 10_000
+# Consecutive failed attempts after which the live path stops reading new events until
+# an attempt succeeds (an endpoint that is down costs no write per event).
+PAUSE_AFTER_FAILURES = 20
 
 
 class LeaseLost(Exception):
@@ -74,6 +78,9 @@ class Lane:
         self._live_oldest: datetime | None = None
         self._queued_oldest: datetime | None = None
         self.failing_since = endpoint.failing_since
+        # Attempts failed since the last success: past PAUSE_AFTER_FAILURES, the live path
+        # pauses until one succeeds.
+        self.failures_in_a_row = 0
         self.last_error = endpoint.last_error
         self._records: list[dict[str, Any]] = []
         self._dropped_records = 0
@@ -90,9 +97,12 @@ class Lane:
         """Deliver until the lease is lost, the endpoint is disabled, or cancelled."""
         from outbound.retries import RetryLoop  # the retry half of this lane
 
+        # What is queued now (a replay's messages are counted when the retry loop adopts
+        # them). Bound: one counter per user with queued messages.
         for message in await self.queue.pending(self.endpoint.id, limit=1_000_000):
-            for key in message.keys:
-                self.blocked[key] += 1
+            if message.adopted:
+                for key in message.keys:
+                    self.blocked[key] += 1
         retries = RetryLoop(self)
         try:
             async with asyncio.TaskGroup() as group:
@@ -159,8 +169,22 @@ class Lane:
 
     async def _live_loop(self) -> None:
         stream = await self._open_stream()
+        asked = 0.0
         try:
             while True:
+                # At most one getMore per EMPTY_ANSWER_GAP_SECONDS: SecantusDB answers one
+                # as soon as anything is written anywhere, so a lane asking again at once
+                # asked once per write; waiting gathers more events per answer instead.
+                await asyncio.sleep(max(0.0, asked + EMPTY_ANSWER_GAP_SECONDS
+                                        - time.monotonic()))
+                asked = time.monotonic()
+                if self.failures_in_a_row >= PAUSE_AFTER_FAILURES:
+                    # The receiver fails everything: queueing each new event would only
+                    # cost the database a write per event. The stream waits (the events
+                    # wait in the database) while the retry loop probes; a success
+                    # resumes it.
+                    self._live_oldest = self._live_oldest or now_utc()
+                    continue
                 batch = await stream.next_batch(self.config.read_batch)
                 if batch:
                     docs = [doc for _, doc in batch]
@@ -240,12 +264,14 @@ class Lane:
         answer = await self._sender.post(self.endpoint.url, headers, message.body)
         metrics.ATTEMPT_LATENCY.observe(answer.latency)
         if answer.delivered:
+            self.failures_in_a_row = 0
             self.failing_since = None
             self.last_error = ""
             metrics.EVENTS_DELIVERED.inc(message.events)
             self.note(message, "", "delivered", answer.status, answer.latency)
             return answer, "delivered", None
         self.last_error = answer.error
+        self.failures_in_a_row += 1
         if self.failing_since is None:
             self.failing_since = now_utc()
         if answer.status == 410:

@@ -68,6 +68,10 @@ class RetryLoop:
 
     async def _send(self, message: Message) -> None:
         lane = self._lane
+        body = await lane.queue.body(lane.endpoint.id, message.msg_id)
+        if body is None:  # replayed again meanwhile, or the endpoint was deleted
+            return
+        message.body = body
         async with lane.semaphore:
             answer, outcome, delay = await lane.attempt(message)
         endpoint_id = lane.endpoint.id

@@ -10,6 +10,7 @@ another project's key cannot use it (INVALID_ARGUMENT naming ``cursor``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from datetime import UTC
@@ -29,6 +30,7 @@ from server.errors import (
 from server.messages import _timestamp, event_message
 from storage import StorageError, StorageUnavailable
 from storage.event_feed import BadPosition, EventStream, HistoryLost, StreamsUnsupported
+from storage.streams import EMPTY_ANSWER_GAP_SECONDS
 from trackd.v1 import tracking_pb2
 
 CURSOR_PREFIX = "c1."
@@ -109,6 +111,8 @@ class Subscriptions:
                 except StorageError as exc:
                     raise Unavailable("the database is unavailable; resume from the last "
                                       "cursor") from exc
+                if not batch:  # as the lanes do: SecantusDB answers after any write
+                    await asyncio.sleep(EMPTY_ANSWER_GAP_SECONDS)
                 for token, doc in batch:
                     yield tracking_pb2.SubscribeResponse(
                         event=event_message(doc), cursor=encode_cursor(project, token),

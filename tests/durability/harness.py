@@ -195,8 +195,9 @@ async def until(condition: Callable[[], bool], what: str, bound: float = START_T
 class Database:
     """SecantusDB as its own process, on a port and directory that survive restarts."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, args: Sequence[str] = ()) -> None:
         self.root = root
+        self.args = tuple(args)  # more of SecantusDB's options (a short oplog)
         self.path = root / "db"
         self.log_path = root / "secantus.log"
         self.port = fixed_port()
@@ -214,7 +215,7 @@ class Database:
             self.proc = subprocess.Popen(
                 guarded([sys.executable, "-m", "secantus", "--host", "127.0.0.1",
                          "--port", str(self.port), "--storage-path", str(self.path),
-                         "--log-level", "WARNING"]),
+                         "--log-level", "WARNING", *self.args]),
                 cwd=self.root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         return self.proc
 

@@ -84,6 +84,12 @@ async def test_a_dead_letter_is_kept_counted_and_replayed_with_the_same_id_and_b
         got = await webhooks.GetEndpoint(webhooks_pb2.GetEndpointRequest(id=endpoint_id),
                                          metadata=auth(key))
         assert got.endpoint.dead_letters == 0
+
+        async def recorded() -> bool:  # attempt records are written with lease renewals
+            listed = await webhooks.ListAttempts(
+                webhooks_pb2.ListAttemptsRequest(id=endpoint_id), metadata=auth(key))
+            return len(listed.attempts) >= 4
+        await until(recorded)
         attempts = await webhooks.ListAttempts(
             webhooks_pb2.ListAttemptsRequest(id=endpoint_id), metadata=auth(key))
 
