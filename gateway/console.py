@@ -176,6 +176,8 @@ def add_routes(app: web.Application) -> None:
     from gateway import console_streams  # the streams use this module's helpers
 
     app.cleanup_ctx.append(_console_channel)
+    app[console_streams.OPEN] = set()
+    app.on_shutdown.append(console_streams.end_streams)
     app.router.add_get(PAGE_PATH, page)
     app.router.add_static(ASSETS_PATH, STATIC)
     app.router.add_get(f"{API_PATH}/overview", overview)

@@ -11,8 +11,12 @@ idle stream and tells the gateway when the page has gone, which cancels the RPC.
 The key is checked before the answer starts (``GetOverview``, which needs the same
 ``events:read`` scope), so a bad key is a plain 401/403 JSON answer, not a stream; a
 stream the server ends later ends with an ``event: error`` carrying the same envelope.
-A refusal's HTTP status is the one the door's dialect answered with (VibeFollow's
-validation errors are 422); a gRPC call's is null.
+Open streams end when the gateway shuts down (:func:`end_streams`, an ``on_shutdown``
+hook): they would otherwise hold its graceful stop for its whole grace period.
+
+A refusal's HTTP status and field name are the ones the door's dialect answered with
+(VibeFollow's validation errors are 422, its field ``properties.$a``); a gRPC call's
+status is null.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ DECISIONS_REPLAY_SECONDS = 600
 QUEUE = 256
 DIALECTS = {dialect.name: dialect for dialect in (VIBEFOLLOW, FLYWHEEL, DATABUDDY, CUEFLOW)}
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+OPEN = web.AppKey("console_open_streams", set)
 KINDS = {value: name.removeprefix("DECISION_KIND_").lower()
          for name, value in decisions_pb2.DecisionKind.items()}
 
@@ -76,12 +81,16 @@ def decision_json(item: decisions_pb2.WatchDecisionsResponse) -> tuple[str, dict
                             "time": iso(item.sampling.time)}
     d = item.decision
     code = _CODES.get(d.code)
+    dialect = DIALECTS.get(d.source)
     return "decision", {
         "id": d.id, "kind": KINDS.get(d.kind, "unspecified"), "time": iso(d.time),
         "request_id": d.request_id, "source": d.source, "method": d.method,
         "grpc_code": code.name if code and d.code else None,
         "http_status": http_status(d.source, d.code) if d.code else None,
-        "reason": d.reason, "field": d.field, "description": d.description,
+        # The field as the door's answer named it (VibeFollow's `properties.$a`, not the
+        # RPC's `event.properties.$a`).
+        "reason": d.reason, "field": dialect.field_name(d.field) if dialect and d.field
+        else d.field, "description": d.description,
         "events": d.events, "event_ids": list(d.event_ids),
         "event_names": list(d.event_names), "violations": list(d.violations)}
 
@@ -114,11 +123,15 @@ async def _stream(request: web.Request, open_call: Callable[[list[tuple[str, str
         except grpc.aio.AioRpcError as exc:
             await queue.put(exc)
 
+    handler = asyncio.current_task()
+    open_streams: set[asyncio.Task[Any]] = request.app[OPEN]
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-store",
         "X-Accel-Buffering": "no"})
     await response.prepare(request)
     reader = asyncio.create_task(pump())
+    if handler is not None:
+        open_streams.add(handler)
     try:
         await response.write(b": open\n\n")
         beat = time.monotonic()
@@ -139,13 +152,21 @@ async def _stream(request: web.Request, open_call: Callable[[list[tuple[str, str
                 break
             await response.write(_frame(*render(item)))
     except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the page went away
+        pass  # the page went away, or the gateway is stopping
     finally:
+        open_streams.discard(handler)
         call.cancel()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
             await reader
     return response
+
+
+async def end_streams(app: web.Application) -> None:
+    """Cancel every open stream's handler (the gateway is stopping)."""
+    handlers: set[asyncio.Task[Any]] = app[OPEN]
+    for handler in list(handlers):
+        handler.cancel()
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -17,6 +17,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from gateway.console import STATIC
+from gateway.console_streams import end_streams
 from gateway.front_door import PAGE_CSP
 from server.auth import ALL_SCOPES, DEFAULT_SCOPES, SCOPE_EVENTS_READ
 from server.validation import KEY_RULE
@@ -147,6 +148,18 @@ async def test_streams_carry_events_and_decisions(http: Client, make_key: KeyFac
     assert decision == {**decision, "kind": "refused", "source": "vibefollow",
                         "http_status": 422, "grpc_code": "INVALID_ARGUMENT",
                         "reason": "INVALID_ARGUMENT", "method": "TrackEvent"}
-    assert (decision["field"], decision["description"]) == ("event.properties.$bad", KEY_RULE)
+    # The field as VibeFollow's answer named it.
+    assert (await bad.json())["errors"][0]["field"] == "properties.$bad"
+    assert (decision["field"], decision["description"]) == ("properties.$bad", KEY_RULE)
     events.close()
     decisions.close()
+
+
+async def test_open_streams_end_when_the_gateway_stops(http: Client,
+                                                      make_key: KeyFactory) -> None:
+    reader = await make_key("acme", (SCOPE_EVENTS_READ,))
+    stream = await http.get("/console/api/events", headers=bearer(reader))
+    assert await stream.content.readuntil(b"\n\n") == b": open\n\n"
+    await end_streams(http.app)  # what the gateway's on_shutdown runs
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        assert await stream.content.read() == b""  # the answer ended
