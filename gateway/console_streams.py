@@ -1,7 +1,8 @@
 """The console's two streams as server-sent events (``text/event-stream``), read by the
 page with a streamed ``fetch`` (EventSource cannot send an ``Authorization`` header).
 
-``GET /console/api/events`` translates ``TrackingService.Subscribe`` (from now), each
+``GET /console/api/events`` translates ``TrackingService.Subscribe`` (from now, or
+from a cursor), each
 stored event an ``event: event``; ``GET /console/api/decisions`` translates
 ``DecisionService.WatchDecisions`` (from :data:`DECISIONS_REPLAY_SECONDS` back), each
 decision an ``event: decision``, each note that some were not recorded an ``event:
@@ -170,11 +171,15 @@ async def end_streams(app: web.Application) -> None:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """GET /console/api/events: every event of the key's project stored from now on."""
+    """GET /console/api/events: every event of the key's project stored from now on, or
+    just after ``?cursor=`` (an event's ``cursor``: the page resumes a broken stream
+    there, so a reconnect loses nothing)."""
     stubs = request.app[STUBS]
+    cursor = request.query.get("cursor", "")
     return await _stream(
         request, lambda metadata: stubs.tracking.Subscribe(
-            tracking_pb2.SubscribeRequest(), metadata=metadata),
+            tracking_pb2.SubscribeRequest(cursor=cursor) if cursor
+            else tracking_pb2.SubscribeRequest(), metadata=metadata),
         lambda item: ("event", event_json(item)))
 
 

@@ -14,6 +14,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   key: sessionStorage.getItem(KEY_ITEM) || "",
   paused: false, held: [], heldCount: 0, streams: [], overviewTimer: null, view: "live",
+  cursor: "",            // the last event's: a broken events stream resumes after it
+  decisionIds: new Set(),  // a reconnected decisions stream replays ten minutes
 };
 
 function el(tag, attrs, ...children) {
@@ -118,17 +120,29 @@ function show(view) {
 function startStreams() {
   const live = { events: false, decisions: false };
   const report = () => setStatus(live.events && live.decisions ? "live" : "connecting…");
-  follow("/console/api/events", { event: addEvent }, (up) => { live.events = up; report(); });
-  follow("/console/api/decisions", { decision: addDecision, sampling: addSampling },
-    (up) => { live.decisions = up; report(); });
+  follow(() => state.cursor
+    ? `/console/api/events?cursor=${encodeURIComponent(state.cursor)}` : "/console/api/events",
+    { event: (event) => { state.cursor = event.cursor; arrive(addEvent, event); } },
+    (up) => { live.events = up; report(); }, () => { state.cursor = ""; });
+  follow(() => "/console/api/decisions", {
+    decision: (decision) => {
+      if (state.decisionIds.has(decision.id)) return;
+      state.decisionIds.add(decision.id);
+      if (state.decisionIds.size > 4 * MAX_ROWS) {
+        state.decisionIds.delete(state.decisionIds.values().next().value);
+      }
+      arrive(addDecision, decision);
+    },
+    sampling: (note) => arrive(addSampling, note),
+  }, (up) => { live.decisions = up; report(); }, () => {});
 }
 
-async function follow(path, handlers, connected) {
+async function follow(path, handlers, connected, failed) {
   const controller = new AbortController();
   state.streams.push(controller);
   while (!controller.signal.aborted) {
     try {
-      const response = await fetch(path, { headers: headers(), signal: controller.signal,
+      const response = await fetch(path(), { headers: headers(), signal: controller.signal,
                                            cache: "no-store" });
       if (response.status === 401 || response.status === 403) {
         const text = await errorText(response);
@@ -141,6 +155,7 @@ async function follow(path, handlers, connected) {
       await readFrames(response.body, handlers);
     } catch (error) {
       if (controller.signal.aborted) return;
+      if (error.fromServer) failed();  // e.g. an expired cursor: start again from now
       setStatus(`reconnecting: ${error.message || error}`);
     }
     connected(false);
@@ -167,8 +182,12 @@ async function readFrames(body, handlers) {
       }
       if (!data.length) continue;  // a comment: the heartbeat
       const item = JSON.parse(data.join("\n"));
-      if (kind === "error") throw new Error(item.error ? item.error.message : "stream ended");
-      if (handlers[kind]) arrive(handlers[kind], item);
+      if (kind === "error") {
+        const error = new Error(item.error ? item.error.message : "stream ended");
+        error.fromServer = true;
+        throw error;
+      }
+      if (handlers[kind]) handlers[kind](item);
     }
   }
 }

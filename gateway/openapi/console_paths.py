@@ -44,11 +44,15 @@ OVERVIEW: Schema = {
 
 
 def _get(operation_id: str, summary: str, description: str, ok: Schema,
-         security: list[Schema]) -> Schema:
+         security: list[Schema], parameters: list[Schema] | None = None) -> Schema:
     responses = {"200": ok, **(_ERRORS if security else {})}
-    return {"get": {"tags": ["Console"], "operationId": operation_id, "summary": summary,
-                    "description": description, "responses": responses,
-                    "security": security}}
+    operation: Schema = {"tags": ["Console"], "operationId": operation_id,
+                         "summary": summary, "description": description}
+    if parameters:
+        operation["parameters"] = parameters
+    operation["responses"] = responses
+    operation["security"] = security
+    return {"get": operation}
 
 
 def console_paths() -> dict[str, Schema]:
@@ -68,8 +72,12 @@ def console_paths() -> dict[str, Schema]:
             BEARER),
         f"{API_PATH}/events": _get(
             "streamConsoleEvents", "Stored events, live",
-            "TrackingService.Subscribe from now, each event an `event: event` frame whose "
-            "data is the event as JSON. Needs `events:read`.", _STREAM, BEARER),
+            "TrackingService.Subscribe from now (or just after `cursor`), each event an "
+            "`event: event` frame whose data is the event as JSON, with its `cursor`. "
+            "Needs `events:read`.", _STREAM, BEARER,
+            [{"name": "cursor", "in": "query", "required": False,
+              "description": "Resume just after this event's cursor.",
+              "schema": string()}]),
         f"{API_PATH}/decisions": _get(
             "streamConsoleDecisions", "Decisions, live",
             "DecisionService.WatchDecisions from ten minutes back: `event: decision` and "

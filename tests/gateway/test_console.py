@@ -155,6 +155,39 @@ async def test_streams_carry_events_and_decisions(http: Client, make_key: KeyFac
     decisions.close()
 
 
+async def test_the_events_stream_resumes_after_a_cursor(http: Client,
+                                                      make_key: KeyFactory) -> None:
+    reader = await make_key("acme", (SCOPE_EVENTS_READ,))
+    writer = await make_key("acme", ("track:events",))
+
+    async def send(name: str) -> None:
+        sent = await http.post("/api/v1/events", headers=bearer(writer),
+                               json={"external_user_id": "u_1", "name": name})
+        assert sent.status == 202
+
+    first_stream = await http.get("/console/api/events", headers=bearer(reader))
+    assert await first_stream.content.readuntil(b"\n\n") == b": open\n\n"
+    await send("before_break")
+    seen = await first(first_stream, "event", lambda data: data["name"] == "before_break")
+    first_stream.close()
+    await send("during_break")  # nobody is listening
+    resumed = await http.get("/console/api/events", headers=bearer(reader),
+                             params={"cursor": seen["cursor"]})
+    assert resumed.status == 200
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        kinds = frames(resumed)
+        kind, data = await anext(kinds)
+    assert (kind, data["name"]) == ("event", "during_break")
+    resumed.close()
+    bad = await http.get("/console/api/events", headers=bearer(reader),
+                         params={"cursor": "c1.nonsense"})
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        kind, data = await anext(frames(bad))
+    assert kind == "error"
+    assert data["error"]["code"] == "invalid_request"
+    bad.close()
+
+
 async def test_open_streams_end_when_the_gateway_stops(http: Client,
                                                       make_key: KeyFactory) -> None:
     reader = await make_key("acme", (SCOPE_EVENTS_READ,))
