@@ -62,7 +62,7 @@ class DecisionLog:
         ``limit``, the newest ones)."""
         try:
             cursor = self._decisions.find({"project_id": project_id, "at": {"$gte": at}}
-                                          ).sort([("at", -1)]).limit(limit)
+                                          ).sort([("at", -1), ("_id", -1)]).limit(limit)
             docs = [_plain(doc) async for doc in cursor]
         except DRIVER_ERRORS as exc:
             raise translate(exc) from exc

@@ -15,6 +15,10 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from server.auth import ALL_SCOPES, DEFAULT_SCOPES
+from server.decisions import DecisionRecorder, RecorderLimits
+from server.errors import InvalidArgument
+from server.observability import CallInfo
+from storage import Store
 from tests.helpers import KeyFactory
 from tests.server.helpers import auth, event, track
 from trackd.v1 import decisions_pb2, decisions_pb2_grpc, tracking_pb2, tracking_pb2_grpc
@@ -112,3 +116,31 @@ async def test_decisions_need_events_read(channel: grpc.aio.Channel,
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
         await stub.GetOverview(decisions_pb2.GetOverviewRequest())
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_stream_says_when_decisions_were_not_recorded(
+        channel: grpc.aio.Channel, store: Store, make_key: KeyFactory) -> None:
+    """Another instance (a recorder of its own on the same database) overflows its queue:
+    this server's stream carries the decision it kept and the sampling note."""
+    key = await make_key("acme", ALL_SCOPES)
+    stub = decisions_pb2_grpc.DecisionServiceStub(channel)
+    since = timestamp_pb2.Timestamp()
+    since.FromSeconds(int(time.time()) - 60)
+    watch = stub.WatchDecisions(decisions_pb2.WatchDecisionsRequest(since=since),
+                                metadata=auth(key))
+    other = DecisionRecorder(store.decisions, RecorderLimits(queue=1))
+    for i in range(4):
+        other.refused(InvalidArgument.one("event.name", "is required"), CallInfo(
+            service="trackd.v1.TrackingService", method="BatchTrack", request_id=f"r{i}",
+            source="cueflow", bytes_in=1, project="acme"))
+    await other.flush()
+    items = []
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        async for item in watch:
+            items.append(item)
+            if len(items) == 2:
+                break
+    watch.cancel()
+    # In the order they were recorded: the decision kept, then the note.
+    assert items[0].decision.request_id == "r0"
+    assert items[1].sampling.not_recorded == 3
