@@ -43,17 +43,18 @@ class DecisionLog:
 
     async def record(self, decisions: Sequence[dict[str, Any]],
                      counts: Mapping[CountKey, int]) -> None:
-        """Insert ``decisions`` (each with ``project_id`` and ``at``) and add ``counts``."""
+        """Add ``counts``, then insert ``decisions`` (each with ``project_id`` and ``at``):
+        a reader who sees a decision finds it counted."""
         try:
-            if decisions:
-                await self._decisions.insert_many([dict(doc) for doc in decisions],
-                                                  ordered=False)
             if counts:
                 await self._counts.bulk_write([
                     UpdateOne({"project_id": project, "minute": minute, "kind": kind,
                                "key": key}, {"$inc": {"count": count}}, upsert=True)
                     for (project, minute, kind, key), count in counts.items()],
                     ordered=False)
+            if decisions:
+                await self._decisions.insert_many([dict(doc) for doc in decisions],
+                                                  ordered=False)
         except DRIVER_ERRORS as exc:
             raise translate(exc) from exc
 
