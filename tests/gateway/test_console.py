@@ -7,10 +7,12 @@ dialect answered, its reason and field)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from typing import Any
 
+import grpc
 import orjson
 import pytest
 from aiohttp import ClientResponse
@@ -19,12 +21,20 @@ from aiohttp.test_utils import TestClient
 from gateway.console import STATIC
 from gateway.console_streams import end_streams
 from gateway.front_door import PAGE_CSP
+from server.app import ServerConfig, TrackdServer
 from server.auth import ALL_SCOPES, DEFAULT_SCOPES, SCOPE_EVENTS_READ
 from server.validation import KEY_RULE
 from tests.helpers import KeyFactory
+from trackd.v1 import webhooks_pb2, webhooks_pb2_grpc
 
 Client = TestClient[Any, Any]
 DEADLINE_SECONDS = 60.0  # a bound for a stuck stream under load, never asserted on
+
+
+@pytest.fixture
+def server_config(server_config: ServerConfig) -> ServerConfig:
+    """Webhook endpoints on loopback allowed: the overview lists one."""
+    return dataclasses.replace(server_config, webhook_allow_private=True)
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -104,7 +114,7 @@ async def test_the_key_comes_only_from_the_authorization_header(
     assert "events:read" in body["error"]["message"]
 
 
-async def test_the_overview(http: Client, make_key: KeyFactory) -> None:
+async def test_the_overview(http: Client, make_key: KeyFactory, server: TrackdServer) -> None:
     reader = await make_key("acme", (SCOPE_EVENTS_READ,))
     response = await http.get("/console/api/overview", headers=bearer(reader))
     assert response.status == 200
@@ -115,9 +125,19 @@ async def test_the_overview(http: Client, make_key: KeyFactory) -> None:
     assert (body["top_event_names"], body["top_violations"]) == ([], [])
     assert body["webhooks"] is None  # the key may not list them
     assert "webhooks:manage" in body["webhooks_error"]
-    every = await http.get("/console/api/overview", headers=bearer(
-        await make_key("acme", ALL_SCOPES)))
+    manager = await make_key("acme", ALL_SCOPES)
+    every = await http.get("/console/api/overview", headers=bearer(manager))
     assert (await every.json())["webhooks"] == []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        created = await webhooks_pb2_grpc.WebhookServiceStub(channel).CreateEndpoint(
+            webhooks_pb2.CreateEndpointRequest(url="http://127.0.0.1:9/hook",
+                                               event_names=["signup"]),
+            metadata=(("authorization", f"Bearer {manager}"),))
+    listed = await http.get("/console/api/overview", headers=bearer(manager))
+    assert (await listed.json())["webhooks"] == [{
+        "id": created.endpoint.id, "url": "http://127.0.0.1:9/hook", "state": "enabled",
+        "lag_seconds": 0.0, "dead_letters": 0, "queued": 0, "last_error": "",
+        "event_names": ["signup"]}]
 
 
 async def test_streams_carry_events_and_decisions(http: Client, make_key: KeyFactory) -> None:
