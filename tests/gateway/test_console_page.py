@@ -150,19 +150,21 @@ async def test_console_in_a_browser(server: TrackdServer, make_key: KeyFactory,
                 row = await page.do("row", list="events", text=f"request {request_id}")
                 latencies[name] = row["at"] - ack
                 assert name in row["text"]
-            print(f"acknowledgement to row, ms: {latencies}")
 
             # A refusal (VibeFollow answers validation errors with 422), and a duplicate.
-            status, bad_id, _ = await vibefollow("bad_vf", **{"$bad": 1})
+            status, bad_id, bad_answered = await vibefollow("bad_vf", **{"$bad": 1})
             assert status == 422
             row = await page.do("row", list="decisions", text=f"request {bad_id}")
+            latencies["refusal"] = row["at"] - bad_answered
             for shown in ("refused", "HTTP 422", "INVALID_ARGUMENT", "properties.$bad",
                           "vibefollow"):
                 assert shown in row["text"]
             await grpc_event("dup_grpc", "dup-console-1")
-            dup_id, duplicate, _ = await grpc_event("dup_grpc", "dup-console-1")
+            dup_id, duplicate, dup_ack = await grpc_event("dup_grpc", "dup-console-1")
             assert duplicate
             row = await page.do("row", list="decisions", text=f"request {dup_id}")
+            latencies["duplicate"] = row["at"] - dup_ack
+            print(f"answer to row, ms: { {k: round(v) for k, v in latencies.items()} }")
             assert "duplicate" in row["text"]
             assert "already stored: dup_grpc (dup-console-1)" in row["text"]
 
