@@ -1,6 +1,6 @@
 """``GET /console``: the page a person watches events arrive on, served by the gateway.
 
-The page is three static files (``gateway/console_static``: HTML, CSS, JS; no build step,
+The page is static files (``gateway/console_static``: HTML, CSS, two scripts; no build step,
 nothing from another origin), sent with :data:`gateway.front_door.PAGE_CSP`. Everything
 it shows comes from public RPCs the gateway only translates, each called with the key the
 page sends as ``Authorization: Bearer <key>`` (never in a URL; the page keeps it in the

@@ -77,19 +77,22 @@ async def test_the_page_and_its_assets_carry_strict_headers(http: Client) -> Non
     assert page == (STATIC / "index.html").read_text()
     # Every script is a file of the gateway's: none inline, none from elsewhere.
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
-    assert scripts == [(' src="/console/assets/console.js" defer', "")]
+    assert scripts == [(' src="/console/assets/console.js" defer', ""),
+                       (' src="/console/assets/overview.js" defer', "")]
     assert "http://" not in page
     assert "https://" not in page
-    for asset, kinds in (("console.js", {"text/javascript", "application/javascript"}),
+    scripts_kinds = {"text/javascript", "application/javascript"}
+    for asset, kinds in (("console.js", scripts_kinds), ("overview.js", scripts_kinds),
                          ("console.css", {"text/css"})):
         served = await http.get(f"/console/assets/{asset}")
         assert served.status == 200
         assert served.content_type in kinds
         assert served.headers["X-Content-Type-Options"] == "nosniff"
         assert await served.read() == (STATIC / asset).read_bytes()
-    script = (STATIC / "console.js").read_text()
-    assert "innerHTML" not in script
-    assert "insertAdjacentHTML" not in script
+    for name in ("console.js", "overview.js"):  # data only as text, never as HTML
+        script = (STATIC / name).read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+            assert sink not in script, (name, sink)
 
 
 @pytest.mark.parametrize("path", ["/console/api/overview", "/console/api/events",
