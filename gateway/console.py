@@ -62,10 +62,6 @@ class ConsoleStubs:
 STUBS = web.AppKey("console_stubs", ConsoleStubs)
 
 
-def problem_response(problem: Problem) -> web.Response:
-    return render_plain(problem)
-
-
 class Unauthorized(Exception):
     """No usable Authorization header."""
 
@@ -82,11 +78,11 @@ def credentials(request: web.Request) -> list[tuple[str, str]]:
 
 def refused(error: grpc.aio.AioRpcError) -> web.Response:
     """The server's refusal (a bad key: 401; a key without the scope: 403) as JSON."""
-    return problem_response(problem_from_rpc_error(error))
+    return render_plain(problem_from_rpc_error(error))
 
 
 def no_key() -> web.Response:
-    return problem_response(Problem(401, f"no API key: {KEY_HELP}"))
+    return render_plain(Problem(401, f"no API key: {KEY_HELP}"))
 
 
 def iso(stamp: timestamp_pb2.Timestamp) -> str:
