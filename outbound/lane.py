@@ -299,8 +299,9 @@ class Lane:
             "msg_id": message.msg_id if message else "", "status": status, "error": error,
             "latency": round(latency, 6), "outcome": outcome,
             "events": message.events if message else 0})
-        log.debug("webhook attempt", extra={"endpoint": self.endpoint.id, "outcome": outcome,
-                                            "status": status})
+        log.debug("webhook attempt: endpoint %s message %s: %s (%s, %.0f ms)",
+                  self.endpoint.id, message.msg_id if message else "-", outcome,
+                  status or error or "no answer", latency * 1000)
 
     async def flush_records(self) -> None:
         records, self._records = self._records, []

@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from outbound.config import DeliveryConfig
 from server.audiences import AudienceIndex
 from server.audiences.index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.auth import Authenticator
@@ -92,8 +93,8 @@ class ServerConfig:
     # instance's keys are taken over this long after its last renewal).
     idempotency_lease_seconds: float = 5.0
     # Webhook URLs may reach private, loopback and link-local addresses (local
-    # development, tests); outbound.config.DeliveryConfig has the same switch for delivery.
-    webhook_allow_private: bool = False
+    # development, tests): checked at create here, at every connection by outbound.
+    webhook_allow_private: bool = DeliveryConfig.allow_private
 
 
 class PortInUse(Exception):

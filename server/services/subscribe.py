@@ -27,7 +27,7 @@ from server.errors import (
     Unavailable,
     to_status,
 )
-from server.messages import _timestamp, event_message
+from server.messages import event_message
 from storage import StorageError, StorageUnavailable
 from storage.event_feed import BadPosition, EventStream, HistoryLost, StreamsUnsupported
 from storage.streams import EMPTY_ANSWER_GAP_SECONDS
@@ -114,10 +114,11 @@ class Subscriptions:
                 if not batch:  # as the lanes do: SecantusDB answers after any write
                     await asyncio.sleep(EMPTY_ANSWER_GAP_SECONDS)
                 for token, doc in batch:
-                    yield tracking_pb2.SubscribeResponse(
+                    response = tracking_pb2.SubscribeResponse(
                         event=event_message(doc), cursor=encode_cursor(project, token),
-                        received_at=_timestamp(doc["received_at"]), source=doc.get("via", ""),
-                        request_id=doc.get("request_id", ""))
+                        source=doc.get("via", ""), request_id=doc.get("request_id", ""))
+                    response.received_at.FromDatetime(doc["received_at"])
+                    yield response
         except ServiceError as exc:
             await context.abort_with_status(to_status(exc))
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -41,13 +42,23 @@ async def create(webhooks: webhooks_pb2_grpc.WebhookServiceStub, key: str, url: 
 
 async def track(tracking: tracking_pb2_grpc.TrackingServiceStub, key: str,
                 events: list[tuple[str, str]], **extra: Any) -> list[str]:
-    """Store events (user, name) one call each, in order; their ids."""
+    """Store events (user, name) one call each, in order; their ids. A call a loaded
+    machine answers UNAVAILABLE is retried with the same event id, as a client would."""
     ids = []
     for user, name in events:
-        response = await tracking.TrackEvent(tracking_pb2.TrackEventRequest(
-            event=tracking_pb2.Event(name=name, external_user_id=user, **extra)),
-            metadata=auth(key))
-        ids.append(response.event_id)
+        event_id = str(uuid.uuid4())
+        for attempt in range(20):
+            try:
+                await tracking.TrackEvent(tracking_pb2.TrackEventRequest(
+                    event=tracking_pb2.Event(event_id=event_id, name=name,
+                                             external_user_id=user, **extra)),
+                    metadata=auth(key))
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 19:
+                    raise
+                await asyncio.sleep(0.5)
+        ids.append(event_id)
     return ids
 
 
@@ -160,3 +171,21 @@ async def test_a_hanging_receiver_times_out_and_its_user_waits(
     endpoint = (await store.webhooks.listing("acme"))[0]
     attempts = await store.deliveries.attempts(endpoint.id, 50)
     assert [a["error"] for a in attempts].count("timeout") == 1
+
+
+async def test_batches_carry_consecutive_events_in_order(
+        store: Store, webhooks: webhooks_pb2_grpc.WebhookServiceStub,
+        tracking: tracking_pb2_grpc.TrackingServiceStub, key: str) -> None:
+    async with receiving() as receiver, delivering(store):
+        created = await create(webhooks, key, receiver.url, batch_size=3)
+        assert created.endpoint.batch_size == 3
+        response = await tracking.BatchTrack(tracking_pb2.BatchTrackRequest(events=[
+            tracking_pb2.Event(name=f"b{n}", external_user_id=f"user{n % 2}")
+            for n in range(7)]), metadata=auth(key))
+        await receiver.wait_for(lambda s: len(names_in(s)) >= 7)
+    bodies = [verify(created.secret, seen) for seen in receiver.seen]
+    assert {body["type"] for body in bodies} == {"event.batch"}
+    assert all(1 <= len(body["data"]["events"]) <= 3 for body in bodies)
+    delivered = [event["id"] for body in bodies for event in body["data"]["events"]]
+    assert delivered == list(response.event_ids)  # one insert: the batch's own order
+    assert names_in(receiver.seen) == [f"b{n}" for n in range(7)]

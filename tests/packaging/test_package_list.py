@@ -16,7 +16,8 @@ def test_every_package_is_listed() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     dirs = {name: ROOT / path for name, path in config["package-dir"].items()}
     on_disk = set()
-    for top in ("cli", "server", "gateway", "storage", "trackd", "trackd_client", "trackd_wire"):
+    for top in ("cli", "server", "gateway", "outbound", "storage", "trackd", "trackd_client",
+                "trackd_wire"):
         base = dirs.get(top, ROOT / top)
         # trackd.v1 (generated) is a namespace package: a folder of modules counts too.
         for module in base.rglob("*.py"):

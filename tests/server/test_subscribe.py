@@ -5,6 +5,7 @@ errors a client can get."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -26,11 +27,21 @@ def auth(key: str) -> list[tuple[str, str]]:
 
 
 async def track(stub: Stub, key: str, names: list[str], user: str = "u1") -> list[str]:
+    """Store events one call each, in order; a call a loaded machine answers UNAVAILABLE
+    is retried with the same event id (stored once), as a client would."""
     ids = []
     for name in names:
-        response = await stub.TrackEvent(tracking_pb2.TrackEventRequest(
-            event=tracking_pb2.Event(name=name, external_user_id=user)), metadata=auth(key))
-        ids.append(response.event_id)
+        event_id = str(uuid.uuid4())
+        for attempt in range(20):
+            try:
+                await stub.TrackEvent(tracking_pb2.TrackEventRequest(event=tracking_pb2.Event(
+                    event_id=event_id, name=name, external_user_id=user)), metadata=auth(key))
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 19:
+                    raise
+                await asyncio.sleep(0.5)
+        ids.append(event_id)
     return ids
 
 
