@@ -12,7 +12,9 @@ kept by the change feed), the one mapping from domain exceptions to ``grpc.Statu
 (:mod:`server.errors`), and what wraps every call: the interceptors' base
 (:mod:`server.interceptors`), metrics (:mod:`server.metrics`), the access log
 (:mod:`server.observability`), health and the gate that fails calls fast while the
-database is down (:mod:`server.health`); :mod:`server.tasks` stops background tasks.
+database is down (:mod:`server.health`); :mod:`server.tasks` stops background tasks;
+the console's decisions and per-minute counts, recorded off the acknowledgement path
+(:mod:`server.decisions`).
 
 May import: the generated ``trackd.v1`` code, :mod:`storage`, :mod:`trackd_wire` (the
 limits it shares with the gateway), grpc and google.rpc. Never imports :mod:`gateway`

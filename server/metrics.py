@@ -163,3 +163,9 @@ def count_unstored_events(source: str, code: grpc.StatusCode, events: int) -> No
     """Events of a write call that ended with ``code`` (not OK): none was stored."""
     outcome = "rejected" if code in _CLIENT_CODES else "failed"
     _EVENT_SERIES[outcome, source].inc(events)
+
+CONSOLE_DECISIONS = Counter(
+    "trackd_console_decisions",
+    "Decisions for the console (server/decisions.py) by outcome: recorded (written to the "
+    "database), not_recorded (counted only: the recorder's queue was full, so sampled), "
+    "lost (the database refused the batch)", ["outcome"])
