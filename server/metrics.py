@@ -25,7 +25,7 @@ GRPC_SOURCE = "grpc"
 # write waits for the journal; the gateway's RPC deadline is 30 s.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0)
-# Audience evaluations reading the events take seconds at 100k users (README).
+# Audience evaluations reading the events take seconds at 100k users (bench/README.md).
 EVALUATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                       2.5, 5.0, 10.0, 30.0, 60.0)
 FLUSH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)

@@ -521,9 +521,10 @@ def _health_paths() -> dict[str, Schema]:
             security=[])},
         "/metrics": {"get": _operation(
             "Operations", "getMetrics", "Prometheus metrics",
-            "The Prometheus text exposition format (README, \"Metrics\"): requests by "
+            "The Prometheus text exposition format (docs/operating/metrics.md): requests by "
             "dialect, route and status, gRPC calls, events by outcome and source, the write "
-            "pipeline, the database and the audience index. No per-project or per-key label.",
+            "pipeline, the database, the audience index, tracking plan violations and webhook "
+            "delivery. No per-project, per-key or per-endpoint label.",
             {"200": {"description": "The metrics",
                      "headers": {"X-Request-Id": _header("X-Request-Id")},
                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
