@@ -4,7 +4,7 @@ A setting that configures a component takes its default from that component's ow
 configuration dataclass (:class:`server.app.ServerConfig`, :class:`server.pipeline.PipelineConfig`,
 :class:`gateway.settings.GatewaySettings`, :class:`outbound.config.DeliveryConfig`), so
 each default is written once; the rest are written here. tests/cli/test_settings_table.py
-holds README's settings table (and docs/webhooks.md's, for the webhook settings) to these.
+holds the manual's settings table (docs/operating/settings.md) to these.
 
 ``MONGODB_URI`` (also accepted as ``TRACKD_MONGODB_URI``) selects a MongoDB server; without
 it trackd runs the embedded database in ``data_dir``.

@@ -54,9 +54,10 @@ def invalid_setting(exc: ValidationError) -> str:
 
 
 def settings_help() -> str:
-    """Every setting, for ``trackd serve --help`` (README's settings table says more)."""
-    lines = ["settings (a flag, else its environment variable, else the default; README.md's "
-             "Settings table has them too):"]
+    """Every setting, for ``trackd serve --help`` (docs/operating/settings.md's table says
+    more)."""
+    lines = ["settings (a flag, else its environment variable, else the default; the table "
+             "in docs/operating/settings.md has them too):"]
     for name, field in Settings.model_fields.items():
         default = "unset" if field.default is None else field.default
         lines.append(f"  {setting_names(name)}\n      {field.description} "

@@ -8,7 +8,9 @@ What lives here: the app factory (:mod:`gateway.app`), the one gRPC-code -> HTTP
 table and error model (:mod:`gateway.grpc_errors`), request body handling and JSON ->
 proto conversion (:mod:`gateway.body`, :mod:`gateway.convert`), and one module per vendor
 under :mod:`gateway.dialects` that parses that vendor's requests and renders its
-responses and error envelopes.
+responses and error envelopes; ``GET /`` and the headers every answer carries
+(:mod:`gateway.front_door`); the console (:mod:`gateway.console`: its page and files in
+``gateway/console_static``, and :mod:`gateway.console_streams`, its server-sent events).
 
 May import: the generated ``trackd.v1`` code, :mod:`trackd_wire` (the limits it shares
 with the server), grpc, google.rpc, aiohttp, pydantic, orjson. Never imports

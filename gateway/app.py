@@ -8,7 +8,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
-from gateway import health, metrics
+from gateway import console, front_door, health, metrics
 from gateway.access import access_middleware
 from gateway.body import HANDLER_ARGS
 from gateway.dialects import (
@@ -66,6 +66,8 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     health.add_routes(app)
     openapi_routes.add_routes(app)
     metrics.add_routes(app)
+    front_door.add_routes(app)
+    console.add_routes(app)
     return app
 
 

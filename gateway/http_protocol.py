@@ -47,6 +47,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
 from gateway.errors_middleware import render_http_error, renderer_for
+from gateway.front_door import neutral
 from gateway.grpc_errors import Problem
 
 log = logging.getLogger("trackd.gateway")
@@ -252,7 +253,7 @@ class GatewayRequestHandler(RequestHandler):
                       exc_info=exc)
         response = renderer_for(path)(Problem(status, reason))
         response.force_close()
-        return response
+        return neutral(response)
 
 
 class GatewayServer(web.Server):
@@ -277,7 +278,7 @@ class GatewayRunner(web.AppRunner):
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
-                return render_http_error(request, exc)
+                return neutral(render_http_error(request, exc))
 
         return GatewayServer(handle, request_factory=server.request_factory,
                              handler_cancellation=server.handler_cancellation,

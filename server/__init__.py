@@ -13,9 +13,10 @@ kept by the change feed), the one mapping from domain exceptions to ``grpc.Statu
 (:mod:`server.errors`), and what wraps every call: the interceptors' base
 (:mod:`server.interceptors`), metrics (:mod:`server.metrics`), the access log
 (:mod:`server.observability`), health and the gate that fails calls fast while the
-database is down (:mod:`server.health`); :mod:`server.tasks` stops background tasks, and
-:mod:`server.fleet_cache` is the shape of the caches a change stream empties fleet-wide
-(API keys, tracking plans).
+database is down (:mod:`server.health`); :mod:`server.tasks` stops background tasks;
+the console's decisions and per-minute counts, recorded off the acknowledgement path
+(:mod:`server.decisions`); :mod:`server.fleet_cache` is the shape of the caches a change
+stream empties fleet-wide (API keys, tracking plans).
 
 May import: the generated ``trackd.v1`` code, :mod:`storage`, :mod:`trackd_wire` (the
 limits it shares with the gateway), grpc and google.rpc. Never imports :mod:`gateway`

@@ -15,6 +15,7 @@ from outbound.config import DeliveryConfig
 from server.audiences import AudienceIndex
 from server.audiences.index import DEFAULT_MAX_BYTES as AUDIENCE_INDEX_MAX_BYTES
 from server.auth import Authenticator
+from server.decisions import DecisionRecorder
 from server.errors import ErrorInterceptor
 from server.health import AvailabilityGate, HealthMonitor
 from server.idempotency import IdempotencyGuard
@@ -25,6 +26,7 @@ from server.plans.verdict import PlanJudge
 from server.rate_limit_policy import RateLimit
 from server.ratelimit import RateLimiter
 from server.services.audiences import AudienceService
+from server.services.decisions import DecisionService
 from server.services.plans import TrackingPlanService
 from server.services.subscribe import Subscriptions
 from server.services.tracking import TrackingService
@@ -39,6 +41,8 @@ from storage.ratelimits import RateCounterRepository
 from trackd.v1 import (
     audiences_pb2,
     audiences_pb2_grpc,
+    decisions_pb2,
+    decisions_pb2_grpc,
     plans_pb2,
     plans_pb2_grpc,
     tracking_pb2,
@@ -63,6 +67,7 @@ SERVICE_NAMES = (
     audiences_pb2.DESCRIPTOR.services_by_name["AudienceService"].full_name,
     plans_pb2.DESCRIPTOR.services_by_name["TrackingPlanService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    decisions_pb2.DESCRIPTOR.services_by_name["DecisionService"].full_name,
 )
 
 
@@ -126,6 +131,8 @@ class TrackdServer:
         self.auth = auth
         self.plans = plans
         self._health = health_servicer
+        # Set by create_server: the console's decision recorder.
+        self.decisions: DecisionRecorder | None = None
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting calls, let in-flight calls finish, then drain the pipeline."""
@@ -133,6 +140,8 @@ class TrackdServer:
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.pipeline.close()
+        if self.decisions is not None:
+            await self.decisions.close()
         await self.limiter.close()
         await self.auth.close()
         await self.plans.close()
@@ -148,6 +157,9 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     config = config or ServerConfig()
     pipeline = WritePipeline(store.events, config.pipeline)
     pipeline.start()
+    # The console's decisions, recorded off the acknowledgement path (server/decisions.py).
+    decisions = DecisionRecorder(store.decisions)
+    decisions.start()
     health_servicer = health.aio.HealthServicer()
     monitor = HealthMonitor(
         health_servicer, store.ping, pipeline, SERVICE_NAMES,
@@ -156,7 +168,8 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     server = grpc.aio.server(
         # Outermost first: observability sees the status ErrorInterceptor gives, and the
         # gate's fast UNAVAILABLE while the database is down.
-        interceptors=[ObservabilityInterceptor(), ErrorInterceptor(), AvailabilityGate(monitor)],
+        interceptors=[ObservabilityInterceptor(), ErrorInterceptor(decisions.on_refused),
+                      AvailabilityGate(monitor)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -176,9 +189,11 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
     judge = PlanJudge(plans, store.quarantine, store.plan_violations)
     tracking_pb2_grpc.add_TrackingServiceServicer_to_server(
         TrackingService(auth, pipeline, idempotency, store.users, websites, judge,
-                        Subscriptions(auth, store.db)), server)
+                        Subscriptions(auth, store.db), decisions), server)
     plans_pb2_grpc.add_TrackingPlanServiceServicer_to_server(
         TrackingPlanService(auth, store, plans), server)
+    decisions_pb2_grpc.add_DecisionServiceServicer_to_server(
+        DecisionService(auth, store.decisions), server)
     webhooks_pb2_grpc.add_WebhookServiceServicer_to_server(
         WebhookService(auth, Webhooks(store, config.webhook_allow_private)), server)
     websites_pb2_grpc.add_WebsiteServiceServicer_to_server(WebsiteService(websites), server)
@@ -201,10 +216,13 @@ async def create_server(store: Store, config: ServerConfig | None = None) -> Tra
         await monitor.close()
         await pipeline.close()
         await plans.close()
+        await decisions.close()
         if audience_index is not None:
             await audience_index.close()
         raise PortInUse("gRPC", config.host, config.port) from exc
     await server.start()
     log.info("gRPC server listening on %s:%d", config.host, port)
-    return TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor,
-                        limiter, auth, plans)
+    trackd = TrackdServer(server, port, pipeline, health_servicer, audience_index, monitor,
+                          limiter, auth, plans)
+    trackd.decisions = decisions
+    return trackd

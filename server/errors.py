@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -203,7 +203,14 @@ def to_status(error: ServiceError) -> grpc.Status:
 INTERNAL = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
 
 class ErrorInterceptor(UnaryInterceptor):
-    """Turns :class:`ServiceError` into its status; hides anything else as INTERNAL."""
+    """Turns :class:`ServiceError` into its status; hides anything else as INTERNAL.
+
+    ``on_refused`` (the console's decision recorder) hears of each ServiceError first; it
+    must not block (it only appends to memory)."""
+
+    def __init__(self, on_refused: Callable[[ServiceError], None] | None = None) -> None:
+        super().__init__()
+        self._on_refused = on_refused
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner: Handler = handler.unary_unary
@@ -225,6 +232,8 @@ class ErrorInterceptor(UnaryInterceptor):
             except grpc.aio.AbortError:
                 raise
             except ServiceError as exc:
+                if self._on_refused is not None:
+                    self._on_refused(exc)
                 await context.abort_with_status(to_status(exc))
             except Exception:
                 log.exception("unexpected error in %s", method)

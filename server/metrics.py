@@ -25,7 +25,7 @@ GRPC_SOURCE = "grpc"
 # write waits for the journal; the gateway's RPC deadline is 30 s.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0, 30.0)
-# Audience evaluations reading the events take seconds at 100k users (README).
+# Audience evaluations reading the events take seconds at 100k users (bench/README.md).
 EVALUATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                       2.5, 5.0, 10.0, 30.0, 60.0)
 FLUSH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -163,3 +163,9 @@ def count_unstored_events(source: str, code: grpc.StatusCode, events: int) -> No
     """Events of a write call that ended with ``code`` (not OK): none was stored."""
     outcome = "rejected" if code in _CLIENT_CODES else "failed"
     _EVENT_SERIES[outcome, source].inc(events)
+
+CONSOLE_DECISIONS = Counter(
+    "trackd_console_decisions",
+    "Decisions for the console (server/decisions.py) by outcome: recorded (written to the "
+    "database), not_recorded (counted only: the recorder's queue was full, so sampled), "
+    "lost (the database refused the batch)", ["outcome"])

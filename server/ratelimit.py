@@ -22,7 +22,7 @@ heartbeats), and at least one request per sync window. So with n instances the g
 count exceeds the bucket and its refill by about n requests per sync window at most,
 except that an instance that has not seen a key for a window starts with 1/n of a full
 bucket for its first sync window, whatever the others spent; that excess is owed
-afterwards (a bucket goes down to minus its size). README: "Running more than one".
+afterwards (a bucket goes down to minus its size). docs/rate-limits.md: "Across instances".
 
 A refused call is ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` and the ``ErrorInfo``
 reason ``RATE_LIMITED``. Every counted call carries the IETF ``ratelimit-policy`` and

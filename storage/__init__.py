@@ -8,7 +8,8 @@ What lives here: the connection (:mod:`storage.client`), the collections' indexe
 (:mod:`storage.plans`, :mod:`storage.quarantine`, :mod:`storage.plan_violations`),
 webhook endpoints and their leases (:mod:`storage.webhooks`), their retry queue, dead
 letters and attempts (:mod:`storage.deliveries`), a project's events in commit order from a
-position or a time (:mod:`storage.event_feed`),
+position or a time (:mod:`storage.event_feed`), the console's decisions and per-minute
+counts (:mod:`storage.decisions`),
 the roster of each project's users (:mod:`storage.roster`),
 a user's event history and its page tokens (:mod:`storage.history`), the audience
 queries over events and profiles (:mod:`storage.audiences`), the embedded local database

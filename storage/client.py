@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConfigurationError, PyMongoError
 
 from storage.audiences import AudienceQueries
+from storage.decisions import DecisionLog
 from storage.deliveries import DeliveryQueue
 from storage.errors import DRIVER_ERRORS, StorageError, StorageUnavailable, translate
 from storage.events import EventRepository
@@ -54,6 +55,7 @@ class Store:
     plan_violations: ViolationLog
     webhooks: EndpointRepository
     deliveries: DeliveryQueue
+    decisions: DecisionLog
 
     async def close(self) -> None:
         await self.client.close()
@@ -121,6 +123,7 @@ async def connect(
         plan_violations=ViolationLog(db),
         webhooks=EndpointRepository(db),
         deliveries=DeliveryQueue(db),
+        decisions=DecisionLog(db),
     )
     if create_indexes:  # the start-up schema work: indexes, and the roster of users
         try:

@@ -22,6 +22,11 @@ WEBHOOK_ENDPOINTS = "webhook_endpoints"
 WEBHOOK_QUEUE = "webhook_queue"
 WEBHOOK_DEAD_LETTERS = "webhook_dead_letters"
 WEBHOOK_ATTEMPTS = "webhook_attempts"
+# The console's decisions (storage/decisions.py) and per-minute counts.
+DECISIONS = "console_decisions"
+CONSOLE_COUNTS = "console_counts"
+DECISIONS_TTL_SECONDS = 60 * 60
+CONSOLE_COUNTS_TTL_SECONDS = 2 * 60 * 60
 # Dead letters and attempt records are kept this long (then the TTL index removes them).
 WEBHOOK_RECORDS_TTL_SECONDS = 7 * 24 * 60 * 60
 
@@ -119,6 +124,19 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("endpoint_id", ASCENDING), ("at", ASCENDING)], name="endpoint_at"),
         IndexModel([("at", ASCENDING)], expireAfterSeconds=WEBHOOK_RECORDS_TTL_SECONDS,
                    name="at_ttl"),
+    ],
+    # Decisions kept an hour (their TTL), read per project by time.
+    DECISIONS: [
+        IndexModel([("project_id", ASCENDING), ("at", ASCENDING)], name="project_at"),
+        IndexModel([("at", ASCENDING)], expireAfterSeconds=DECISIONS_TTL_SECONDS,
+                   name="at_ttl"),
+    ],
+    # One counter per project, minute, kind and key, kept two hours.
+    CONSOLE_COUNTS: [
+        IndexModel([("project_id", ASCENDING), ("minute", ASCENDING), ("kind", ASCENDING),
+                    ("key", ASCENDING)], unique=True, name="project_minute_kind_key_unique"),
+        IndexModel([("minute", ASCENDING)], expireAfterSeconds=CONSOLE_COUNTS_TTL_SECONDS,
+                   name="minute_ttl"),
     ],
     # Instance heartbeats; a dead instance's lingers a minute.
     INSTANCES: [

@@ -1,4 +1,4 @@
-"""Cueflow: contacts and events (README, "Cueflow").
+"""Cueflow: contacts and events (docs/dialects/cueflow.md).
 
 Routes (``Authorization: Bearer <key>``; 100 requests per minute per key by default):
 

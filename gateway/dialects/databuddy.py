@@ -1,4 +1,5 @@
-"""Databuddy: ``POST /track``, ``POST /identify`` and their CORS preflights (README, "Databuddy").
+"""Databuddy: ``POST /track``, ``POST /identify`` and their CORS preflights
+(docs/dialects/databuddy.md).
 
 ``/track`` takes one event object or a JSON array of them (all or nothing) and answers
 200 ``{"status":"success","type":"custom_event","count":N}``, N being the events newly

@@ -1,4 +1,4 @@
-"""Flywheel: ``POST /v1/events`` (README, "Flywheel").
+"""Flywheel: ``POST /v1/events`` (docs/dialects/flywheel.md).
 
 The body is ``{"event": {event, user_id?, anonymous_id?, timestamp?, event_id?,
 properties?, identify?}}``; success is 200 ``{"success":true,"message":"Event tracked

@@ -13,7 +13,7 @@ envelope is the path's default, as it was its first owner.
 The one route reads the body once (aiohttp keeps it: the chosen dialect's handler reads
 the same bytes again without I/O) and picks the dialect by the body's shape, before any
 authentication error is rendered, so a client always gets its own vendor's envelope
-(README, "Cueflow"):
+(docs/dialects/index.md, "The shared path"):
 
 - ``externalId`` / ``eventKey`` -> Cueflow (:func:`gateway.dialects.cueflow.track_event`);
 - ``external_user_id`` / ``name`` -> VibeFollow

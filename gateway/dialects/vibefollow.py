@@ -1,5 +1,5 @@
 """VibeFollow: ``/api/v1/events``, ``/api/v1/events/batch``, ``/api/v1/users`` and
-``/api/v1/users/bulk`` (README, "VibeFollow users").
+``/api/v1/users/bulk`` (docs/dialects/vibefollow.md).
 
 Success is 202 ``{"data":{"accepted":true}}``; every failure is
 ``{"errors":[{"code","message","field"}]}`` with 400 for a body that is not JSON, 422 for

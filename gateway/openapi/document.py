@@ -17,6 +17,7 @@ from gateway import health
 from gateway.dialects import cueflow, databuddy, flywheel, vibefollow
 from gateway.dialects.base import Dialect
 from gateway.openapi import limits, sdk_doors
+from gateway.openapi.console_paths import console_paths
 from gateway.openapi.schemas import Schema, component_schemas, ref, string
 from gateway.settings import GatewaySettings
 
@@ -467,6 +468,13 @@ def _cueflow_paths(settings: GatewaySettings) -> dict[str, Schema]:
     }
 
 
+# The envelope of a path no dialect owns (gateway/errors_middleware.py's render_plain).
+PLAIN_ERROR: Schema = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"],
+                             "properties": {"code": string(), "message": string()}}}}
+
+
 def _meta_paths() -> dict[str, Schema]:
     return {
         DOCUMENT_PATH: {"get": _operation(
@@ -479,6 +487,16 @@ def _meta_paths() -> dict[str, Schema]:
             {"200": {"description": "An HTML page",
                      "headers": {"X-Request-Id": _header("X-Request-Id")},
                      "content": {"text/html": {"schema": {"type": "string"}}}}},
+            security=[])},
+        "/": {"get": _operation(
+            "Documentation", "getFrontDoor", "The front door",
+            "A browser (whose `Accept` ranks `text/html` above JSON) gets a page linking "
+            "`/console`, `/docs`, `/openapi.json` and `/metrics`; any other client the JSON "
+            "404 of an unknown path.",
+            {"200": {"description": "An HTML page",
+                     "headers": {"X-Request-Id": _header("X-Request-Id")},
+                     "content": {"text/html": {"schema": {"type": "string"}}}},
+             "404": _response(404, PLAIN_ERROR, rate_limited=False)},
             security=[])},
         **_health_paths(),
     }
@@ -503,9 +521,10 @@ def _health_paths() -> dict[str, Schema]:
             security=[])},
         "/metrics": {"get": _operation(
             "Operations", "getMetrics", "Prometheus metrics",
-            "The Prometheus text exposition format (README, \"Metrics\"): requests by "
+            "The Prometheus text exposition format (docs/operating/metrics.md): requests by "
             "dialect, route and status, gRPC calls, events by outcome and source, the write "
-            "pipeline, the database and the audience index. No per-project or per-key label.",
+            "pipeline, the database, the audience index, tracking plan violations and webhook "
+            "delivery. No per-project, per-key or per-endpoint label.",
             {"200": {"description": "The metrics",
                      "headers": {"X-Request-Id": _header("X-Request-Id")},
                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
@@ -525,7 +544,8 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
     settings = settings or GatewaySettings()
     paths = {**_shared_events_path(settings), **_vibefollow_paths(settings),
              **_flywheel_paths(settings), **_databuddy_paths(settings),
-             **_cueflow_paths(settings), **sdk_doors.paths(settings), **_meta_paths()}
+             **_cueflow_paths(settings), **sdk_doors.paths(settings), **_meta_paths(),
+             **console_paths()}
     sdk_doors.share_track(paths)
     return {
         "openapi": OPENAPI_VERSION,
@@ -551,6 +571,8 @@ def build_document(settings: GatewaySettings | None = None) -> dict[str, Any]:
             {"name": "Audiences", "description": "Targeting by what contacts did, "
                                                  "Cueflow-style."},
             {"name": "Documentation", "description": "This document."},
+            {"name": "Console", "description": "The console page and the streams it reads "
+                                               "(docs/console.md)."},
             {"name": "Operations", "description": "Health probes for load balancers and "
                                                    "orchestrators; no key needed."},
         ],

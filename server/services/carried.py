@@ -65,8 +65,11 @@ def _entries(metadata: Sequence[tuple[str, str]]) -> list[tracking_pb2.MetadataE
     return [tracking_pb2.MetadataEntry(key=key, value=value) for key, value in metadata]
 
 
+OnRefused = Callable[[ServiceError], None]
+
+
 async def _one(track_event: TrackEvent, call: tracking_pb2.CarriedTrackEvent,
-               peer: str) -> tracking_pb2.TrackEventResult:
+               peer: str, on_refused: OnRefused | None) -> tracking_pb2.TrackEventResult:
     metadata = [(entry.key.lower(), entry.value) for entry in call.metadata]
     context = CarriedContext(metadata, peer)
     CALL_METADATA.set(())  # this task's own: what its rate limit check sets
@@ -74,6 +77,8 @@ async def _one(track_event: TrackEvent, call: tracking_pb2.CarriedTrackEvent,
         try:
             response = await track_event(call.request, context)
         except ServiceError as exc:
+            if on_refused is not None:  # inside observe_carried: the carried call's info
+                on_refused(exc)
             status = status_message(exc)
             trailing = CALL_METADATA.get()  # as errors.to_status adds them to a unary call's
         except Exception:
@@ -92,12 +97,14 @@ async def _one(track_event: TrackEvent, call: tracking_pb2.CarriedTrackEvent,
 
 
 async def track_events(track_event: TrackEvent, request: tracking_pb2.TrackEventsRequest,
-                       context: grpc.aio.ServicerContext[Any, Any]
+                       context: grpc.aio.ServicerContext[Any, Any],
+                       on_refused: OnRefused | None = None
                        ) -> tracking_pb2.TrackEventsResponse:
     count = len(request.calls)
     if not 1 <= count <= MAX_CARRIED_CALLS:
         raise InvalidArgument.one(
             "calls", f"TrackEvents carries 1 to {MAX_CARRIED_CALLS} calls, got {count}")
     peer = context.peer()
-    results = await asyncio.gather(*(_one(track_event, call, peer) for call in request.calls))
+    results = await asyncio.gather(
+        *(_one(track_event, call, peer, on_refused) for call in request.calls))
     return tracking_pb2.TrackEventsResponse(results=results)

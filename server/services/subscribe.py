@@ -116,7 +116,7 @@ class Subscriptions:
                 for token, doc in batch:
                     response = tracking_pb2.SubscribeResponse(
                         event=event_message(doc), cursor=encode_cursor(project, token),
-                        source=doc.get("via", ""))
+                        source=doc.get("via", ""), request_id=doc.get("request_id", ""))
                     response.received_at.FromDatetime(doc["received_at"])
                     yield response
         except ServiceError as exc:

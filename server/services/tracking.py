@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from server.auth import SCOPE_TRACK_EVENTS, Authenticator
+from server.decisions import DecisionRecorder
 from server.errors import (
     FieldViolation,
     InvalidArgument,
@@ -51,9 +52,11 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         self, auth: Authenticator, pipeline: WritePipeline, idempotency: IdempotencyGuard,
         users: UserRepository, websites: WebsiteGuard, plans: PlanJudge,
         subscriptions: Subscriptions | None = None,
+        decisions: DecisionRecorder | None = None,
     ) -> None:
         self._auth = auth
         self._plans = plans
+        self._decisions = decisions
         self._subscriptions = subscriptions
         self._pipeline = pipeline
         self._idempotency = idempotency
@@ -127,7 +130,9 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
     async def TrackEvents(
         self, request: tracking_pb2.TrackEventsRequest, context: grpc.aio.ServicerContext
     ) -> tracking_pb2.TrackEventsResponse:
-        return await track_events(self.TrackEvent, request, context)
+        return await track_events(
+            self.TrackEvent, request, context,
+            self._decisions.on_refused if self._decisions is not None else None)
 
     async def Subscribe(
         self, request: tracking_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
@@ -211,8 +216,10 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         # The door it came in by (a REST dialect, or grpc): webhooks and Subscribe say it.
         call = current_call()
         via = call.source if call is not None else GRPC_SOURCE
+        request_id = call.request_id if call is not None else ""
         for doc in docs:
             doc["via"] = via
+            doc["request_id"] = request_id
         return docs
 
     async def _resolve_users(
@@ -250,4 +257,6 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         except StorageError as exc:
             raise ServiceError("the events could not be stored") from exc
         note_written(new)
+        if self._decisions is not None:
+            self._decisions.written(current_call(), docs, new)
         return new

@@ -110,7 +110,8 @@ async def test_seed_event_for_a_known_contact_is_201_and_stored(
         "timestamp": iso(doc["timestamp"]),
     }}
     assert set(doc) == {"project_id", "event_id", "name", "user_id", "anonymous_id",
-                        "timestamp", "received_at", "properties", "via"}
+                        "timestamp", "received_at", "properties", "via",
+                        "request_id"}
     assert doc["via"] == "cueflow"
     assert doc["project_id"] == "acme"
     assert doc["name"] == "purchase_completed"

@@ -107,6 +107,7 @@ async def test_seed_single_event(http: Client, api_key: str, store: Store) -> No
     assert uuid.UUID(event_id)
     received_at = doc.pop("received_at")
     assert before <= received_at <= datetime.now(UTC)
+    assert doc.pop("request_id") == resp.headers["X-Request-Id"]
     assert doc == {
         "project_id": "acme", "name": "button_clicked", "user_id": None,
         "anonymous_id": "user-123", "timestamp": received_at,
@@ -155,6 +156,7 @@ async def test_every_field_is_stored(http: Client, api_key: str, store: Store) -
     assert await resp.json() == ok(1)
     (doc,) = await stored_events(store)
     doc.pop("received_at")
+    assert doc.pop("request_id") == resp.headers["X-Request-Id"]
     assert doc == {
         "project_id": "acme", "event_id": "evt-1", "name": "checkout", "user_id": "user-1",
         "anonymous_id": "anon-1",

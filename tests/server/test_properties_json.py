@@ -153,8 +153,10 @@ def encodings(name: str) -> list[tracking_pb2.Event]:
 
 
 def comparable(doc: dict[str, Any]) -> Any:
-    """A stored event minus what differs by request (its ids and receive time)."""
-    return typed({k: v for k, v in doc.items() if k not in ("_id", "event_id", "received_at")})
+    """A stored event minus what differs by request (its ids, its request's and its receive
+    time)."""
+    return typed({k: v for k, v in doc.items()
+                  if k not in ("_id", "event_id", "received_at", "request_id")})
 
 
 async def test_either_encoding_stores_the_same_document(

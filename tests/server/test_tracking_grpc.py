@@ -6,6 +6,7 @@ rich ``google.rpc`` details its errors carry; plus health checking and reflectio
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -67,6 +68,7 @@ async def test_track_event_stores_exactly_one_document_with_every_field(
     (doc,) = await stored_events(store)
     received_at = doc.pop("received_at")
     assert before <= received_at <= after
+    assert re.fullmatch("[0-9a-f]{32}", doc.pop("request_id"))  # the call's, made by trackd
     assert doc == {
         "project_id": "acme",
         "event_id": "evt-1",
@@ -102,6 +104,7 @@ async def test_track_event_defaults_timestamp_to_receive_time_and_generates_an_i
     assert uuid.UUID(response.event_id).version == 4
     (doc,) = await stored_events(store)
     assert before <= doc["received_at"] <= after
+    assert re.fullmatch("[0-9a-f]{32}", doc.pop("request_id"))
     assert doc == {
         "project_id": "acme",
         "event_id": response.event_id,
