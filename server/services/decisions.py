@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from server import decisions as kinds
 from server.auth import SCOPE_EVENTS_READ, Authenticator
 from server.errors import ServiceError, Unavailable, storage_call, to_status
+from server.messages import timestamp_message
 from storage import StorageError, StorageUnavailable
 from storage.decisions import DecisionLog
 from storage.event_feed import StreamsUnsupported
@@ -33,19 +33,13 @@ KINDS: dict[str, int] = {
 }
 
 
-def _timestamp(at: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(at)
-    return stamp
-
-
 def response_of(doc: dict[str, Any]) -> decisions_pb2.WatchDecisionsResponse:
     """The stream's item for a stored decision (or sampling note)."""
     if doc["kind"] == kinds.SAMPLING:
         return decisions_pb2.WatchDecisionsResponse(sampling=decisions_pb2.DecisionSampling(
-            not_recorded=doc.get("not_recorded", 0), time=_timestamp(doc["at"])))
+            not_recorded=doc.get("not_recorded", 0), time=timestamp_message(doc["at"])))
     return decisions_pb2.WatchDecisionsResponse(decision=decisions_pb2.Decision(
-        id=doc.get("id", ""), time=_timestamp(doc["at"]),
+        id=doc.get("id", ""), time=timestamp_message(doc["at"]),
         kind=KINDS.get(doc["kind"], decisions_pb2.DECISION_KIND_UNSPECIFIED),  # type: ignore[arg-type]
         request_id=doc.get("request_id", ""), source=doc.get("source", ""),
         method=doc.get("method", ""), code=doc.get("code", 0), reason=doc.get("reason", ""),
@@ -59,7 +53,7 @@ def overview(counts: list[dict[str, Any]], last_minute: datetime
     """Sixty minutes ending with ``last_minute`` from the counters' documents."""
     first = last_minute - timedelta(minutes=MINUTES - 1)
     minutes = {first + timedelta(minutes=i): decisions_pb2.MinuteCounts(
-        minute=_timestamp(first + timedelta(minutes=i))) for i in range(MINUTES)}
+        minute=timestamp_message(first + timedelta(minutes=i))) for i in range(MINUTES)}
     refused: defaultdict[datetime, Counter[str]] = defaultdict(Counter)
     names: Counter[str] = Counter()
     for doc in counts:
