@@ -18,13 +18,12 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
 from pymongo.write_concern import WriteConcern
 
-from storage.errors import DRIVER_ERRORS, StorageError, translate
+from storage.errors import StorageError, translated
 from storage.event_feed import StreamsUnsupported
 from storage.indexes import CONSOLE_COUNTS, DECISIONS
-from storage.streams import CHANGE_WAIT_MS, NO_CHANGE_STREAMS
+from storage.streams import CHANGE_WAIT_MS, watching
 
 # (project, minute, kind, key) -> how many.
 CountKey = tuple[str, datetime, str, str]
@@ -45,7 +44,7 @@ class DecisionLog:
                      counts: Mapping[CountKey, int]) -> None:
         """Add ``counts``, then insert ``decisions`` (each with ``project_id`` and ``at``):
         a reader who sees a decision finds it counted."""
-        try:
+        with translated():
             if counts:
                 await self._counts.bulk_write([
                     UpdateOne({"project_id": project, "minute": minute, "kind": kind,
@@ -55,30 +54,24 @@ class DecisionLog:
             if decisions:
                 await self._decisions.insert_many([dict(doc) for doc in decisions],
                                                   ordered=False)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def since(self, project_id: str, at: datetime, limit: int) -> list[dict[str, Any]]:
         """The project's decisions recorded at or after ``at``, oldest first (at most
         ``limit``, the newest ones)."""
-        try:
+        with translated():
             cursor = self._decisions.find({"project_id": project_id, "at": {"$gte": at}}
                                           ).sort([("at", -1), ("_id", -1)]).limit(limit)
             docs = [_plain(doc) async for doc in cursor]
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         docs.reverse()
         return docs
 
     async def counts(self, project_id: str, since: datetime) -> list[dict[str, Any]]:
         """The project's counters of the minutes from ``since`` on."""
-        try:
+        with translated():
             cursor = self._counts.find({"project_id": project_id, "minute": {"$gte": since}},
                                        {"_id": 0, "minute": 1, "kind": 1, "key": 1,
                                         "count": 1})
             return [doc async for doc in cursor]
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     def stream(self, project_id: str, *, wait_ms: int = CHANGE_WAIT_MS) -> DecisionStream:
         return DecisionStream(self._db, project_id, wait_ms)
@@ -102,15 +95,9 @@ class DecisionStream:
         self._stream: AsyncChangeStream[Any] | None = None
 
     async def open(self) -> None:
-        try:
+        with watching(StreamsUnsupported):
             self._stream = await self._collection.watch(
                 self._pipeline, max_await_time_ms=self._wait_ms, batch_size=1000)
-        except OperationFailure as exc:
-            if exc.code in NO_CHANGE_STREAMS:
-                raise StreamsUnsupported(str(exc)) from exc
-            raise translate(exc) from exc
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def next_batch(self, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` decisions: those available now, else the first to arrive within
@@ -118,7 +105,7 @@ class DecisionStream:
         if self._stream is None:
             raise StorageError("the decision stream is not open")
         out: list[dict[str, Any]] = []
-        try:
+        with translated():
             while len(out) < limit:
                 change = await self._stream.try_next()
                 if change is None:
@@ -126,8 +113,6 @@ class DecisionStream:
                 out.append(_plain(change["fullDocument"]))
                 if not self._stream._cursor._data:  # as storage.event_feed: no extra wait
                     break
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return out
 
     async def close(self) -> None:
