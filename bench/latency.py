@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     r["p99_9_ms"]) for r in result["points"]]
     titles = {load: (f"REST batch of {args.batch}" if load == "rest.batch"
                      else LOADS[load]) for load in args.load_list}
-    rates = ", ".join(f"{LOADS[k]} {v:,.0f} req/s" for k, v in result["closed_loop_req_per_s"]
+    rates = ", ".join(f"{LOADS[k]} {v:,.1f} req/s" for k, v in result["closed_loop_req_per_s"]
                       .items())
     picture = output.with_suffix(".svg")
     picture.write_text(render(points, titles, f"100% = trackd closed loop: {rates}; "

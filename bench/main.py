@@ -374,7 +374,9 @@ class Bench:
         for batch, key, label in ((self.args.batch, "floor.batch",
                                    f"floor: REST batch of {self.args.batch}"),
                                   (0, "floor.single", "floor: REST single event")):
-            self.begin(label)
+            self.step += 1
+            say(f"[{self.step:2d}/{self.steps}] {label} ... ({self.args.duration} s in this "
+                f"process, no warm-up)")
             self.finish(python_floor.measure(key, label, batch=batch, seconds=self.args.duration,
                                       run_id=f"{self.run_id}-s{self.step}"))
 
