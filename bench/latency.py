@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import secrets
 import shutil
 import subprocess
@@ -44,7 +45,15 @@ import orjson
 from bench import wrk
 from bench.latency_svg import Point, render
 from bench.main import RESULTS, Bench, database, machine, say, trackd_command
-from bench.procs import REPO, Child, NotReady, free_port, wait_for_ports
+from bench.procs import (
+    REPO,
+    Child,
+    NotReady,
+    free_port,
+    machine_busy_seconds,
+    tree_cpu_seconds,
+    wait_for_ports,
+)
 
 OPEN_LOOP = Path(__file__).with_name("open_loop.mjs")
 LOADTEST = REPO / "node_modules" / "loadtest" / "package.json"
@@ -96,12 +105,15 @@ def percentile(values: Sequence[float], p: float) -> float:
     return float(values[min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))])
 
 
-def open_loop(url: str, *, rate: float, seconds: int, body: str, token: str) -> dict[str, Any]:
+def open_loop(url: str, *, rate: float, seconds: int, body: str, token: str,
+              server_pid: int) -> dict[str, Any]:
     """One open-loop window at ``rate`` requests/s (bench/open_loop.mjs driving loadtest)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     config = {"url": url, "rate": rate, "seconds": seconds, "body": body, "headers": headers}
+    before = cpu_sample(server_pid)
     done = subprocess.run(["node", str(OPEN_LOOP), json.dumps(config)], capture_output=True,
                           text=True, check=False, timeout=seconds + 120, cwd=REPO)
+    after = cpu_sample(server_pid)
     line = next((ln for ln in reversed(done.stdout.splitlines()) if ln.startswith("{")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"open_loop.mjs exited {done.returncode}: "
@@ -115,10 +127,24 @@ def open_loop(url: str, *, rate: float, seconds: int, body: str, token: str) -> 
             "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
             "p99_9_ms": percentile(latencies, 99.9),
             "max_ms": latencies[-1] if latencies else math.nan,
-            "errors": raw["errors"], "first_error": raw["first_error"]}
+            "errors": raw["errors"], "first_error": raw["first_error"],
+            "connections": raw["clients"],
+            # Cores over the window: the server's process tree, the generator (node), and
+            # everything else on the machine (the database among them).
+            "server_cores": (after[0] - before[0]) / seconds,
+            "loadgen_cores": (after[1] - before[1]) / seconds,
+            "other_cores": ((after[2] - before[2]) - (after[0] - before[0])
+                            - (after[1] - before[1])) / seconds}
 
 
-def sweep(server: str, base: str, token: str, rates: dict[str, float],
+def cpu_sample(server_pid: int) -> tuple[float, float, float]:
+    """CPU seconds so far: the server's tree, this process's children, the whole machine."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (tree_cpu_seconds([server_pid]), children.ru_utime + children.ru_stime,
+            machine_busy_seconds())
+
+
+def sweep(server: str, pid: int, base: str, token: str, rates: dict[str, float],
           args: argparse.Namespace, run_id: str, rows: list[dict[str, Any]]) -> None:
     """Each load of ``rates`` at each percentage of its rate, one window each."""
     for load in rates:
@@ -131,10 +157,13 @@ def sweep(server: str, base: str, token: str, rates: dict[str, float],
                 f"{args.duration} s ...")
             body = request_body(batch, f"{run_id}-{server}-{load}-{percent:g}")
             row = {"server": server, "load": load, "percent": percent,
-                   **open_loop(url, rate=rate, seconds=args.duration, body=body, token=token)}
+                   **open_loop(url, rate=rate, seconds=args.duration, body=body, token=token,
+                              server_pid=pid)}
             say(f"      p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, p99.9 "
                 f"{row['p99_9_ms']:.1f} ms; {row['sent']} sent, {row['answered_2xx']} answered "
-                f"2xx, {row['unanswered']} unanswered at the end, {row['errors']} errors")
+                f"2xx, {row['unanswered']} unanswered at the end, {row['errors']} errors; "
+                f"{row['connections']} connections; cores: server {row['server_cores']:.2f}, "
+                f"generator {row['loadgen_cores']:.2f}, others {row['other_cores']:.2f}")
             rows.append(row)
 
 
@@ -165,7 +194,8 @@ def run(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, Any]:
                     f"(p50 {result.p50_us / 1000:.1f} ms, {result.errors} errors)")
                 # Each load's sweep right after its own closed-loop window: trackd warm
                 # for that load, no other load's writes still queued.
-                sweep("trackd", base, token, {load: rates[load]}, args, run_id, rows)
+                sweep("trackd", server.pid, base, token, {load: rates[load]}, args, run_id,
+                      rows)
         finally:
             server.stop(30)
         bench._drop(name)
@@ -174,8 +204,8 @@ def run(args: argparse.Namespace, work: Path, run_id: str) -> dict[str, Any]:
                  work)
     try:
         wait_for_ports(bare, [port])
-        sweep("bare", f"http://127.0.0.1:{port}/api/v1/events", "", rates, args, run_id,
-              rows)
+        sweep("bare", bare.pid, f"http://127.0.0.1:{port}/api/v1/events", "", rates, args,
+              run_id, rows)
     finally:
         bare.stop()
     return {"closed_loop_req_per_s": rates, "points": rows}
@@ -206,11 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     say("\nserver  load               offered   req/s  answered/s   p50 ms   p99 ms  p99.9 ms"
-        "  errors")
+        "  errors  conns  server cores")
     for r in result["points"]:
         say(f"{r['server']:<7} {LOADS[r['load']]:<18} {r['percent']:>6g}% "
             f"{r['offered_per_s']:>7,.1f} {r['answered_per_s']:>11,.1f} {r['p50_ms']:>8.1f} "
-            f"{r['p99_ms']:>8.1f} {r['p99_9_ms']:>9.1f} {r['errors']:>7}")
+            f"{r['p99_ms']:>8.1f} {r['p99_9_ms']:>9.1f} {r['errors']:>7} "
+            f"{r['connections']:>6} {r['server_cores']:>13.2f}")
     output = args.results_dir / f"{stamp}-latency.json"
     output.write_text(json.dumps({"run_id": run_id, "machine": host, "settings": {
         "duration": args.duration, "percents": args.percent_list, "batch": args.batch,

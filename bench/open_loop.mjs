@@ -4,7 +4,7 @@
 // up on its own drift), on a free or a new connection, whether or not earlier requests
 // were answered: open loop. A request's latency runs from that scheduled send until its
 // answer. Prints one JSON line: every answered request's latency (ms), the errors and how
-// many requests were sent. Requests still unanswered when the window closes are
+// many requests were sent, and how many clients (connections) loadtest opened. Requests still unanswered when the window closes are
 // counted in "unanswered" (loadtest drops them).
 import { loadTest } from "loadtest";
 
@@ -44,5 +44,6 @@ process.stdout.write(JSON.stringify({
   errors,
   first_error: firstError,
   started,
+  clients: result.clients,
   seconds: result.totalTimeSeconds,
 }) + "\n");
