@@ -13,6 +13,19 @@ const latencies = [];
 let errors = 0;
 let firstError = null;
 let started = 0;
+// How late each request left against its schedule (request n is due at the first one's
+// time + (n - 1) / rate): loadtest times a request from when its timer fired, so this
+// says whether that was the intended send time (a generator that keeps up) or not.
+const lags = [];
+let firstAt = 0;
+const interval = 1000 / config.rate;
+function sent() {
+  const now = performance.now();
+  started += 1;
+  if (started === 1) firstAt = now;
+  lags.push(now - (firstAt + (started - 1) * interval));
+  return started;
+}
 
 const result = await loadTest({
   url: config.url,
@@ -26,7 +39,7 @@ const result = await loadTest({
   timeout: 30000,
   indexParamLiteral: "[<id>]",
   // Called once per request as it is sent: the body's unique id, and the count sent.
-  indexParamCallback: () => ++started,
+  indexParamCallback: sent,
   quiet: true,
   statusCallback: (error, res) => {
     const ok = !error && res && res.statusCode >= 200 && res.statusCode < 300;
@@ -45,5 +58,6 @@ process.stdout.write(JSON.stringify({
   first_error: firstError,
   started,
   clients: result.clients,
+  schedule_lag_ms: lags,
   seconds: result.totalTimeSeconds,
 }) + "\n");
