@@ -112,10 +112,10 @@ def open_loop(url: str, *, rate: float, seconds: int, body: str, token: str,
     """One open-loop window at ``rate`` requests/s (bench/open_loop.mjs driving loadtest)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     config = {"url": url, "rate": rate, "seconds": seconds, "body": body, "headers": headers}
-    before = cpu_sample(server_pid)
+    before, began = cpu_sample(server_pid), time.monotonic()
     done = subprocess.run(["node", str(OPEN_LOOP), json.dumps(config)], capture_output=True,
                           text=True, check=False, timeout=seconds + 120, cwd=REPO)
-    after = cpu_sample(server_pid)
+    after, elapsed = cpu_sample(server_pid), time.monotonic() - began
     line = next((ln for ln in reversed(done.stdout.splitlines()) if ln.startswith("{")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"open_loop.mjs exited {done.returncode}: "
@@ -135,12 +135,13 @@ def open_loop(url: str, *, rate: float, seconds: int, body: str, token: str,
             # so this is what it misses of the time from the intended send.
             "schedule_lag_p99_ms": percentile(sorted(raw["schedule_lag_ms"]), 99),
             "schedule_lag_max_ms": max(raw["schedule_lag_ms"], default=math.nan),
-            # Cores over the window: the server's process tree, the generator (node), and
-            # everything else on the machine (the database among them).
-            "server_cores": (after[0] - before[0]) / seconds,
-            "loadgen_cores": (after[1] - before[1]) / seconds,
+            # Cores over the generator's whole run (node's start-up and the window): the
+            # server's process tree, the generator, and everything else on the machine
+            # (the database among them).
+            "server_cores": (after[0] - before[0]) / elapsed,
+            "loadgen_cores": (after[1] - before[1]) / elapsed,
             "other_cores": ((after[2] - before[2]) - (after[0] - before[0])
-                            - (after[1] - before[1])) / seconds}
+                            - (after[1] - before[1])) / elapsed}
 
 
 def cpu_sample(server_pid: int) -> tuple[float, float, float]:
