@@ -43,6 +43,7 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from bench import floor as python_floor
 from bench import profiling, wrk
 from bench.loadgen import LoadResult, merge, percentile
 from bench.procs import (
@@ -59,7 +60,7 @@ from bench.procs import (
 from bench.report import Measurement, measurements_table, ratios, ratios_table
 from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 
-GROUPS = ("raw", "bare", "trackd", "paced")
+GROUPS = ("raw", "bare", "trackd", "paced", "floor")
 # The bare servers answering after trackd's median latency (Bench.paced).
 PACED_KEY = "{}.paced"
 PACED_LABEL = "{}, answering after {:.0f} ms"
@@ -367,6 +368,18 @@ class Bench:
         if delays:
             self.bare(delays)
 
+    def floor(self) -> None:
+        """The Python floor of a REST batch and of a single event, in this process
+        (bench.floor): no network, no database, so no warm-up and no other process."""
+        for batch, key, label in ((self.args.batch, "floor.batch",
+                                   f"floor: REST batch of {self.args.batch}"),
+                                  (0, "floor.single", "floor: REST single event")):
+            self.step += 1
+            say(f"[{self.step:2d}/{self.steps}] {label} ... ({self.args.duration} s in this "
+                f"process, no warm-up)")
+            self.finish(python_floor.measure(key, label, batch=batch, seconds=self.args.duration,
+                                      run_id=f"{self.run_id}-s{self.step}"))
+
     def _bare_http(self, delay_ms: float | None) -> None:
         key, label = "bare.http", "bare aiohttp 202"
         if delay_ms is not None:
@@ -673,7 +686,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            + ("bare" in args.groups) * 2
                            + ("trackd" in args.groups) * (len(args.loads) + len(args.profiles))
                            + ("paced" in args.groups) * len(
-                               {"rest.single", "grpc.track"} & set(args.loads)))
+                               {"rest.single", "grpc.track"} & set(args.loads))
+                           + ("floor" in args.groups) * 2)
             started = time.monotonic()
             for group in GROUPS:
                 if group in args.groups:

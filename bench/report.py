@@ -157,6 +157,12 @@ def ratios(m: dict[str, Measurement], batch: int) -> list[Ratio]:
     add("trackd CPU per event, REST batch ÷ gRPC BatchTrack with Struct properties", "",
         "trackd.rest.batch", "trackd.grpc.batch.struct", server_us_event, server_us_event,
         "µs", "µs")
+    # Issue 23: each trackd row against the Python floor of the same work (bench.floor).
+    for key, floor_key, what in (("trackd.rest.batch", "floor.batch", "REST batch"),
+                                 ("trackd.grpc.batch", "floor.batch", "gRPC BatchTrack"),
+                                 ("trackd.rest.single", "floor.single", "REST single event")):
+        add(f"trackd CPU per event, {what} ÷ the Python floor's", "", key, floor_key,
+            server_us_event, server_us_event, "µs", "µs")
     for key, what, target in (("trackd.rest.batch", "REST", "<= 20"),
                               ("trackd.grpc.batch", "gRPC", "<= 25"),
                               ("trackd.grpc.batch.struct", "gRPC (Struct)", "")):
