@@ -33,7 +33,14 @@ from collections.abc import Mapping
 from typing import Annotated, Any, NotRequired
 
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from gateway.body import parse_json, read_body
@@ -74,12 +81,18 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=AMPLITUDE_MAX_ID_
 _STRICT = ConfigDict(strict=True, extra="allow")
 
 
+def _integral(value: Any) -> Any:
+    """A float without a fraction as the integer it is; anything else unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 @with_config(_STRICT)
 class AmplitudeEvent(TypedDict):
     event_type: Annotated[str, StringConstraints(min_length=1)]
     user_id: NotRequired[Id | None]
     device_id: NotRequired[Id | None]
-    time: NotRequired[int | None]
+    # JSON's 1.0 is an integer too (JSON Schema's "integer"); a fraction is refused.
+    time: NotRequired[Annotated[int, BeforeValidator(_integral)] | None]
     event_properties: NotRequired[dict[str, Any] | None]
     user_properties: NotRequired[dict[str, Any] | None]
     insert_id: NotRequired[Id | None]

@@ -107,7 +107,8 @@ ERROR_TYPES: Mapping[int, str] = {400: "validation_error", 401: "authentication_
 
 
 def _render(problem: Problem) -> web.Response:
-    kind = ERROR_TYPES.get(problem.status, "server_error")
+    kind = ERROR_TYPES.get(problem.status,
+                           "invalid_request" if problem.status < 500 else "server_error")
     return json_response({"type": kind, "code": problem.code, "detail": problem.message,
                           "attr": problem.field or None},
                          problem.status, retry_headers(problem))

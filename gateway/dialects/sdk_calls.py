@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.convert import UnencodableValue
 from gateway.dialects.base import FIELD_NAME, call
 from gateway.grpc_errors import Problem, ProblemError
 from gateway.settings import TRACKING
@@ -71,8 +72,17 @@ def key_metadata(key: str | None, missing: str) -> list[tuple[str, str]]:
 
 def client_context_json(values: Mapping[str, Any]) -> bytes:
     """The library's own fields as ``Event.client_context_json`` (sorted keys, so a
-    resent message is the same request)."""
-    return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+    resent message is the same request); UnencodableValue naming the first field that
+    holds what JSON bytes cannot (an integer beyond 64 bits), a client's error."""
+    try:
+        return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        for key in sorted(values):
+            try:
+                orjson.dumps(values[key])
+            except orjson.JSONEncodeError:
+                raise UnencodableValue(key, "holds an integer beyond 64 bits") from None
+        raise
 
 
 @dataclass

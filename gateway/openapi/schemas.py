@@ -59,6 +59,9 @@ def _json_value() -> Schema:
         "items": ref(JSON_VALUE_NAME),
         "propertyNames": PROPERTY_KEY,
         "additionalProperties": ref(JSON_VALUE_NAME),
+        # A JSON number written without a fraction beyond ±2^53 loses digits as a double.
+        "if": {"type": "integer"},
+        "then": {"minimum": -(2**53), "maximum": 2**53},
     }
 
 

@@ -111,12 +111,15 @@ def _segment_paths() -> dict[str, Schema]:
         "requestBody": body("SegmentBatch", {"batch": [SEGMENT_EXAMPLE]}),
         "responses": responses, "security": security}}}
     for kind in segment.MESSAGE_TYPES:
-        example = {key: value for key, value in SEGMENT_EXAMPLE.items() if key != "type"}
+        example = {key: value for key, value in SEGMENT_EXAMPLE.items()
+                   if key not in ("type", "event", "properties") or kind == "track"}
+        example |= {"group": {"groupId": "group-7"}, "alias": {"previousId": "anon-42"},
+                    "page": {"name": "Home"}, "screen": {"name": "Home"}}.get(kind, {})
         paths[f"/v1/{kind}"] = {"post": {
             "tags": ["Segment"], "operationId": f"segment{kind.title()}",
             "summary": f"One {kind} call",
             "description": f"The same as a batch of one `{kind}` message. " + note,
-            "requestBody": body("SegmentMessage", example),
+            "requestBody": body(f"Segment{kind.title()}", example),
             "responses": responses, "security": security}}
     return paths
 
@@ -124,10 +127,6 @@ def _segment_paths() -> dict[str, Schema]:
 def _posthog_paths() -> dict[str, Schema]:
     note = _rate_limit_note(posthog.POSTHOG.name)
     responses = _responses(ref("PostHogSuccess"), "PostHogError", POSTHOG_ERRORS)
-    compression: Schema = {
-        "name": "compression", "in": "query", "required": False,
-        "schema": {"enum": ["gzip-js"]},
-        "description": "posthog-js: the body is gzip without a `Content-Encoding`."}
     example = {"api_key": "trk_...", "batch": [{
         "event": "$pageview", "distinct_id": "user-42",
         "properties": {"$current_url": "https://example.com/", "plan": "pro"},
@@ -138,8 +137,9 @@ def _posthog_paths() -> dict[str, Schema]:
         "summary": "Capture events",
         "description": "A batch, one event, or an array of events; the project API key "
                        "in the body (`api_key`, else an event's `api_key` or "
-                       "`properties.token`). " + note,
-        "parameters": [compression],
+                       "`properties.token`). posthog-js's `?compression=gzip-js` says the "
+                       "body is gzip without a `Content-Encoding` (a query parameter no "
+                       "JSON Schema can tie to the body, so stated here only). " + note,
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": ref("PostHogCapture"), "example": example}}},
         # The key is in the body, where OpenAPI's security schemes cannot point.

@@ -14,46 +14,75 @@ from gateway.openapi import limits
 from gateway.openapi.schemas import (
     DATE_TIME,
     EVENT_PROPERTIES_NOTE,
+    JSON_VALUE_NAME,
     PROPERTY_KEY,
+    TRAIT_KEY,
     Schema,
     nullable,
     properties_object,
     ref,
     string,
 )
+from trackd_wire.limits import TIMESTAMP_MAX_SECONDS, TIMESTAMP_MIN_SECONDS
+
+# Amplitude's times: Unix milliseconds within the years 1-9999, as the dialect checks.
+FIRST_MS = TIMESTAMP_MIN_SECONDS * 1000
+LAST_MS = TIMESTAMP_MAX_SECONDS * 1000
 
 
 def _segment_schemas() -> dict[str, Schema]:
     identifier = nullable(string(1, segment.SEGMENT_MAX_ID_CHARS))
     free_object = nullable({"type": "object"})
-    message: Schema = {
-        "type": "object",
-        "description": "One call. `userId` or `anonymousId` is required (`userId` and "
-                       "`previousId` for alias; `event` for track; `groupId` for group).",
-        "properties": {
-            "type": {"enum": list(segment.MESSAGE_TYPES),
-                     "description": "Required in a batch; the route says it otherwise."},
-            "messageId": identifier | {"description": "The event id: a resent message is "
-                                                      "stored once."},
-            "userId": identifier, "anonymousId": identifier,
-            "event": nullable(string(1, limits.MAX_NAME_CHARS)),
-            "name": nullable({"type": "string"}), "category": nullable({"type": "string"}),
-            "properties": nullable(properties_object(
-                limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, EVENT_PROPERTIES_NOTE)),
-            "traits": free_object, "groupId": identifier, "previousId": identifier,
-            "timestamp": nullable(DATE_TIME), "originalTimestamp": nullable(DATE_TIME),
-            "sentAt": nullable(DATE_TIME),
-            "context": free_object, "integrations": free_object, "_metadata": free_object,
-            "channel": nullable({"type": "string"}),
-            "writeKey": nullable({"type": "string"}),
-        },
+    common: Schema = {
+        "messageId": identifier | {"description": "The event id: a resent message is "
+                                                  "stored once."},
+        "userId": identifier, "anonymousId": identifier,
+        "timestamp": nullable(DATE_TIME), "originalTimestamp": nullable(DATE_TIME),
+        "sentAt": nullable(DATE_TIME),
+        "context": free_object, "integrations": free_object, "_metadata": free_object,
+        "channel": nullable({"type": "string"}),
+        "writeKey": nullable({"type": "string"}),
     }
+    properties: Schema = {"properties": nullable(properties_object(
+        limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, EVENT_PROPERTIES_NOTE))}
+    traits = nullable(properties_object(limits.MAX_TRAIT_KEYS, TRAIT_KEY, "Profile traits."))
+    named = {"name": nullable({"type": "string"}), "category": nullable({"type": "string"})}
+    given = {"type": "string", "minLength": 1, "maxLength": segment.SEGMENT_MAX_ID_CHARS}
+    # What each call adds to the common fields, and which of its fields it requires.
+    kinds: dict[str, tuple[Schema, list[str]]] = {
+        "track": ({**properties, "event": string(1, limits.MAX_NAME_CHARS)}, ["event"]),
+        "page": ({**properties, **named}, []), "screen": ({**properties, **named}, []),
+        "identify": ({"traits": traits}, []),
+        # A group's traits are kept one level down (under `group`), as any property.
+        "group": ({"traits": nullable({
+            "type": "object", "propertyNames": PROPERTY_KEY,
+            "additionalProperties": ref(JSON_VALUE_NAME)}), "groupId": given}, ["groupId"]),
+        "alias": ({"userId": given, "previousId": given}, ["userId", "previousId"]),
+    }
+    user_or_anonymous: Schema = {"anyOf": [
+        {"required": ["userId"], "properties": {"userId": given}},
+        {"required": ["anonymousId"], "properties": {"anonymousId": given}}]}
+    schemas: dict[str, Schema] = {}
+    for kind, (fields, required) in kinds.items():
+        name = f"Segment{kind.title()}"
+        message: Schema = {
+            "type": "object", "required": required, "properties": {**common, **fields},
+            "description": f"One {kind} call"
+                           + ("" if kind == "alias" else "; `userId` or `anonymousId` is "
+                              "required")
+                           + ". Other fields are accepted and not kept."}
+        if kind != "alias":
+            message |= user_or_anonymous
+        schemas[name] = message
+        schemas[f"{name}Item"] = {"allOf": [ref(name), {
+            "type": "object", "required": ["type"], "properties": {"type": {"const": kind}}}]}
     return {
-        "SegmentMessage": message,
+        **schemas,
         "SegmentBatch": {
             "type": "object", "required": ["batch"],
             "properties": {
-                "batch": {"type": "array", "items": ref("SegmentMessage")},
+                "batch": {"type": "array", "items": {"oneOf": [
+                    ref(f"Segment{kind.title()}Item") for kind in kinds]}},
                 "sentAt": nullable(DATE_TIME), "context": free_object,
                 "integrations": free_object, "writeKey": nullable({"type": "string"}),
             },
@@ -69,6 +98,11 @@ def _segment_schemas() -> dict[str, Schema]:
 
 def _posthog_schemas() -> dict[str, Schema]:
     identifier = nullable(string(1, posthog.POSTHOG_MAX_ID_CHARS))
+    given = string(1, posthog.POSTHOG_MAX_ID_CHARS)
+    # Person properties; those named with '$' are PostHog's own ($initial_referrer, ...).
+    person = nullable({"type": "object", "additionalProperties": ref(JSON_VALUE_NAME),
+                       "propertyNames": {"anyOf": [{"type": "string", "pattern": "^[$]"},
+                                                   TRAIT_KEY]}})
     event: Schema = {
         "type": "object", "required": ["event"],
         "description": "One event. `distinct_id` (or `properties.distinct_id`) is "
@@ -78,10 +112,21 @@ def _posthog_schemas() -> dict[str, Schema]:
         "properties": {
             "event": string(1, limits.MAX_NAME_CHARS),
             "distinct_id": identifier, "uuid": identifier,
-            "properties": nullable({"type": "object"}),
+            "properties": nullable({
+                "type": "object", "additionalProperties": ref(JSON_VALUE_NAME),
+                "propertyNames": {"anyOf": [{"type": "string", "pattern": "^[$]"},
+                                            PROPERTY_KEY]},
+                "properties": {"$set": person, "$set_once": person},
+                "description": "The event's properties; those starting with `$` are "
+                               "PostHog's own (kept apart)."}),
             "timestamp": nullable(DATE_TIME), "api_key": nullable({"type": "string"}),
-            "$set": nullable({"type": "object"}), "$set_once": nullable({"type": "object"}),
+            "$set": person, "$set_once": person,
         },
+        "anyOf": [
+            {"required": ["distinct_id"], "properties": {"distinct_id": given}},
+            {"required": ["properties"], "properties": {"properties": {
+                "type": "object", "required": ["distinct_id"],
+                "properties": {"distinct_id": given}}}}],
     }
     return {
         "PostHogEvent": event,
@@ -106,6 +151,11 @@ def _posthog_schemas() -> dict[str, Schema]:
 
 def _amplitude_schemas() -> dict[str, Schema]:
     identifier = nullable(string(1, amplitude.AMPLITUDE_MAX_ID_CHARS))
+    # Without options.min_id_length (stated in prose: it changes this minimum).
+    user_id = string(amplitude.AMPLITUDE_DEFAULT_MIN_ID_LENGTH, amplitude.AMPLITUDE_MAX_ID_CHARS)
+    operations = (amplitude.SET, amplitude.SET_ONCE, amplitude.UNSET)
+    traits: Schema = {"type": "object", "propertyNames": TRAIT_KEY,
+                      "additionalProperties": ref(JSON_VALUE_NAME)}
     indices: Schema = {"type": "object", "additionalProperties": {
         "type": "array", "items": {"type": "integer", "minimum": 0}}}
     return {
@@ -113,16 +163,26 @@ def _amplitude_schemas() -> dict[str, Schema]:
             "type": "object", "required": ["event_type"],
             "description": "`user_id` or `device_id` is required (at least "
                            f"{amplitude.AMPLITUDE_DEFAULT_MIN_ID_LENGTH} characters unless "
-                           "`options.min_id_length` says otherwise). Fields other than "
+                           "the body's `options.min_id_length` says otherwise: this "
+                           "document states the default). Fields other than "
                            "these are kept as the event's client context.",
             "properties": {
                 "event_type": string(1, limits.MAX_NAME_CHARS),
-                "user_id": identifier, "device_id": identifier, "insert_id": identifier,
-                "time": nullable({"type": "integer", "description": "Unix milliseconds"}),
+                "user_id": nullable(user_id), "device_id": nullable(user_id),
+                "insert_id": identifier,
+                "time": nullable({"type": "integer", "description": "Unix milliseconds",
+                                  "minimum": FIRST_MS, "maximum": LAST_MS}),
                 "event_properties": nullable(properties_object(
                     limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, EVENT_PROPERTIES_NOTE)),
-                "user_properties": nullable({"type": "object"}),
-            }},
+                "user_properties": nullable({
+                    "type": "object", "additionalProperties": ref(JSON_VALUE_NAME),
+                    "propertyNames": {"anyOf": [{"enum": list(operations)}, TRAIT_KEY]},
+                    "properties": dict.fromkeys(operations, traits),
+                    "description": "Traits to set, or the operations `$set`, `$setOnce` "
+                                   "and `$unset`."}),
+            },
+            "anyOf": [{"required": ["user_id"], "properties": {"user_id": user_id}},
+                      {"required": ["device_id"], "properties": {"device_id": user_id}}]},
         "AmplitudeUpload": {
             "type": "object", "required": ["api_key", "events"],
             "properties": {
@@ -130,8 +190,6 @@ def _amplitude_schemas() -> dict[str, Schema]:
                 "events": {"type": "array", "minItems": 1,
                            "maxItems": amplitude.AMPLITUDE_MAX_EVENTS,
                            "items": ref("AmplitudeEvent")},
-                "options": nullable({"type": "object", "properties": {
-                    "min_id_length": nullable({"type": "integer"})}}),
             }},
         "AmplitudeSuccess": {
             "type": "object",

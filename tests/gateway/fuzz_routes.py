@@ -132,6 +132,14 @@ ROUTES = [
           segment, auth="segment"),
     Route("POST", "/v1/group", {"userId": "u1", "groupId": "g1", "traits": {"n": 1}},
           segment),
+    Route("POST", "/v1/identify", {"userId": "u1", "anonymousId": "a1",
+                                   "traits": {"plan": "pro"}}, segment, auth="segment"),
+    Route("POST", "/v1/page", {"anonymousId": "a1", "name": "Home",
+                               "properties": {"url": "https://x.example"}},
+          segment, auth="segment"),
+    Route("POST", "/v1/screen", {"userId": "u1", "name": "Home"}, segment, auth="segment"),
+    Route("POST", "/v1/alias", {"userId": "u1", "previousId": "a2"}, segment,
+          auth="segment"),
     Route("POST", "/batch/", {"api_key": "", "batch": [
         {"event": "x", "distinct_id": "u1", "uuid": "e1", "timestamp": "2024-01-15T10:30:00Z",
          "properties": {"a": 1, "$lib": "posthog-python", "$set": {"plan": "pro"}}},
@@ -141,6 +149,11 @@ ROUTES = [
           posthog, auth="posthog"),
     Route("POST", "/e/", [{"event": "$pageview", "properties": {
         "distinct_id": "a1", "token": "", "$current_url": "https://x.example"}}],
+          posthog, auth="posthog"),
+    Route("POST", "/capture/", {"api_key": "", "event": "x", "distinct_id": "u1",
+                                "properties": {"a": 1}}, posthog, auth="posthog"),
+    Route("POST", "/i/v0/e/", {"api_key": "", "batch": [
+        {"event": "x", "distinct_id": "u1", "properties": {"$set": {"plan": "pro"}}}]},
           posthog, auth="posthog"),
     Route("POST", "/2/httpapi", {"api_key": "", "events": [
         {"event_type": "x", "user_id": "user-1", "device_id": "device-1", "insert_id": "i1",

@@ -49,6 +49,8 @@ REFUSALS: list[tuple[str, Any, int, dict[str, Any]]] = [
          events_with_invalid_id_lengths={"user_id": [0]})),
     ("time not ms", {"api_key": "KEY", "events": [{**EVENT, "time": "now"}]}, 400,
      bad("events[0].time must be an integer", events_with_invalid_fields={"time": [0]})),
+    ("time with a fraction", {"api_key": "KEY", "events": [{**EVENT, "time": 1.5}]}, 400,
+     bad("events[0].time must be an integer", events_with_invalid_fields={"time": [0]})),
     ("time out of range", {"api_key": "KEY", "events": [{**EVENT, "time": 10**16}]}, 400,
      bad("events[0].time must be Unix milliseconds within years 1-9999",
          events_with_invalid_fields={"time": [0]})),

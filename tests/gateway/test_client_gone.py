@@ -10,11 +10,13 @@ above INFO, ``/metrics`` counts each as 499 and none as a 5xx, and nothing was s
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import socket
 import struct
 import time
+from urllib.parse import quote_from_bytes
 
 import aiohttp
 import orjson
@@ -55,6 +57,28 @@ BODY_ROUTES = [
     ("POST", "/track", "/track", {"name": "x", "properties": {"pad": "y" * 500}}, "bearer"),
     ("POST", "/identify", "/identify",
      {"profileId": "u1", "traits": {"pad": "y" * 500}}, "bearer"),
+    # The SDK dialects: Segment's Basic write key in the header; PostHog's, Amplitude's
+    # and Mixpanel's key in the body (half a body never reaches it); Mixpanel's forms.
+    ("POST", "/v1/batch", "/v1/batch",
+     {"batch": [{"type": "track", "userId": "u1", "event": "x"}] * 20}, "segment"),
+    *(("POST", path, path, {"userId": "u1", "event": "x", "groupId": "g1",
+                            "previousId": "a1", "properties": {"pad": "y" * 500}},
+       "segment")
+      for path in ("/v1/track", "/v1/page", "/v1/screen", "/v1/identify", "/v1/group",
+                   "/v1/alias")),
+    ("POST", "/batch/", "/batch/", {"api_key": "k", "batch": [
+        {"event": "x", "distinct_id": "u1"}] * 20}, "none"),
+    *(("POST", path, path, {"api_key": "k", "event": "x", "distinct_id": "u1",
+                            "properties": {"pad": "y" * 500}}, "none")
+      for path in ("/capture/", "/e/", "/i/v0/e/")),
+    *(("POST", path, path, {"api_key": "k", "events": [
+        {"event_type": "x", "user_id": "user-1"}] * 20}, "none")
+      for path in ("/2/httpapi", "/batch")),
+    *(("POST", path, path, [{"event": "x", "properties": {
+        "token": "k", "distinct_id": "u1", "pad": "y" * 500}}], "form")
+      for path in ("/track", "/import")),
+    ("POST", "/engage", "/engage", [{"$token": "k", "$distinct_id": "u1",
+                                     "$set": {"pad": "y" * 500}}], "form"),
 ]
 DEADLINE = 30.0
 
@@ -71,11 +95,21 @@ def _reset_mid_body(port: int, head: bytes, half: bytes, wait: float) -> None:
 
 
 def _request_head(method: str, path: str, length: int, scheme: str, key: str) -> bytes:
-    credential = (f"Authorization: {key}\r\nAuth-Type: api" if scheme == "flywheel"
-                  else f"Authorization: Bearer {key}")
-    return (f"{method} {path} HTTP/1.1\r\nHost: h\r\n{credential}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    basic = base64.b64encode(f"{key}:".encode()).decode()
+    credential = {"flywheel": f"Authorization: {key}\r\nAuth-Type: api\r\n",
+                  "segment": f"Authorization: Basic {basic}\r\n",
+                  "none": "", "form": ""}.get(scheme, f"Authorization: Bearer {key}\r\n")
+    content_type = "application/x-www-form-urlencoded" if scheme == "form" \
+        else "application/json"
+    return (f"{method} {path} HTTP/1.1\r\nHost: h\r\n{credential}"
+            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
             ).encode()
+
+
+def _body(body: object, scheme: str) -> bytes:
+    """The bytes sent: JSON, or Mixpanel's form of it."""
+    raw = orjson.dumps(body)
+    return b"data=" + quote_from_bytes(raw).encode() if scheme == "form" else raw
 
 
 async def _http_counts(port: int) -> dict[tuple[str, str, str], float]:
@@ -129,7 +163,7 @@ async def _send_and_check(wait: float, gateway_port: int, key: str, store: Store
                           caplog: pytest.LogCaptureFixture, counted: _Access499) -> None:
     before = await _http_counts(gateway_port)
     for method, path, _route, body, scheme in BODY_ROUTES:
-        raw = orjson.dumps(body)
+        raw = _body(body, scheme)
         head = _request_head(method, path, len(raw), scheme, key)
         await asyncio.to_thread(_reset_mid_body, gateway_port, head, raw[:len(raw) // 2], wait)
 

@@ -12,8 +12,9 @@ and one it forbids is refused (``negative_data_rejection``). Two kinds of rule n
 Schema can state are the exception, each stated in the document's prose and checked
 here the other way round (such a case must be refused): one relative to the clock
 (Databuddy's timestamps at most 24 hours ahead, a time within years 1-9999 in UTC), one
-comparing two fields (an audience rule's ``before`` after its ``since``) and one on the
-service's state (an evaluation's ``cursor`` must come from a previous page). A positive
+comparing two fields (an audience rule's ``before`` after its ``since``), one on the
+service's state (an evaluation's ``cursor`` must come from a previous page) and one on a
+form field's content (Mixpanel's ``data`` is JSON messages). A positive
 case's ``Idempotency-Key`` is made fresh, as a client makes one per request.
 
 Rate limits are switched off for this server so that the cases reach the handlers, not
@@ -22,6 +23,8 @@ the 429 every dialect route documents.
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -86,6 +89,8 @@ def _out_of_range(text: str) -> bool:
 def unstatable_violation(case: Any) -> str | None:
     """Which rule of the service a JSON Schema cannot state this valid case breaks: one
     relative to the clock or comparing two fields. The document states each in prose."""
+    if case.media_type == FORM and not _mixpanel_data(case.body):
+        return "a Mixpanel form whose data is not JSON (or base64 of JSON) messages"
     for value in _walk(case.body):
         if isinstance(value, str) and _out_of_range(value):
             return "a time outside years 1-9999 in UTC"
@@ -115,6 +120,33 @@ def unstatable_violation(case: Any) -> str | None:
                 if since is not None and before is not None and since >= before:
                     return "an audience rule's before not after its since"
     return None
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def _mixpanel_data(form: Any) -> bool:
+    """Whether a form's ``data`` is what Mixpanel sends: JSON, or base64 of JSON, of one
+    message (an object) or a non-empty array of them."""
+    data = form.get("data") if isinstance(form, dict) else None
+    if not isinstance(data, str):
+        return False
+    for text in (data, _unbase64(data)):
+        try:
+            value = json.loads(text) if text is not None else None
+        except ValueError:
+            continue
+        items = value if isinstance(value, list) else [value]
+        if items and all(isinstance(item, dict) for item in items):
+            return True
+    return False
+
+
+def _unbase64(text: str) -> str | None:
+    try:
+        return base64.b64decode(text, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _walk(value: Any) -> Iterator[Any]:
@@ -158,14 +190,30 @@ def website_id(live: Live) -> str:
 
 
 def credentials(case: Any, key: str) -> dict[str, str]:
-    """The real key, in the scheme the operation's dialect takes."""
+    """The real key, in the scheme the operation's dialect takes: a header, or (PostHog,
+    Amplitude, Mixpanel's /track and /engage) where the body carries it, a positive
+    case's own key field set to it (a negative case keeps what it was generated with)."""
     schemes = {name for requirement in case.operation.definition.raw.get("security", [])
                for name in requirement}
     if "flywheelKey" in schemes:
         return {"Authorization": key, "Auth-Type": "api"}
+    if schemes & {"segmentWriteKey", "mixpanelSecret"}:
+        return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
     if "bearer" in schemes:
         return {"Authorization": f"Bearer {key}"}
+    if case.meta is not None and case.meta.generation.mode.is_positive and \
+            case.media_type == "application/json":
+        _key_in_body(case.body, key)
     return {}
+
+
+def _key_in_body(body: Any, key: str) -> None:
+    """The key where PostHog's and Amplitude's bodies carry it: the body's ``api_key``
+    (PostHog: else the first event's)."""
+    if isinstance(body, dict):
+        body["api_key"] = key
+    elif isinstance(body, list) and body and isinstance(body[0], dict):
+        body[0]["api_key"] = key
 
 
 # The document a gateway with these settings serves (test_the_server_serves_it checks that

@@ -104,7 +104,9 @@ def test_the_document_states_the_rules() -> None:
         "$ref": "#/components/schemas/JsonValue"}
     assert schemas["CueflowContactChange"]["properties"]["externalId"] is False
     track = document["paths"]["/track"]["post"]
-    assert list(track["requestBody"]["content"]) == ["application/json"]
+    # Databuddy's JSON and Mixpanel's form (data=<json>), no text/plain.
+    assert list(track["requestBody"]["content"]) == [
+        "application/json", "application/x-www-form-urlencoded"]
     origin = next(p for p in track["parameters"] if p["name"] == "Origin")
     assert origin["schema"]["pattern"] == "^[!-~]*$"
     value_rule = {"if": {"required": ["op"], "properties": {"op": {

@@ -64,6 +64,28 @@ def plain(status: int, reason: str) -> Any:
     return {"error": {"code": code, "message": reason}}
 
 
+def _code(status: int) -> str:
+    return {400: "invalid_request", 417: "error",
+            431: "request_header_fields_too_large"}[status]
+
+
+def segment(status: int, reason: str) -> Any:
+    return {"success": False, "code": _code(status), "message": reason}
+
+
+def posthog(status: int, reason: str) -> Any:
+    kind = "validation_error" if status == 400 else "invalid_request"
+    return {"type": kind, "code": _code(status), "detail": reason, "attr": None}
+
+
+def amplitude(status: int, reason: str) -> Any:
+    return {"code": status, "error": reason}
+
+
+def mixpanel(status: int, reason: str) -> Any:
+    return {"status": 0, "error": reason}
+
+
 Envelope = Callable[[int, str], Any]
 
 
@@ -92,6 +114,18 @@ ROUTES = [
     Route("OPTIONS", "/track", "/track", databuddy),
     Route("POST", "/identify", "/identify", databuddy),
     Route("OPTIONS", "/identify", "/identify", databuddy),
+    # Segment's, by exact path; the rest of /v1/* stays Flywheel's.
+    *(Route("POST", path, path, segment) for path in (
+        "/v1/batch", "/v1/track", "/v1/page", "/v1/screen", "/v1/identify", "/v1/group",
+        "/v1/alias")),
+    # PostHog's (with their slashes); /batch without one is Amplitude's.
+    *(Route("POST", path, path, posthog) for path in ("/batch/", "/capture/", "/e/",
+                                                       "/i/v0/e/")),
+    Route("POST", "/2/httpapi", "/2/httpapi", amplitude),
+    Route("POST", "/batch", "/batch", amplitude),
+    # Mixpanel's own; its POST /track is the shared path above (Databuddy's by default).
+    Route("POST", "/import", "/import", mixpanel),
+    Route("POST", "/engage", "/engage", mixpanel),
     Route("GET", "/healthz", "/healthz", plain),
     Route("GET", "/readyz", "/readyz", plain),
     Route("GET", "/openapi.json", "/openapi.json", plain),

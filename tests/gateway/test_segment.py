@@ -70,6 +70,11 @@ REFUSALS: list[tuple[str, str, Any, int, dict[str, Any]]] = [
                                                          "traits": {"a.b": 1}}]}, 400,
      invalid("batch[2].traits.a.b trait keys must be non-empty and contain no '.', '$' "
              "or NUL")),
+    # The library's own fields are kept as JSON: a number JSON bytes cannot hold is the
+    # client's error (it was a 500).
+    ("context integer beyond 64 bits", "/v1/track",
+     orjson.dumps(TRACK)[:-1] + b',"context":{"n":%d}}' % 2**70,
+     400, invalid("context holds an integer beyond 64 bits")),
 ]
 
 
