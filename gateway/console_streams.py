@@ -94,6 +94,8 @@ def decision_json(item: decisions_pb2.WatchDecisionsResponse) -> tuple[str, dict
     d = item.decision
     code = _CODES.get(d.code)
     dialect = DIALECTS.get(d.source)
+    rename = dialect.field_name if dialect else str
+    plan_violations = violations_json(d.plan_violations, rename)
     return "decision", {
         "id": d.id, "kind": KINDS.get(d.kind, "unspecified"), "time": iso(d.time),
         "request_id": d.request_id, "source": d.source, "method": d.method,
@@ -104,9 +106,11 @@ def decision_json(item: decisions_pb2.WatchDecisionsResponse) -> tuple[str, dict
         "reason": d.reason, "field": dialect.field_name(d.field) if dialect and d.field
         else d.field, "description": d.description,
         "events": d.events, "event_ids": list(d.event_ids),
-        "event_names": list(d.event_names), "violations": list(d.violations),
-        "plan_violations": violations_json(
-            d.plan_violations, dialect.field_name if dialect else str)}
+        "event_names": list(d.event_names),
+        # The text of each, with the field named as the door's answer named it too.
+        "violations": [f"{v['field']}: {v['message']}" for v in plan_violations]
+        if plan_violations else list(d.violations),
+        "plan_violations": plan_violations}
 
 
 def _frame(kind: str, data: Any) -> bytes:

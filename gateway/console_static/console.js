@@ -284,7 +284,9 @@ function addDecision(decision) {
       status ? el("span", { class: "status-code mono" }, status) : null,
       decision.reason && decision.reason !== decision.grpc_code
         ? el("span", { class: "reason mono" }, decision.reason) : null),
-    decision.field || decision.description ? el("div", { class: "line" },
+    // A quarantined request's violations are listed below, its first one included.
+    decision.kind !== "quarantined" && (decision.field || decision.description)
+      ? el("div", { class: "line" },
       decision.field ? el("span", { class: "field mono" }, decision.field) : null,
       decision.description ? el("span", { class: "description" }, decision.description) : null)
       : null,
