@@ -7,11 +7,11 @@ mode, or a blocked unplanned event), the whole request is refused, as any invali
 request is, and every event of it is quarantined first, violating or not (a refused
 batch's other events would otherwise be lost; a release stores them with the rest):
 the refusal is INVALID_ARGUMENT with a BadRequest field violation per violation and
-ErrorInfo reason ``TRACKING_PLAN_VIOLATION`` (a :class:`PlanRefusal`, which the console's
-decision recorder records as a ``quarantined`` decision). :meth:`PlanJudge.record` then counts the
-newly stored events' violations and logs them for the report (one insert, only for a
-request with violations); a failed log write is logged, never the call's failure: the
-events carry their own violations.
+ErrorInfo reason ``TRACKING_PLAN_VIOLATION`` (a :class:`PlanRefusal`, which the
+console's decision recorder records as a ``quarantined`` decision).
+:meth:`PlanJudge.record` then counts the newly stored events' violations and logs them
+for the report (one insert, only for a request with violations); a failed log write is
+logged, never the call's failure: the events carry their own violations.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Tracking plans as the console sees them, over real gRPC and a real database: Subscribe
 carries each stored event's plan version and violations; a blocking plan's refusal is a
-``quarantined`` decision in WatchDecisions (the violations, never the body); GetOverview
+``quarantined`` decision in WatchDecisions (the violations, never the body), a call the
+gateway carries in TrackEvents included; GetOverview
 counts the hour's violations per kind and event name."""
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from tests.server.helpers import auth, batch, event, track
 from tests.server.plan_helpers import set_plan
 from tests.server.test_decisions_grpc import collect, metadata
 from tests.server.test_subscribe import since, take
+from tests.server.test_track_events import carried
 from tests.server.test_tracking_plans_grpc import kind
-from trackd.v1 import decisions_pb2, decisions_pb2_grpc, plans_pb2, tracking_pb2_grpc
+from trackd.v1 import (
+    decisions_pb2,
+    decisions_pb2_grpc,
+    plans_pb2,
+    tracking_pb2,
+    tracking_pb2_grpc,
+)
 
 Stub = tracking_pb2_grpc.TrackingServiceStub
 
@@ -69,9 +77,14 @@ async def test_block_mode_refusal_is_a_quarantined_decision_and_counted(
             event(event_id="q-2", properties={"source": "ads"})]),
             metadata=metadata(key, "req-blocked", "cueflow"))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert len(await store.quarantine.list("acme")) == 2
+    # A call carried by the gateway's TrackEvents is recorded with its own request id.
+    answer = await tracking.TrackEvents(tracking_pb2.TrackEventsRequest(calls=[carried(
+        track(event(event_id="q-3", properties={"plan": 3})),
+        metadata(key, "req-carried", "flywheel"))]))
+    assert answer.results[0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert len(await store.quarantine.list("acme")) == 3
 
-    seen = await collect(watch, {"req-blocked"})
+    seen = await collect(watch, {"req-blocked", "req-carried"})
     watch.cancel()
     decision = seen["req-blocked"]
     assert (decision.kind, decision.source, decision.method, decision.code, decision.reason,
@@ -88,17 +101,23 @@ async def test_block_mode_refusal_is_a_quarantined_decision_and_counted(
     assert list(decision.violations) == [
         "events[0].properties.plan: must be of type string",
         "events[1].properties.plan: is required by the tracking plan"]
+    via_gateway = seen["req-carried"]
+    assert (via_gateway.kind, via_gateway.source, via_gateway.method,
+            list(via_gateway.plan_violations)) == (
+        decisions_pb2.DECISION_KIND_QUARANTINED, "flywheel", "TrackEvent",
+        [plans_pb2.PlanViolation(kind=kind("wrong_type"), field="event.properties.plan",
+                                 message="must be of type string")])
     wire = decision.SerializeToString()
     assert b"secret-campaign" not in wire
     assert b"ads" not in wire
 
     overview = await stub.GetOverview(decisions_pb2.GetOverviewRequest(), metadata=auth(key))
     assert [(n.name, n.count) for n in overview.top_violations] == [
-        ("unplanned_event: signup", 2), ("missing_required: user_signed_up", 1),
-        ("wrong_type: user_signed_up", 1)]
+        ("unplanned_event: signup", 2), ("wrong_type: user_signed_up", 2),
+        ("missing_required: user_signed_up", 1)]
     refusals = {(count.name, count.count) for minute in overview.minutes
                 for count in minute.refused}
-    assert refusals == {("TRACKING_PLAN_VIOLATION", 1)}
+    assert refusals == {("TRACKING_PLAN_VIOLATION", 2)}
     assert sum(minute.stored for minute in overview.minutes) == 2
 
 
