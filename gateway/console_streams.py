@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -40,7 +40,7 @@ from gateway.dialects.flywheel import FLYWHEEL
 from gateway.dialects.vibefollow import VIBEFOLLOW
 from gateway.grpc_errors import HTTP_STATUS, problem_from_rpc_error
 from gateway.settings import GATEWAY_SETTINGS
-from trackd.v1 import decisions_pb2, tracking_pb2
+from trackd.v1 import decisions_pb2, plans_pb2, tracking_pb2
 
 HEARTBEAT_SECONDS = 10.0
 DECISIONS_REPLAY_SECONDS = 600
@@ -51,6 +51,16 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 OPEN = web.AppKey("console_open_streams", set)
 KINDS = {value: name.removeprefix("DECISION_KIND_").lower()
          for name, value in decisions_pb2.DecisionKind.items()}
+VIOLATION_KINDS = {value: name.removeprefix("PLAN_VIOLATION_KIND_").lower()
+                   for name, value in plans_pb2.PlanViolationKind.items()}
+
+
+def violations_json(violations: Iterable[plans_pb2.PlanViolation],
+                    rename: Callable[[str], str] = str) -> list[dict[str, str]]:
+    """Plan violations as the page shows them: kind (``wrong_type``), field (through
+    ``rename``: a door's own field name), message."""
+    return [{"kind": VIOLATION_KINDS.get(v.kind, "unspecified"), "field": rename(v.field),
+             "message": v.message} for v in violations]
 
 
 def event_json(item: tracking_pb2.SubscribeResponse) -> dict[str, Any]:
@@ -64,7 +74,8 @@ def event_json(item: tracking_pb2.SubscribeResponse) -> dict[str, Any]:
             "timestamp": iso(event.timestamp), "received_at": iso(item.received_at),
             "source": item.source or None, "request_id": item.request_id or None,
             "properties": struct_json(event.properties), "context": context,
-            "violations": [], "cursor": item.cursor}
+            "plan_version": item.plan_version or None,
+            "violations": violations_json(item.plan_violations), "cursor": item.cursor}
 
 
 def http_status(source: str, code: int) -> int | None:
@@ -83,6 +94,8 @@ def decision_json(item: decisions_pb2.WatchDecisionsResponse) -> tuple[str, dict
     d = item.decision
     code = _CODES.get(d.code)
     dialect = DIALECTS.get(d.source)
+    rename = dialect.field_name if dialect else str
+    plan_violations = violations_json(d.plan_violations, rename)
     return "decision", {
         "id": d.id, "kind": KINDS.get(d.kind, "unspecified"), "time": iso(d.time),
         "request_id": d.request_id, "source": d.source, "method": d.method,
@@ -93,7 +106,11 @@ def decision_json(item: decisions_pb2.WatchDecisionsResponse) -> tuple[str, dict
         "reason": d.reason, "field": dialect.field_name(d.field) if dialect and d.field
         else d.field, "description": d.description,
         "events": d.events, "event_ids": list(d.event_ids),
-        "event_names": list(d.event_names), "violations": list(d.violations)}
+        "event_names": list(d.event_names),
+        # The text of each, with the field named as the door's answer named it too.
+        "violations": [f"{v['field']}: {v['message']}" for v in plan_violations]
+        if plan_violations else list(d.violations),
+        "plan_violations": plan_violations}
 
 
 def _frame(kind: str, data: Any) -> bytes:

@@ -2,7 +2,8 @@
 recorded off the acknowledgement path, and per-minute counts of everything.
 
 A handler that decides calls :class:`DecisionRecorder` (``refused`` for a
-:class:`~server.errors.ServiceError` of a TrackingService call, ``written`` once a
+:class:`~server.errors.ServiceError` of a TrackingService call, a ``quarantined``
+decision when it is a :class:`~server.plans.verdict.PlanRefusal`; ``written`` once a
 call's events are durable), which only appends to memory and returns: nothing here awaits
 anything on a call's path. A task flushes every :attr:`RecorderLimits.interval` seconds,
 in one batch, to :mod:`storage.decisions`, which keeps decisions an hour.
@@ -16,7 +17,9 @@ Bounds, per instance and flush interval:
 - the per-minute counters (stored events, duplicates, rate-limited and refused requests
   by reason, events by name) count every decision, recorded or not; a project's distinct
   event names counted per interval are capped at :attr:`RecorderLimits.names`, the rest
-  are counted under :data:`OTHER_NAMES`;
+  are counted under :data:`OTHER_NAMES`; plan violations (of events stored, and of
+  events a blocking plan quarantined) are counted per ``<kind>: <event name>`` under the
+  same cap, the rest under :data:`OTHER_VIOLATIONS`;
 - a flush the database refuses is dropped (counted as ``lost``), never retried or waited on.
 
 Only what the refusal names is kept (code, reason, first field and its description, or
@@ -41,6 +44,7 @@ import grpc
 from server import metrics
 from server.errors import InvalidArgument, ServiceError
 from server.observability import CallInfo, current_call
+from server.plans.verdict import PlanRefusal
 from storage import StorageError
 from storage.decisions import CountKey
 
@@ -54,6 +58,9 @@ SAMPLING = "sampling"
 STORED = "stored"
 NAME = "name"  # a counter of stored events by event name
 OTHER_NAMES = "(other names)"
+# A counter of plan violations (of events stored or quarantined) by ``<kind>: <name>``.
+VIOLATION = "violation"
+OTHER_VIOLATIONS = "(other violations)"
 # The service whose calls store events: its refusals are decisions.
 TRACKING_SERVICE = "trackd.v1.TrackingService"
 MAX_LISTED_IDS = 20
@@ -85,6 +92,7 @@ class DecisionRecorder:
         self._not_recorded: defaultdict[str, int] = defaultdict(int)
         self._counts: defaultdict[CountKey, int] = defaultdict(int)
         self._names: defaultdict[str, set[str]] = defaultdict(set)
+        self._violations: defaultdict[str, set[str]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
     # --- recording (synchronous: called on a call's path) ----------------------------
@@ -96,6 +104,7 @@ class DecisionRecorder:
         now = datetime.now(UTC)
         limited = error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         kind = RATE_LIMITED if limited else REFUSED
+        # A plan's refusal is still a refused request in the per-minute counts.
         self._count(call.project, now, kind, "" if limited else error.reason or "UNKNOWN")
         field = description = ""
         if isinstance(error, InvalidArgument) and error.violations:
@@ -103,9 +112,18 @@ class DecisionRecorder:
             description = error.violations[0].description
         else:
             description = error.message
+        extra: dict[str, Any] = {}
+        if isinstance(error, PlanRefusal):
+            kind = QUARANTINED
+            for breach in error.breaches:
+                self._count_violation(call.project, now, breach.kind, breach.event_name)
+            listed = error.breaches[:MAX_LISTED_IDS]
+            extra = {"violations": [f"{b.field}: {b.message}" for b in listed],
+                     "plan_violations": [{"kind": b.kind, "field": b.field,
+                                          "message": b.message} for b in listed]}
         self._offer(self._decision(call, now, kind, code=error.code.value[0],
                                    reason=error.reason, field=field,
-                                   description=description))
+                                   description=description, **extra))
 
     def on_refused(self, error: ServiceError) -> None:
         """:meth:`refused` for the call being handled in this task."""
@@ -131,6 +149,8 @@ class DecisionRecorder:
                     else:
                         names.add(name)
                     self._count(project, now, NAME, name)
+                    for violation in doc.get("plan_violations", ()):
+                        self._count_violation(project, now, violation["kind"], doc["name"])
         if duplicates:
             self._count(project, now, DUPLICATE, "", len(duplicates))
             listed = duplicates[:MAX_LISTED_IDS]
@@ -138,6 +158,15 @@ class DecisionRecorder:
                 call, now, DUPLICATE, project=project, events=len(docs),
                 event_ids=[doc["event_id"] for doc in listed],
                 event_names=[doc["name"] for doc in listed]))
+
+    def _count_violation(self, project: str, at: datetime, kind: str, name: str) -> None:
+        key = f"{kind}: {name}"
+        keys = self._violations[project]
+        if key not in keys and len(keys) >= self.limits.names:
+            key = OTHER_VIOLATIONS
+        else:
+            keys.add(key)
+        self._count(project, at, VIOLATION, key)
 
     def _count(self, project: str, at: datetime, kind: str, key: str, by: int = 1) -> None:
         self._counts[(project, minute_of(at), kind, key)] += by
@@ -183,6 +212,7 @@ class DecisionRecorder:
         counts, self._counts = dict(self._counts), defaultdict(int)
         not_recorded, self._not_recorded = self._not_recorded, defaultdict(int)
         self._names = defaultdict(set)
+        self._violations = defaultdict(set)
         now = datetime.now(UTC)
         for project, count in not_recorded.items():
             decisions.append({"project_id": project, "at": now, "kind": SAMPLING,

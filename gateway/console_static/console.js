@@ -245,7 +245,8 @@ function addEvent(event) {
       el("span", { class: "name" }, event.name),
       el("span", { class: "who" }, who),
       event.violations && event.violations.length
-        ? badge(`${event.violations.length} violations`, "warn") : null),
+        ? badge(`${event.violations.length} plan violation(s)`, "warn") : null),
+    violationList(event.violations, event.plan_version),
     el("div", { class: "line" },
       el("span", { class: "rid mono" }, `request ${event.request_id || "?"}`),
       el("span", { class: "rid mono" }, `event ${event.id}`)),
@@ -255,6 +256,17 @@ function addEvent(event) {
       el("details", {}, el("summary", {}, "raw"),
         el("pre", { class: "raw" }, JSON.stringify(event)))));
   prepend($("events"), row);
+}
+
+// A row's tracking-plan violations, one item each: kind, field, the plan's message.
+function violationList(violations, planVersion) {
+  if (!violations || !violations.length) return null;
+  return el("ul", { class: "violations" },
+    ...violations.map((v) => el("li", { class: "violation" },
+      badge(v.kind.replace(/_/g, " "), "warn"),
+      el("span", { class: "field mono" }, v.field), " ",
+      el("span", { class: "description" }, v.message))),
+    planVersion ? el("li", { class: "muted" }, `plan version ${planVersion}`) : null);
 }
 
 function addDecision(decision) {
@@ -272,15 +284,16 @@ function addDecision(decision) {
       status ? el("span", { class: "status-code mono" }, status) : null,
       decision.reason && decision.reason !== decision.grpc_code
         ? el("span", { class: "reason mono" }, decision.reason) : null),
-    decision.field || decision.description ? el("div", { class: "line" },
+    // A quarantined request's violations are listed below, its first one included.
+    decision.kind !== "quarantined" && (decision.field || decision.description)
+      ? el("div", { class: "line" },
       decision.field ? el("span", { class: "field mono" }, decision.field) : null,
       decision.description ? el("span", { class: "description" }, decision.description) : null)
       : null,
     decision.kind === "duplicate" ? el("div", { class: "line" },
       el("span", {}, `already stored: ${(decision.event_ids || []).map((id, i) =>
         `${(decision.event_names || [])[i] || "?"} (${id})`).join(", ")}`)) : null,
-    decision.violations && decision.violations.length
-      ? el("div", { class: "line" }, `violations: ${decision.violations.join("; ")}`) : null,
+    violationList(decision.plan_violations, null),
     el("div", { class: "line" },
       el("span", { class: "rid mono" }, `request ${decision.request_id || "?"}`),
       el("span", { class: "rid" }, `${decision.method} · ${decision.events} event(s)`)));

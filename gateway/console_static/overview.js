@@ -21,7 +21,7 @@ function renderOverview(data) {
   drawChart(data.minutes || []);
   fillCounts($("top-names"), data.top_event_names, "no events stored in the last hour");
   fillCounts($("top-violations"), data.top_violations,
-    "no tracking-plan violations (tracking plans are not enabled in this version)");
+    "no tracking-plan violations in the last hour");
   const box = $("webhooks");
   box.replaceChildren();
   if (data.webhooks === null) {

@@ -7,10 +7,11 @@ mode, or a blocked unplanned event), the whole request is refused, as any invali
 request is, and every event of it is quarantined first, violating or not (a refused
 batch's other events would otherwise be lost; a release stores them with the rest):
 the refusal is INVALID_ARGUMENT with a BadRequest field violation per violation and
-ErrorInfo reason ``TRACKING_PLAN_VIOLATION``. :meth:`PlanJudge.record` then counts the
-newly stored events' violations and logs them for the report (one insert, only for a
-request with violations); a failed log write is logged, never the call's failure: the
-events carry their own violations.
+ErrorInfo reason ``TRACKING_PLAN_VIOLATION`` (a :class:`PlanRefusal`, which the
+console's decision recorder records as a ``quarantined`` decision).
+:meth:`PlanJudge.record` then counts the newly stored events' violations and logs them
+for the report (one insert, only for a request with violations); a failed log write is
+logged, never the call's failure: the events carry their own violations.
 """
 
 from __future__ import annotations
@@ -70,6 +71,28 @@ def messages(violations: Sequence[Violation] | Sequence[dict[str, str]],
     return out
 
 
+@dataclass(frozen=True)
+class Breach:
+    """One violation of a refused request, for the console: the event's name, the
+    violation's kind, its field as the request names it, and the plan's message."""
+
+    event_name: str
+    kind: str
+    field: str
+    message: str
+
+
+class PlanRefusal(InvalidArgument):
+    """The refusal of a request the plan blocked, its events quarantined: an
+    INVALID_ARGUMENT (``TRACKING_PLAN_VIOLATION``) that also keeps each violation's kind
+    and event name, so the decision recorder records a ``quarantined`` decision."""
+
+    def __init__(self, breaches: Sequence[Breach]) -> None:
+        self.breaches = list(breaches)
+        super().__init__([FieldViolation(b.field, b.message) for b in self.breaches],
+                         reason=TRACKING_PLAN_VIOLATION)
+
+
 def _request_id() -> str:
     call = current_call()
     return call.request_id if call is not None else ""
@@ -108,10 +131,11 @@ class PlanJudge:
             QuarantinedEvent(doc, as_dicts(violations), verdict.plan_version, request_id, now)
             for doc, violations in zip(docs, verdict.violations, strict=True)]))
         await self._note(project_id, docs, verdict, blocked=True)
-        raise InvalidArgument([
-            FieldViolation(f"{path}.{v.field}", v.message)
-            for path, violations in zip(verdict.paths, verdict.violations, strict=True)
-            for v in violations], reason=TRACKING_PLAN_VIOLATION)
+        raise PlanRefusal([
+            Breach(doc["name"], v.kind, f"{path}.{v.field}", v.message)
+            for doc, path, violations in zip(docs, verdict.paths, verdict.violations,
+                                             strict=True)
+            for v in violations])
 
     async def record(self, project_id: str, docs: list[dict[str, Any]],
                      verdict: Verdict | None, new: Sequence[bool]) -> None:

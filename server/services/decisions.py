@@ -15,6 +15,7 @@ from server import decisions as kinds
 from server.auth import SCOPE_EVENTS_READ, Authenticator
 from server.errors import ServiceError, Unavailable, storage_call, to_status
 from server.messages import timestamp_message
+from server.plans.verdict import messages
 from storage import StorageError, StorageUnavailable
 from storage.decisions import DecisionLog
 from storage.event_feed import StreamsUnsupported
@@ -45,7 +46,8 @@ def response_of(doc: dict[str, Any]) -> decisions_pb2.WatchDecisionsResponse:
         method=doc.get("method", ""), code=doc.get("code", 0), reason=doc.get("reason", ""),
         field=doc.get("field", ""), description=doc.get("description", ""),
         events=doc.get("events", 0), event_ids=doc.get("event_ids", []),
-        event_names=doc.get("event_names", []), violations=doc.get("violations", [])))
+        event_names=doc.get("event_names", []), violations=doc.get("violations", []),
+        plan_violations=messages(doc.get("plan_violations", []))))
 
 
 def overview(counts: list[dict[str, Any]], last_minute: datetime
@@ -56,6 +58,7 @@ def overview(counts: list[dict[str, Any]], last_minute: datetime
         minute=timestamp_message(first + timedelta(minutes=i))) for i in range(MINUTES)}
     refused: defaultdict[datetime, Counter[str]] = defaultdict(Counter)
     names: Counter[str] = Counter()
+    violations: Counter[str] = Counter()
     for doc in counts:
         minute = doc["minute"].astimezone(UTC)
         row = minutes.get(minute)
@@ -72,6 +75,8 @@ def overview(counts: list[dict[str, Any]], last_minute: datetime
             refused[minute][key] += count
         elif kind == kinds.NAME:
             names[key] += count
+        elif kind == kinds.VIOLATION:
+            violations[key] += count
     for minute, reasons in refused.items():
         minutes[minute].refused.extend(
             decisions_pb2.NamedCount(name=name, count=count)
@@ -79,7 +84,10 @@ def overview(counts: list[dict[str, Any]], last_minute: datetime
     return decisions_pb2.GetOverviewResponse(
         minutes=list(minutes.values()),
         top_event_names=[decisions_pb2.NamedCount(name=name, count=count)
-                         for name, count in names.most_common(TOP)])
+                         for name, count in names.most_common(TOP)],
+        top_violations=[decisions_pb2.NamedCount(name=name, count=count)
+                        for name, count in sorted(violations.items(),
+                                                  key=lambda item: (-item[1], item[0]))[:TOP]])
 
 
 class DecisionService(decisions_pb2_grpc.DecisionServiceServicer):

@@ -28,6 +28,7 @@ from server.errors import (
     to_status,
 )
 from server.messages import event_message
+from server.plans.verdict import messages
 from storage import StorageError, StorageUnavailable
 from storage.event_feed import BadPosition, EventStream, HistoryLost, StreamsUnsupported
 from storage.streams import EMPTY_ANSWER_GAP_SECONDS
@@ -116,7 +117,9 @@ class Subscriptions:
                 for token, doc in batch:
                     response = tracking_pb2.SubscribeResponse(
                         event=event_message(doc), cursor=encode_cursor(project, token),
-                        source=doc.get("via", ""), request_id=doc.get("request_id", ""))
+                        source=doc.get("via", ""), request_id=doc.get("request_id", ""),
+                        plan_version=doc.get("plan_version", 0),
+                        plan_violations=messages(doc.get("plan_violations", [])))
                     response.received_at.FromDatetime(doc["received_at"])
                     yield response
         except ServiceError as exc:

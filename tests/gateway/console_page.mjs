@@ -110,6 +110,8 @@ const commands = {
         [...new Set(bars.map((bar) => bar.dataset.series))].sort()),
       legend: await page.$$eval("#legend li", (items) => items.map((i) => i.textContent)),
       names: await page.$$eval("#top-names li", (items) => items.map((i) => i.textContent)),
+      violations: await page.$$eval("#top-violations li", (items) =>
+        items.map((i) => [...i.children].map((span) => span.textContent))),
       webhooks: await page.textContent("#webhooks"),
     };
   },

@@ -3,8 +3,10 @@
 and server: sign in by keyboard; events sent through two REST dialects and gRPC appear
 with their request ids; a 422 refusal shows its status, reason and field; a duplicate;
 a property holding markup is shown as text and never runs; filters; pause and resume;
-the overview's chart drawn by the page. Screenshots of the live view (laptop and phone)
-and the overview go to the test's artifacts folder, whose path the test prints.
+a tracking plan's violation on its event's row (observe mode) and a blocking plan's
+quarantined decision; the overview's chart and top violations drawn by the page.
+Screenshots of the live view (laptop and phone) and the overview go to the test's
+artifacts folder, whose path the test prints.
 
 How long each event took from its acknowledgement to its row is printed, not asserted
 (the machine may be loaded); the test waits for each with a generous bound.
@@ -34,8 +36,10 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from server.app import TrackdServer
 from server.auth import ALL_SCOPES
+from storage import Store
 from tests.gateway.test_docs_page import CHROMIUM, NODE, _missing
 from tests.helpers import KeyFactory
+from tests.server.plan_helpers import set_plan
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 SCRIPT = Path(__file__).with_name("console_page.mjs")
@@ -91,8 +95,8 @@ def now_ms() -> float:
     return time.time() * 1000
 
 
-async def test_console_in_a_browser(server: TrackdServer, make_key: KeyFactory,
-                                    tmp_path: Path) -> None:
+async def test_console_in_a_browser(server: TrackdServer, store: Store,
+                                    make_key: KeyFactory, tmp_path: Path) -> None:
     missing = _missing()
     if missing:
         if os.environ.get("CI") == "true":
@@ -206,6 +210,56 @@ async def test_console_in_a_browser(server: TrackdServer, make_key: KeyFactory,
             await page.do("row", list="events", text=f"request {held_1}")
             await page.do("row", list="events", text=f"request {held_2}")
 
+            # A tracking plan. Observe mode: the event is stored with its violation, shown
+            # on its row. The plan reaches the server's cache by a change stream, so an
+            # event is sent again until it was judged by this version.
+            async def plan_event(properties: dict[str, Any]
+                                 ) -> tuple[str, tracking_pb2.TrackEventResponse | None]:
+                request_id = f"grpc-{uuid.uuid4().hex[:12]}"
+                request = tracking_pb2.TrackEventRequest(event=tracking_pb2.Event(
+                    name="user_signed_up", anonymous_id="anon_p"))
+                request.event.properties.update(properties)
+                try:
+                    return request_id, await tracking.TrackEvent(request, metadata=(
+                        ("authorization", f"Bearer {writer}"), ("x-request-id", request_id)))
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                        raise
+                    return request_id, None
+
+            observe = await set_plan(store)
+            async with asyncio.timeout(STEP_SECONDS):
+                while True:
+                    observed_id, answer = await plan_event({"plan": 2})
+                    assert answer is not None
+                    if answer.plan_version == observe:
+                        break
+                    await asyncio.sleep(0.1)
+            row = await page.do("row", list="events", text=f"request {observed_id}")
+            for shown in ("1 plan violation(s)", "wrong type", "properties.plan",
+                          "must be of type string", f"plan version {observe}"):
+                assert shown in row["text"]
+            # Block mode: the request is refused, its event quarantined, and the decision
+            # says why. Events the old version still judged were stored (and counted).
+            block = await set_plan(store, enforcement="block")
+            stored_missing = 0
+            async with asyncio.timeout(STEP_SECONDS):
+                while True:
+                    blocked_id, answer = await plan_event({"source": "ads"})
+                    if answer is None:
+                        break
+                    assert answer.plan_version < block
+                    stored_missing += len(answer.violations)
+                    await asyncio.sleep(0.1)
+            row = await page.do("row", list="decisions", text=f"request {blocked_id}")
+            for shown in ("quarantined", "TRACKING_PLAN_VIOLATION", "missing required",
+                          "event.properties.plan", "is required by the tracking plan"):
+                assert shown in row["text"]
+            assert "ads" not in row["text"]
+            shown = await page.do("filter", id="f-decision", value="quarantined")
+            assert shown == {"events": [], "decisions": ["|quarantined"]}
+            await page.do("filter", id="f-decision", value="")
+
             await page.do("screenshot", path=str(artifacts / "console-live.png"))
             # The size of docs/console.png (the repository keeps it under 150 KB).
             await page.do("viewport", width=1024, height=640)
@@ -222,6 +276,9 @@ async def test_console_in_a_browser(server: TrackdServer, make_key: KeyFactory,
             assert any(name.startswith(("held_1", "signup_vf"))
                        for name in chart["names"])
             assert chart["webhooks"] == "no webhook endpoints"
+            assert chart["violations"] == [
+                ["missing_required: user_signed_up", str(stored_missing + 1)],
+                ["wrong_type: user_signed_up", "1"]]
             await page.do("screenshot", path=str(artifacts / "console-overview.png"),
                           full=True)
 

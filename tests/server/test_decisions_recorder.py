@@ -13,6 +13,7 @@ import grpc
 from server import metrics
 from server.decisions import (
     OTHER_NAMES,
+    OTHER_VIOLATIONS,
     DecisionRecorder,
     RecorderLimits,
     minute_of,
@@ -131,6 +132,24 @@ async def test_event_names_counted_per_interval_are_bounded(store: Store) -> Non
     await recorder.flush()
     assert await counts(store) == {("stored", ""): 5, ("name", "a"): 2, ("name", "b"): 1,
                                    ("name", OTHER_NAMES): 2}
+
+
+async def test_violations_counted_per_interval_are_bounded(store: Store) -> None:
+    """Stored events' plan violations count per ``<kind>: <name>``, under the names cap;
+    a duplicate's count nothing (it was counted when it was stored)."""
+    recorder = DecisionRecorder(store.decisions, RecorderLimits(names=2))
+    written = docs("a", "b", "c", "a")
+    for doc in written:
+        doc["plan_violations"] = [{"kind": "wrong_type", "field": "properties.x",
+                                   "message": "must be of type string"}]
+    written[1]["plan_violations"].append({"kind": "missing_required", "field": "properties.y",
+                                          "message": "is required by the tracking plan"})
+    recorder.written(call(events=4), written, [True, True, True, False])
+    await recorder.flush()
+    assert await counts(store) == {
+        ("stored", ""): 3, ("duplicate", ""): 1, ("name", "a"): 1, ("name", "b"): 1,
+        ("name", OTHER_NAMES): 1, ("violation", "wrong_type: a"): 1,
+        ("violation", "wrong_type: b"): 1, ("violation", OTHER_VIOLATIONS): 2}
 
 
 async def test_counters_are_per_minute(store: Store) -> None:

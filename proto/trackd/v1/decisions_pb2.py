@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from trackd.v1 import plans_pb2 as trackd_dot_v1_dot_plans__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trackd/v1/decisions.proto\x12\ttrackd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x08\x44\x65\x63ision\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.trackd.v1.DecisionKind\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\x05\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\x0e\n\x06\x65vents\x18\n \x01(\x05\x12\x11\n\tevent_ids\x18\x0b \x03(\t\x12\x13\n\x0b\x65vent_names\x18\x0c \x03(\t\x12\x12\n\nviolations\x18\r \x03(\t\x12\n\n\x02id\x18\x0e \x01(\t\"R\n\x10\x44\x65\x63isionSampling\x12\x14\n\x0cnot_recorded\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x15WatchDecisionsRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x16WatchDecisionsResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x13.trackd.v1.DecisionH\x00\x12/\n\x08sampling\x18\x02 \x01(\x0b\x32\x1b.trackd.v1.DecisionSamplingH\x00\x42\x06\n\x04item\"\x14\n\x12GetOverviewRequest\")\n\nNamedCount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x9c\x01\n\x0cMinuteCounts\x12*\n\x06minute\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06stored\x18\x02 \x01(\x03\x12\x12\n\nduplicates\x18\x03 \x01(\x03\x12\x14\n\x0crate_limited\x18\x04 \x01(\x03\x12&\n\x07refused\x18\x05 \x03(\x0b\x32\x15.trackd.v1.NamedCount\"\x9e\x01\n\x13GetOverviewResponse\x12(\n\x07minutes\x18\x01 \x03(\x0b\x32\x17.trackd.v1.MinuteCounts\x12.\n\x0ftop_event_names\x18\x02 \x03(\x0b\x32\x15.trackd.v1.NamedCount\x12-\n\x0etop_violations\x18\x03 \x03(\x0b\x32\x15.trackd.v1.NamedCount*\xa4\x01\n\x0c\x44\x65\x63isionKind\x12\x1d\n\x19\x44\x45\x43ISION_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45\x43ISION_KIND_REFUSED\x10\x01\x12\x1b\n\x17\x44\x45\x43ISION_KIND_DUPLICATE\x10\x02\x12\x1e\n\x1a\x44\x45\x43ISION_KIND_RATE_LIMITED\x10\x03\x12\x1d\n\x19\x44\x45\x43ISION_KIND_QUARANTINED\x10\x04\x32\xb8\x01\n\x0f\x44\x65\x63isionService\x12W\n\x0eWatchDecisions\x12 .trackd.v1.WatchDecisionsRequest\x1a!.trackd.v1.WatchDecisionsResponse0\x01\x12L\n\x0bGetOverview\x12\x1d.trackd.v1.GetOverviewRequest\x1a\x1e.trackd.v1.GetOverviewResponseB\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trackd/v1/decisions.proto\x12\ttrackd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15trackd/v1/plans.proto\"\xdc\x02\n\x08\x44\x65\x63ision\x12%\n\x04kind\x18\x01 \x01(\x0e\x32\x17.trackd.v1.DecisionKind\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\x05\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\x0e\n\x06\x65vents\x18\n \x01(\x05\x12\x11\n\tevent_ids\x18\x0b \x03(\t\x12\x13\n\x0b\x65vent_names\x18\x0c \x03(\t\x12\x12\n\nviolations\x18\r \x03(\t\x12\n\n\x02id\x18\x0e \x01(\t\x12\x31\n\x0fplan_violations\x18\x0f \x03(\x0b\x32\x18.trackd.v1.PlanViolation\"R\n\x10\x44\x65\x63isionSampling\x12\x14\n\x0cnot_recorded\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x15WatchDecisionsRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x16WatchDecisionsResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x13.trackd.v1.DecisionH\x00\x12/\n\x08sampling\x18\x02 \x01(\x0b\x32\x1b.trackd.v1.DecisionSamplingH\x00\x42\x06\n\x04item\"\x14\n\x12GetOverviewRequest\")\n\nNamedCount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x9c\x01\n\x0cMinuteCounts\x12*\n\x06minute\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06stored\x18\x02 \x01(\x03\x12\x12\n\nduplicates\x18\x03 \x01(\x03\x12\x14\n\x0crate_limited\x18\x04 \x01(\x03\x12&\n\x07refused\x18\x05 \x03(\x0b\x32\x15.trackd.v1.NamedCount\"\x9e\x01\n\x13GetOverviewResponse\x12(\n\x07minutes\x18\x01 \x03(\x0b\x32\x17.trackd.v1.MinuteCounts\x12.\n\x0ftop_event_names\x18\x02 \x03(\x0b\x32\x15.trackd.v1.NamedCount\x12-\n\x0etop_violations\x18\x03 \x03(\x0b\x32\x15.trackd.v1.NamedCount*\xa4\x01\n\x0c\x44\x65\x63isionKind\x12\x1d\n\x19\x44\x45\x43ISION_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45\x43ISION_KIND_REFUSED\x10\x01\x12\x1b\n\x17\x44\x45\x43ISION_KIND_DUPLICATE\x10\x02\x12\x1e\n\x1a\x44\x45\x43ISION_KIND_RATE_LIMITED\x10\x03\x12\x1d\n\x19\x44\x45\x43ISION_KIND_QUARANTINED\x10\x04\x32\xb8\x01\n\x0f\x44\x65\x63isionService\x12W\n\x0eWatchDecisions\x12 .trackd.v1.WatchDecisionsRequest\x1a!.trackd.v1.WatchDecisionsResponse0\x01\x12L\n\x0bGetOverview\x12\x1d.trackd.v1.GetOverviewRequest\x1a\x1e.trackd.v1.GetOverviewResponseB\"Z trackd/gen/go/trackd/v1;trackdv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,24 +34,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackd.v1.decisions_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z trackd/gen/go/trackd/v1;trackdv1'
-  _globals['_DECISIONKIND']._serialized_start=1035
-  _globals['_DECISIONKIND']._serialized_end=1199
-  _globals['_DECISION']._serialized_start=74
-  _globals['_DECISION']._serialized_end=371
-  _globals['_DECISIONSAMPLING']._serialized_start=373
-  _globals['_DECISIONSAMPLING']._serialized_end=455
-  _globals['_WATCHDECISIONSREQUEST']._serialized_start=457
-  _globals['_WATCHDECISIONSREQUEST']._serialized_end=523
-  _globals['_WATCHDECISIONSRESPONSE']._serialized_start=525
-  _globals['_WATCHDECISIONSRESPONSE']._serialized_end=647
-  _globals['_GETOVERVIEWREQUEST']._serialized_start=649
-  _globals['_GETOVERVIEWREQUEST']._serialized_end=669
-  _globals['_NAMEDCOUNT']._serialized_start=671
-  _globals['_NAMEDCOUNT']._serialized_end=712
-  _globals['_MINUTECOUNTS']._serialized_start=715
-  _globals['_MINUTECOUNTS']._serialized_end=871
-  _globals['_GETOVERVIEWRESPONSE']._serialized_start=874
-  _globals['_GETOVERVIEWRESPONSE']._serialized_end=1032
-  _globals['_DECISIONSERVICE']._serialized_start=1202
-  _globals['_DECISIONSERVICE']._serialized_end=1386
+  _globals['_DECISIONKIND']._serialized_start=1109
+  _globals['_DECISIONKIND']._serialized_end=1273
+  _globals['_DECISION']._serialized_start=97
+  _globals['_DECISION']._serialized_end=445
+  _globals['_DECISIONSAMPLING']._serialized_start=447
+  _globals['_DECISIONSAMPLING']._serialized_end=529
+  _globals['_WATCHDECISIONSREQUEST']._serialized_start=531
+  _globals['_WATCHDECISIONSREQUEST']._serialized_end=597
+  _globals['_WATCHDECISIONSRESPONSE']._serialized_start=599
+  _globals['_WATCHDECISIONSRESPONSE']._serialized_end=721
+  _globals['_GETOVERVIEWREQUEST']._serialized_start=723
+  _globals['_GETOVERVIEWREQUEST']._serialized_end=743
+  _globals['_NAMEDCOUNT']._serialized_start=745
+  _globals['_NAMEDCOUNT']._serialized_end=786
+  _globals['_MINUTECOUNTS']._serialized_start=789
+  _globals['_MINUTECOUNTS']._serialized_end=945
+  _globals['_GETOVERVIEWRESPONSE']._serialized_start=948
+  _globals['_GETOVERVIEWRESPONSE']._serialized_end=1106
+  _globals['_DECISIONSERVICE']._serialized_start=1276
+  _globals['_DECISIONSERVICE']._serialized_end=1460
 # @@protoc_insertion_point(module_scope)

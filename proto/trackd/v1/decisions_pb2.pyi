@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from trackd.v1 import plans_pb2 as _plans_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -24,7 +25,7 @@ DECISION_KIND_RATE_LIMITED: DecisionKind
 DECISION_KIND_QUARANTINED: DecisionKind
 
 class Decision(_message.Message):
-    __slots__ = ("kind", "time", "request_id", "source", "method", "code", "reason", "field", "description", "events", "event_ids", "event_names", "violations", "id")
+    __slots__ = ("kind", "time", "request_id", "source", "method", "code", "reason", "field", "description", "events", "event_ids", "event_names", "violations", "id", "plan_violations")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +40,7 @@ class Decision(_message.Message):
     EVENT_NAMES_FIELD_NUMBER: _ClassVar[int]
     VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     kind: DecisionKind
     time: _timestamp_pb2.Timestamp
     request_id: str
@@ -53,7 +55,8 @@ class Decision(_message.Message):
     event_names: _containers.RepeatedScalarFieldContainer[str]
     violations: _containers.RepeatedScalarFieldContainer[str]
     id: str
-    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., source: _Optional[str] = ..., method: _Optional[str] = ..., code: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., description: _Optional[str] = ..., events: _Optional[int] = ..., event_ids: _Optional[_Iterable[str]] = ..., event_names: _Optional[_Iterable[str]] = ..., violations: _Optional[_Iterable[str]] = ..., id: _Optional[str] = ...) -> None: ...
+    plan_violations: _containers.RepeatedCompositeFieldContainer[_plans_pb2.PlanViolation]
+    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., source: _Optional[str] = ..., method: _Optional[str] = ..., code: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., description: _Optional[str] = ..., events: _Optional[int] = ..., event_ids: _Optional[_Iterable[str]] = ..., event_names: _Optional[_Iterable[str]] = ..., violations: _Optional[_Iterable[str]] = ..., id: _Optional[str] = ..., plan_violations: _Optional[_Iterable[_Union[_plans_pb2.PlanViolation, _Mapping]]] = ...) -> None: ...
 
 class DecisionSampling(_message.Message):
     __slots__ = ("not_recorded", "time")

@@ -37,7 +37,8 @@ class DecisionServiceStub:
     rest only counted; the stream then says how many were not recorded (a
     DecisionSampling). The per-minute counts of GetOverview count every decision,
     recorded or not. A decision never holds a credential or a refused request's body:
-    only what the refusal names (code, reason, field and its description).
+    only what the refusal names (code, reason, field and its description, and a
+    quarantined request's plan violations).
     """
 
     def __init__(self, channel):
@@ -70,7 +71,8 @@ class DecisionServiceServicer:
     rest only counted; the stream then says how many were not recorded (a
     DecisionSampling). The per-minute counts of GetOverview count every decision,
     recorded or not. A decision never holds a credential or a refused request's body:
-    only what the refusal names (code, reason, field and its description).
+    only what the refusal names (code, reason, field and its description, and a
+    quarantined request's plan violations).
     """
 
     def WatchDecisions(self, request, context):
@@ -84,7 +86,8 @@ class DecisionServiceServicer:
 
     def GetOverview(self, request, context):
         """GetOverview counts the last hour per minute: events stored, duplicates, rate-limited
-        and refused requests (by reason), and the hour's most frequent event names.
+        and refused requests (by reason), and the hour's most frequent event names and
+        tracking-plan violations.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,7 +126,8 @@ class DecisionService:
     rest only counted; the stream then says how many were not recorded (a
     DecisionSampling). The per-minute counts of GetOverview count every decision,
     recorded or not. A decision never holds a credential or a refused request's body:
-    only what the refusal names (code, reason, field and its description).
+    only what the refusal names (code, reason, field and its description, and a
+    quarantined request's plan violations).
     """
 
     @staticmethod

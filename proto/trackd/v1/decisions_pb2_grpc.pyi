@@ -38,7 +38,8 @@ class DecisionServiceStub:
     rest only counted; the stream then says how many were not recorded (a
     DecisionSampling). The per-minute counts of GetOverview count every decision,
     recorded or not. A decision never holds a credential or a refused request's body:
-    only what the refusal names (code, reason, field and its description).
+    only what the refusal names (code, reason, field and its description, and a
+    quarantined request's plan violations).
     """
 
     @_typing.overload
@@ -52,7 +53,8 @@ class DecisionServiceStub:
     """
     GetOverview: _grpc.UnaryUnaryMultiCallable[_decisions_pb2.GetOverviewRequest, _decisions_pb2.GetOverviewResponse]
     """GetOverview counts the last hour per minute: events stored, duplicates, rate-limited
-    and refused requests (by reason), and the hour's most frequent event names.
+    and refused requests (by reason), and the hour's most frequent event names and
+    tracking-plan violations.
     """
 
 @_typing.type_check_only
@@ -68,7 +70,8 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     rest only counted; the stream then says how many were not recorded (a
     DecisionSampling). The per-minute counts of GetOverview count every decision,
     recorded or not. A decision never holds a credential or a refused request's body:
-    only what the refusal names (code, reason, field and its description).
+    only what the refusal names (code, reason, field and its description, and a
+    quarantined request's plan violations).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -79,7 +82,8 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     """
     GetOverview: _aio.UnaryUnaryMultiCallable[_decisions_pb2.GetOverviewRequest, _decisions_pb2.GetOverviewResponse]  # type: ignore[assignment]
     """GetOverview counts the last hour per minute: events stored, duplicates, rate-limited
-    and refused requests (by reason), and the hour's most frequent event names.
+    and refused requests (by reason), and the hour's most frequent event names and
+    tracking-plan violations.
     """
 
 class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -94,7 +98,8 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
     rest only counted; the stream then says how many were not recorded (a
     DecisionSampling). The per-minute counts of GetOverview count every decision,
     recorded or not. A decision never holds a credential or a refused request's body:
-    only what the refusal names (code, reason, field and its description).
+    only what the refusal names (code, reason, field and its description, and a
+    quarantined request's plan violations).
     """
 
     @_abc_1.abstractmethod
@@ -115,7 +120,8 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_decisions_pb2.GetOverviewResponse, _abc.Awaitable[_decisions_pb2.GetOverviewResponse]]:
         """GetOverview counts the last hour per minute: events stored, duplicates, rate-limited
-        and refused requests (by reason), and the hour's most frequent event names.
+        and refused requests (by reason), and the hour's most frequent event names and
+        tracking-plan violations.
         """
 
 def add_DecisionServiceServicer_to_server(servicer: DecisionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -197,15 +197,19 @@ class SubscribeRequest(_message.Message):
     def __init__(self, cursor: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
-    __slots__ = ("event", "cursor", "received_at", "source", "request_id")
+    __slots__ = ("event", "cursor", "received_at", "source", "request_id", "plan_version", "plan_violations")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     event: Event
     cursor: str
     received_at: _timestamp_pb2.Timestamp
     source: str
     request_id: str
-    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., cursor: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    plan_version: int
+    plan_violations: _containers.RepeatedCompositeFieldContainer[_plans_pb2.PlanViolation]
+    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., cursor: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., request_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., plan_violations: _Optional[_Iterable[_Union[_plans_pb2.PlanViolation, _Mapping]]] = ...) -> None: ...
