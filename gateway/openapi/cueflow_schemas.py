@@ -1,8 +1,7 @@
 """Cueflow's request bodies and answers in the OpenAPI document: contacts, events and
 audiences (their rules and operators come from :mod:`gateway.dialects.cueflow_audiences`).
 
-Each limit comes from the constant that enforces it. Built on :mod:`gateway.openapi.schemas`;
-:mod:`gateway.openapi.document` gathers these into its components.
+A contact's field lengths are the server's (:mod:`gateway.openapi.limits`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Databuddy's request bodies and answers in the OpenAPI document: track, identify and
 browser tracking, with Databuddy's own lengths and timestamp range.
 
-Each limit comes from the constant that enforces it. Built on :mod:`gateway.openapi.schemas`;
-:mod:`gateway.openapi.document` gathers these into its components.
+The lengths, property bounds and messages are :mod:`gateway.dialects.databuddy`'s.
 """
 
 from __future__ import annotations

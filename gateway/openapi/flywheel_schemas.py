@@ -1,7 +1,6 @@
 """Flywheel's request bodies and answers in the OpenAPI document: events and identify.
 
-Each limit comes from the constant that enforces it. Built on :mod:`gateway.openapi.schemas`;
-:mod:`gateway.openapi.document` gathers these into its components.
+The event name pattern and the error codes are :mod:`gateway.dialects.flywheel`'s.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """VibeFollow's request bodies and answers in the OpenAPI document: events, batches and users,
 with the canonical events' required properties.
 
-Each limit comes from the constant that enforces it. Built on :mod:`gateway.openapi.schemas`;
-:mod:`gateway.openapi.document` gathers these into its components.
+The property rules are the server's (:mod:`gateway.openapi.limits`); the canonical events
+and the error codes are :mod:`gateway.dialects.vibefollow`'s own.
 """
 
 from __future__ import annotations
