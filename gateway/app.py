@@ -15,7 +15,7 @@ from gateway.dialects import (
     amplitude,
     cueflow,
     cueflow_audiences,
-    databuddy,
+    databuddy_handlers,
     flywheel,
     mixpanel,
     posthog,
@@ -58,7 +58,7 @@ def create_app(settings: GatewaySettings | None = None) -> web.Application:
     cueflow.add_routes(app)
     cueflow_audiences.add_routes(app)
     shared_paths.add_routes(app)
-    databuddy.add_routes(app)
+    databuddy_handlers.add_routes(app)
     segment.add_routes(app)
     posthog.add_routes(app)
     amplitude.add_routes(app)

@@ -1,5 +1,6 @@
 """Databuddy: ``POST /track``, ``POST /identify`` and their CORS preflights
-(docs/dialects/databuddy.md).
+(docs/dialects/databuddy.md). This module is the dialect: its limits, messages, request
+bodies, credentials and CORS; the handlers are in :mod:`gateway.dialects.databuddy_handlers`.
 
 ``/track`` takes one event object or a JSON array of them (all or nothing) and answers
 200 ``{"status":"success","type":"custom_event","count":N}``, N being the events newly
@@ -36,11 +37,9 @@ may be. Everything else (scopes, websites, origins, dedup) is the server's.
 
 from __future__ import annotations
 
-import math
 import re
-import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import (
     Annotated,
     Any,
@@ -49,21 +48,11 @@ from typing import (
 )
 from uuid import UUID
 
-import orjson
 from aiohttp import web
-from google.protobuf import timestamp_pb2
 from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
 from typing_extensions import TypedDict
 
-from gateway.convert import (
-    DEPTH_IDENTIFY_TRAITS,
-    fill_struct,
-    properties_json,
-    timestamp,
-    timestamp_from_millis,
-)
 from gateway.dialects.base import (
-    FIELD_NAME,
     Dialect,
     Handler,
     call,
@@ -71,9 +60,8 @@ from gateway.dialects.base import (
     retry_headers,
 )
 from gateway.grpc_errors import Problem, ProblemError
-from gateway.settings import TRACKING, WEBSITES
-from trackd.v1 import tracking_pb2, websites_pb2
-from trackd_wire.limits import TIMESTAMP_MIN_SECONDS
+from gateway.settings import WEBSITES
+from trackd.v1 import websites_pb2
 
 # --- Databuddy's own limits ------------------------------------------------------------
 # Named as Databuddy's: the server's limits of the same kind (server/validation.py)
@@ -187,7 +175,7 @@ def _render(problem: Problem) -> web.Response:
                          retry_headers(problem))
 
 
-def _single_event_field(path: str) -> str:
+def single_event_field(path: str) -> str:
     """``events[0].properties.plan`` -> ``properties.plan`` (the body was one event)."""
     return path.removeprefix("events[0].")
 
@@ -206,16 +194,16 @@ DATABUDDY = Dialect(
 )
 
 
-def _fail(status: int, reason: str) -> ProblemError:
+def fail(status: int, reason: str) -> ProblemError:
     """Databuddy's answers name no field: the reason picks the message."""
     return ProblemError(Problem(status, REASON_MESSAGES.get(reason, ""), reason=reason))
 
 
-def _invalid() -> ProblemError:
-    return _fail(400, "INVALID_ARGUMENT")
+def invalid() -> ProblemError:
+    return fail(400, "INVALID_ARGUMENT")
 
 
-def _with_cors(handler: Handler) -> Handler:
+def with_cors(handler: Handler) -> Handler:
     """Add CORS headers to every response to an origin the website allows."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -234,157 +222,43 @@ def _with_cors(handler: Handler) -> Handler:
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
-def _website_id(request: web.Request) -> str:
+def query_website_id(request: web.Request) -> str:
     """The ``website_id`` query parameter, canonical; one that is no UUID names no website."""
     if "website_id" not in request.query:
         return ""
     value = request.query["website_id"]
     if _CANONICAL_UUID.fullmatch(value) is None:  # empty, braces, urn:, no dashes: no id
-        raise _fail(404, "WEBSITE_NOT_FOUND")
+        raise fail(404, "WEBSITE_NOT_FOUND")
     return str(UUID(value))
 
 
-async def _check_origin(request: web.Request, website_id: str, origin: str) -> None:
+async def check_origin(request: web.Request, website_id: str, origin: str) -> None:
     """Ask the server whether ``origin`` may track for the website; remember the answer."""
     await call(request, request.app[WEBSITES].CheckOrigin,
                websites_pb2.CheckOriginRequest(website_id=website_id, origin=origin), [])
     request[_ALLOWED_ORIGIN] = origin
 
 
-async def _metadata(request: web.Request) -> list[tuple[str, str]]:
+async def credentials_metadata(request: web.Request) -> list[tuple[str, str]]:
     """The caller's credentials as call metadata (checked for presence and form only)."""
-    website_id = _website_id(request)
+    website_id = query_website_id(request)
     origin = request.headers.get("Origin", "")
     if origin and not (origin.isascii() and origin.isprintable()):
-        raise _fail(403, "ORIGIN_NOT_AUTHORIZED")
+        raise fail(403, "ORIGIN_NOT_AUTHORIZED")
     if website_id and origin:
-        await _check_origin(request, website_id, origin)
+        await check_origin(request, website_id, origin)
     metadata: list[tuple[str, str]] = []
     key = _api_key(request)
     if key:
         if not (key.isascii() and key.isprintable()):
-            raise _fail(401, "API_KEY_INVALID")
+            raise fail(401, "API_KEY_INVALID")
         metadata.append(("authorization", f"Bearer {key}"))
     elif request.headers.get("Authorization", "").strip():
-        raise _fail(401, "API_KEY_INVALID")
+        raise fail(401, "API_KEY_INVALID")
     elif not website_id:
-        raise _fail(401, "API_KEY_MISSING")
+        raise fail(401, "API_KEY_MISSING")
     if website_id:
         metadata.append(("trackd-website-id", website_id))
         if origin:
             metadata.append(("trackd-origin", origin))
     return metadata
-
-
-
-def _timestamp(value: int | float | str) -> timestamp_pb2.Timestamp:
-    """Unix milliseconds or ISO-8601 (UTC when without an offset), not far in the future."""
-    latest = datetime.now(UTC) + DATABUDDY_MAX_FUTURE
-    if isinstance(value, str):
-        try:
-            when = datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise _invalid() from exc
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if when > latest:
-            raise _invalid()
-        # Beyond a Timestamp's range: the handler answers UnencodableValue with 400.
-        return timestamp(when, "timestamp")
-    if not math.isfinite(value) or value > latest.timestamp() * 1000 \
-            or value < TIMESTAMP_MIN_SECONDS * 1000:
-        raise _invalid()
-    return timestamp_from_millis(value)
-
-
-def _properties(values: dict[str, Any]) -> None:
-    """Databuddy's bounds on properties: keys, key lengths, serialized size."""
-    if len(values) > DATABUDDY_MAX_PROPERTY_KEYS:
-        raise _invalid()
-    if any(len(key) > DATABUDDY_MAX_PROPERTY_KEY_CHARS for key in values):
-        raise _invalid()
-    try:
-        size = len(orjson.dumps(values))
-    except orjson.JSONEncodeError as exc:  # integers beyond 64 bits, nesting past 255
-        raise _invalid() from exc
-    if size > DATABUDDY_MAX_PROPERTIES_BYTES:
-        raise _invalid()
-
-
-def _event(item: DatabuddyEvent) -> tracking_pb2.Event:
-    user = item.get("profileId") or ""
-    anonymous = item.get("anonymousId") or ""
-    if not user and not anonymous:
-        anonymous = str(uuid.uuid4())
-    event = tracking_pb2.Event(name=item["name"], external_user_id=user,
-                               anonymous_id=anonymous, event_id=item.get("eventId") or "")
-    when = item.get("timestamp")
-    if when is not None:
-        event.timestamp.CopyFrom(_timestamp(when))
-    properties = item.get("properties")
-    if properties is not None:
-        _properties(properties)
-        event.properties_json = properties_json(properties, "properties")
-    website = item.get("websiteId")
-    context = tracking_pb2.EventContext(
-        namespace=item.get("namespace") or "", session_id=item.get("sessionId") or "",
-        source=item.get("source") or "", website_id=str(website) if website else "")
-    if context.ByteSize():
-        event.context.CopyFrom(context)
-    return event
-
-
-# --- routes -----------------------------------------------------------------------------
-
-
-@_with_cors
-@DATABUDDY.handler
-async def track(request: web.Request) -> web.StreamResponse:
-    """POST /track: one event, or an array of them (all or nothing)."""
-    metadata = await _metadata(request)
-    body = await DATABUDDY.body(request, TRACK_BODY)
-    items = body if isinstance(body, list) else [body]
-    if not items:
-        raise _invalid()
-    if not isinstance(body, list):  # one event: its fields are named as it sent them
-        request[FIELD_NAME] = _single_event_field
-    message = tracking_pb2.BatchTrackRequest(events=[_event(item) for item in items])
-    response = await call(request, request.app[TRACKING].BatchTrack, message, metadata)
-    return json_response({"status": "success", "type": "custom_event",
-                          "count": response.stored_count})
-
-
-@_with_cors
-@DATABUDDY.handler
-async def identify(request: web.Request) -> web.StreamResponse:
-    """POST /identify: upsert a profile and link an anonymous id to it."""
-    metadata = await _metadata(request)
-    body = await DATABUDDY.body(request, IDENTIFY_BODY)
-    message = tracking_pb2.IdentifyRequest(
-        external_id=body["profileId"], anonymous_id=body.get("anonymousId") or "",
-        website_id=str(body["websiteId"]))
-    traits = body.get("traits")
-    if traits is not None:
-        fill_struct(message.traits, traits, "traits", DEPTH_IDENTIFY_TRAITS)
-    await call(request, request.app[TRACKING].Identify, message, metadata)
-    return json_response({"status": "success", "type": "identify"})
-
-
-@_with_cors
-@DATABUDDY.handler
-async def preflight(request: web.Request) -> web.StreamResponse:
-    """OPTIONS /track, /identify: CORS preflight, for the website's own origins only."""
-    website_id = _website_id(request)
-    origin = request.headers.get("Origin", "")
-    if not website_id or not origin or not (origin.isascii() and origin.isprintable()):
-        raise _fail(403, "ORIGIN_NOT_AUTHORIZED")
-    await _check_origin(request, website_id, origin)
-    return web.Response(status=204, headers=PREFLIGHT_HEADERS)
-
-
-def add_routes(app: web.Application) -> None:
-    # POST /track is shared with Mixpanel: gateway.dialects.shared_paths owns the route
-    # and hands Databuddy's bodies (JSON, or a text/plain beacon) to track.
-    app.router.add_post("/identify", identify)
-    for path in ("/track", "/identify"):
-        app.router.add_route("OPTIONS", path, preflight)

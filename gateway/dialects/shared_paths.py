@@ -4,7 +4,7 @@
 ``POST /track``: a form body (``Content-Type: application/x-www-form-urlencoded``, or a
 body starting with ``data=``), as every Mixpanel SDK sends, is Mixpanel's
 (:data:`gateway.dialects.mixpanel.track`); anything else (JSON, a text/plain beacon) is
-Databuddy's (:func:`gateway.dialects.databuddy.track`), and so is a body too large to
+Databuddy's (:func:`gateway.dialects.databuddy_handlers.track`), and so is a body too large to
 read or not in the encoding it claims unless its Content-Type is a form: Databuddy's
 envelope is the path's default, as it was its first owner.
 
@@ -37,7 +37,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from gateway.body import read_body
-from gateway.dialects import cueflow, databuddy, mixpanel, vibefollow
+from gateway.dialects import cueflow, databuddy, databuddy_handlers, mixpanel, vibefollow
 from gateway.dialects.base import Handler, bearer_metadata
 from gateway.grpc_errors import Problem, ProblemError
 
@@ -117,7 +117,7 @@ async def track(request: web.Request) -> web.StreamResponse:
     except ProblemError as exc:
         return (mixpanel.MIXPANEL if form else databuddy.DATABUDDY).render(exc.problem)
     handler = mixpanel.track if mixpanel.is_form(request.content_type, raw) \
-        else databuddy.track
+        else databuddy_handlers.track
     return await handler(request)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from gateway.openapi.document import DOCS_PATH, DOCUMENT_PATH, build_document
+from gateway.openapi.document import build_document
+from gateway.openapi.meta_paths import DOCS_PATH, DOCUMENT_PATH
 from gateway.settings import GATEWAY_SETTINGS
 
 ASSETS_PATH = f"{DOCS_PATH}/assets"
