@@ -132,6 +132,13 @@ ROUTES = [
     Route("GET", "/docs", "/docs", plain),
     Route("GET", "/docs/assets", "/docs/assets", plain),
     Route("GET", "/metrics", "/metrics", plain),
+    # The front door and the console: trackd's own pages and streams, no vendor's.
+    Route("GET", "/", "/", plain),
+    Route("GET", "/console", "/console", plain),
+    Route("GET", "/console/assets", "/console/assets", plain),
+    Route("GET", "/console/api/overview", "/console/api/overview", plain),
+    Route("GET", "/console/api/events", "/console/api/events", plain),
+    Route("GET", "/console/api/decisions", "/console/api/decisions", plain),
 ]
 
 
