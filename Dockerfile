@@ -11,11 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 # Only what the package is built from (see [tool.setuptools] in pyproject.toml).
 COPY pyproject.toml README.md ./
-COPY cli ./cli
-COPY server ./server
-COPY gateway ./gateway
-COPY storage ./storage
-COPY trackd_wire ./trackd_wire
+COPY trackd ./trackd
 COPY proto ./proto
 COPY client ./client
 RUN pip install . \

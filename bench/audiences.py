@@ -41,15 +41,15 @@ import grpc
 from pymongo import UpdateOne, WriteConcern
 
 from bench.loadgen import percentile
-from server.app import ServerConfig, create_server
-from server.audiences import AudienceIndex
-from server.auth import ALL_SCOPES, issue_key
-from server.pipeline import PipelineConfig, WritePipeline
-from storage import Store, connect
-from storage.changes import ChangeFeed
-from storage.embedded import EmbeddedDatabase
-from storage.events import EventRepository, InsertOutcome
-from storage.indexes import EVENTS, ensure_indexes
+from trackd.server.app import ServerConfig, create_server
+from trackd.server.audiences import AudienceIndex
+from trackd.server.auth import ALL_SCOPES, issue_key
+from trackd.server.pipeline import PipelineConfig, WritePipeline
+from trackd.storage import Store, connect
+from trackd.storage.changes import ChangeFeed
+from trackd.storage.embedded import EmbeddedDatabase
+from trackd.storage.events import EventRepository, InsertOutcome
+from trackd.storage.indexes import EVENTS, ensure_indexes
 from trackd.v1 import audiences_pb2, audiences_pb2_grpc
 
 PROJECT = "bench"

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from trackd.v1 import tracking_pb2
-from trackd_wire.limits import MAX_MESSAGE_BYTES
+from trackd.wire.limits import MAX_MESSAGE_BYTES
 
 SERVICE = tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name
 

@@ -15,7 +15,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, WriteConcern
 
 from bench.loadgen import LoadResult, add_window_args, event_fields, event_id, run, run_window
-from storage.indexes import EVENTS, ensure_indexes
+from trackd.storage.indexes import EVENTS, ensure_indexes
 
 DURABLE = WriteConcern(w="majority", j=True)
 

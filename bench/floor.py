@@ -11,7 +11,7 @@ are the bytes wrk sends (``bench/post.lua``: the same fields, unique ids), a bat
 :func:`measure` loops over that work for a window and returns a
 :class:`bench.report.Measurement` whose server CPU is this process's own
 (``time.process_time``), so every trackd row has its floor beside it. Imports
-trackd's limits from :mod:`server.validation` (one place for each) and nothing else of
+trackd's limits from :mod:`trackd.server.validation` (one place for each) and nothing else of
 trackd.
 """
 
@@ -25,7 +25,7 @@ import bson
 import orjson
 
 from bench.report import Measurement
-from server.validation import MAX_ID_CHARS, MAX_NAME_CHARS, MAX_PROPERTY_KEYS
+from trackd.server.validation import MAX_ID_CHARS, MAX_NAME_CHARS, MAX_PROPERTY_KEYS
 
 PROJECT_ID = "bench"
 

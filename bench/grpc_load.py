@@ -26,7 +26,7 @@ from bench.loadgen import (
     run_window,
 )
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
-from trackd_wire.limits import MAX_MESSAGE_BYTES
+from trackd.wire.limits import MAX_MESSAGE_BYTES
 
 
 def template_event(encoding: str = "json") -> tracking_pb2.Event:

@@ -6,7 +6,7 @@ VibeFollow ``POST /api/v1/events`` at ``--concurrency`` connections:
 
 - ``bare aiohttp 202``: :mod:`bench.bare_http`, the floor of an aiohttp handler;
 - ``shipped``: ``trackd serve`` as it is (gateway + server in one process; single events
-  coalesced into ``TrackEvents`` calls, gateway/hop.py);
+  coalesced into ``TrackEvents`` calls, trackd/gateway/hop.py);
 - ``unary-tcp`` (today's design, before issue 14: the ratios' reference), ``unary-unix``,
   ``stream``, ``coalesce``: :mod:`bench.hop_serve`, the real gateway and the real
   TrackingService in one process with the hop swapped (see there);

@@ -7,10 +7,10 @@ In one process, no network and no database, ``time.process_time`` around each ha
 body's validation):
 
 - ``struct``: gateway ``fill_struct`` and ``BatchTrackRequest`` encoding; server decoding
-  and the Struct walk of :func:`server.validation.event_document` (with its JSON size check);
-- ``json bytes``: the gateway's :func:`gateway.convert.properties_json` (the same checks
+  and the Struct walk of :func:`trackd.server.validation.event_document` (with its JSON size check);
+- ``json bytes``: the gateway's :func:`trackd.gateway.convert.properties_json` (the same checks
   as ``fill_struct``, then ``orjson.dumps``) into ``properties_json`` and the encoding;
-  the server decodes and :func:`server.validation.event_document` ``orjson.loads`` the
+  the server decodes and :func:`trackd.server.validation.event_document` ``orjson.loads`` the
   bytes (the second and last parse) and walks the plain dict by the Struct's rules.
 
 ``python -m bench.hop_batch [--events 500] [--rounds 20]`` prints the table; ``bench/run
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.convert import fill_struct, properties_json
-from server.errors import FieldViolation
-from server.validation import event_document
+from trackd.gateway.convert import fill_struct, properties_json
+from trackd.server.errors import FieldViolation
+from trackd.server.validation import event_document
 from trackd.v1 import tracking_pb2
 
 SHAPES: dict[str, Callable[[int], dict[str, Any]]] = {

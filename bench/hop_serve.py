@@ -12,7 +12,7 @@ gateway-to-server hop for REST single events swapped for a prototype design.
                the next turn of the event loop, or ``--linger-ms``, at most ``--max-items``)
                and sent as one unary call whose response has one result per request.
 
-The gateway is :func:`gateway.app.create_app`; only ``app[TRACKING]`` becomes the plain
+The gateway is :func:`trackd.gateway.app.create_app`; only ``app[TRACKING]`` becomes the plain
 stub (unary designs) or an object whose ``TrackEvent`` takes the same arguments and
 returns or raises what the stub's would (a ``TrackEventResponse``, or an ``AioRpcError``
 with the server's status details).
@@ -42,20 +42,20 @@ import grpc
 from aiohttp import web
 from grpc_status import rpc_status
 
-from cli.settings import load
-from gateway.app import create_app
-from gateway.settings import TRACKING
-from server.auth import Authenticator
-from server.errors import INTERNAL, ErrorInterceptor, ServiceError, to_status
-from server.idempotency import IdempotencyGuard
-from server.pipeline import WritePipeline
-from server.plans.book import PlanBook
-from server.plans.verdict import PlanJudge
-from server.services.tracking import TrackingService
-from server.websites import WebsiteGuard
-from storage import connect
+from trackd.cli.settings import load
+from trackd.gateway.app import create_app
+from trackd.gateway.settings import TRACKING
+from trackd.server.auth import Authenticator
+from trackd.server.errors import INTERNAL, ErrorInterceptor, ServiceError, to_status
+from trackd.server.idempotency import IdempotencyGuard
+from trackd.server.pipeline import WritePipeline
+from trackd.server.plans.book import PlanBook
+from trackd.server.plans.verdict import PlanJudge
+from trackd.server.services.tracking import TrackingService
+from trackd.server.websites import WebsiteGuard
+from trackd.storage import connect
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
-from trackd_wire.limits import MAX_MESSAGE_BYTES
+from trackd.wire.limits import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("bench.hop_serve")
 
@@ -379,7 +379,7 @@ async def serve(args: argparse.Namespace) -> None:
         channel = grpc.aio.insecure_channel(target, options=OPTIONS)
         stub = tracking_pb2_grpc.TrackingServiceStub(channel)
         # The unary designs call TrackEvent itself, as the gateway did before issue 14
-        # (it ships coalescing now: gateway/hop.py).
+        # (it ships coalescing now: trackd/gateway/hop.py).
         swapped: Any = stub
         if args.design == "stream":
             swapped = StreamHop(channel, stub)

@@ -58,7 +58,7 @@ from bench.procs import (
     wait_for_ports,
 )
 from bench.report import Measurement, measurements_table, ratios, ratios_table
-from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
+from trackd.storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 
 GROUPS = ("raw", "bare", "trackd", "paced", "floor")
 # The bare servers answering after trackd's median latency (Bench.paced).
@@ -553,7 +553,7 @@ def trackd_command() -> list[str]:
     if beside.exists():
         return [str(beside)]
     found = shutil.which("trackd")
-    return [found] if found else [sys.executable, "-m", "cli.main"]
+    return [found] if found else [sys.executable, "-m", "trackd.cli.main"]
 
 
 def choose_http_client(wanted: str) -> str:
@@ -644,8 +644,8 @@ def machine() -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=REPO, check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "server", "gateway",
-                            "storage", "cli"], capture_output=True, text=True, cwd=REPO,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "trackd"],
+                           capture_output=True, text=True, cwd=REPO,
                            check=False).stdout.strip()
     return {"cpus": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions,

@@ -4,7 +4,7 @@ per JSON Schema validator, on the ingest bench's events (:func:`bench.loadgen.ev
 
 For each validator: compiling one event's schema, checking a valid event (the hot path:
 ``is_valid``, no errors collected), and collecting every error of a violating one. The
-candidates are jsonschema-rs (what trackd uses, through :mod:`server.plans.rules`) and,
+candidates are jsonschema-rs (what trackd uses, through :mod:`trackd.server.plans.rules`) and,
 when it is installed (``pip install fastjsonschema``; it is no dependency of trackd),
 fastjsonschema, which knows drafts 4, 6 and 7 only and stops at the first error. Prints
 microseconds per event, best of five rounds.
@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema_rs
 
 from bench.loadgen import event_fields
-from server.plans.rules import compile_plan, judge
+from trackd.server.plans.rules import compile_plan, judge
 
 SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["plan"],

@@ -20,13 +20,13 @@ from pathlib import Path
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
-# py-spy names files relative to their sys.path entry ("server/pipeline.py",
+# py-spy names files relative to their sys.path entry ("trackd/server/pipeline.py",
 # "aiohttp/web_protocol.py"). First match wins: a path prefix -> its component.
 COMPONENTS: tuple[tuple[str, str], ...] = (
-    ("gateway/", "trackd gateway/"),
-    ("server/", "trackd server/"),
-    ("storage/", "trackd storage/"),
-    ("cli/", "trackd cli/"),
+    ("trackd/gateway/", "trackd trackd/gateway/"),
+    ("trackd/server/", "trackd trackd/server/"),
+    ("trackd/storage/", "trackd trackd/storage/"),
+    ("trackd/cli/", "trackd trackd/cli/"),
     ("trackd/v1/", "trackd generated stubs"),
     ("grpc", "grpc (grpc.aio, cygrpc)"),
     ("aiohttp/", "aiohttp"),
@@ -129,13 +129,13 @@ def component(frame: str, *, leaf: bool = False) -> str:
 
 
 def _is_trackd(frame: str) -> bool:
-    return component(frame).startswith("trackd ") and component(frame) != "trackd cli/"
+    return component(frame).startswith("trackd ") and component(frame) != "trackd trackd/cli/"
 
 
 def _ignored_inclusive(frame: str) -> bool:
     # Event-loop plumbing is on every stack; it says nothing about where time goes.
-    return any(part in frame for part in ("asyncio/", "uvloop", "runners.py", "cli/main.py",
-                                          "cli/serve.py",
+    return any(part in frame for part in ("asyncio/", "uvloop", "runners.py", "trackd/cli/main.py",
+                                          "trackd/cli/serve.py",
                                           "<module>", "threading.py"))
 
 

@@ -48,10 +48,10 @@ from bench.main import (
 )
 from bench.procs import Child, NotReady, child_env, free_port, wait_for_ports
 from bench.report import measurements_table
-from outbound.config import DeliveryConfig
-from outbound.deliverer import Deliverer
-from server.webhooks import Webhooks
-from storage import connect
+from trackd.outbound.config import DeliveryConfig
+from trackd.outbound.deliverer import Deliverer
+from trackd.server.webhooks import Webhooks
+from trackd.storage import connect
 
 LOADS = ("rest.single", "grpc.track")
 INGEST_TARGET = 0.9

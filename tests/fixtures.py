@@ -28,16 +28,16 @@ import grpc
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
-from server.app import ServerConfig, TrackdServer, create_server
-from server.auth import ALL_SCOPES, issue_key
-from server.pipeline import PipelineConfig
-from server.rate_limit_policy import RateLimit
-from storage import Store, connect
-from storage.embedded import EmbeddedDatabase
 from tests.durability.harness import Database, StartTrackd, Trackd, create_key
 from tests.helpers import URI_ENV, KeyFactory, limited_gateway
+from trackd.gateway.app import create_app
+from trackd.gateway.settings import GatewaySettings
+from trackd.server.app import ServerConfig, TrackdServer, create_server
+from trackd.server.auth import ALL_SCOPES, issue_key
+from trackd.server.pipeline import PipelineConfig
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store, connect
+from trackd.storage.embedded import EmbeddedDatabase
 from trackd.v1 import tracking_pb2_grpc
 
 _embedded: EmbeddedDatabase | None = None

@@ -11,11 +11,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
-from server.app import ServerConfig, create_server
-from server.rate_limit_policy import RateLimit
-from storage import Store
+from trackd.gateway.app import create_app
+from trackd.gateway.settings import GatewaySettings
+from trackd.server.app import ServerConfig, create_server
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 
 # Where the controlling pytest process hands the test database's URI to xdist workers.
 URI_ENV = "TRACKD_TEST_MONGODB_URI"

@@ -1,8 +1,8 @@
 """mkdocs hook (mkdocs.yml ``hooks:``): a page's links to repository files outside docs/.
 
 A page under docs/ links a source file or another README by its relative path
-(``[`gateway/hop.py`](../gateway/hop.py)``), which a repository browser follows. mkdocs
-cannot publish such a file, and its strict mode would fail on the link, so this hook
+(``[`trackd/gateway/hop.py`](../trackd/gateway/hop.py)``), which a repository browser follows.
+mkdocs cannot publish such a file, and its strict mode would fail on the link, so this hook
 rewrites each one before mkdocs reads the page: to the file on ``repo_url`` when mkdocs.yml
 sets one, else to the link's text alone. A link to a path that does not exist is a warning,
 which strict mode makes an error, as mkdocs does for a link between pages.

@@ -1,6 +1,6 @@
 """The server's limits, as data: what ``track()`` and ``identify()`` check before queueing.
 
-The server (``server/validation.py``, with the numbers in ``trackd_wire/limits.py``) is the
+The server (``trackd/server/validation.py``, with the numbers in ``trackd/wire/limits.py``) is the
 source of truth and enforces every one of these itself; the SDK must
 not import the server, so it keeps a copy, and ``tests/client/test_package.py`` fails when
 the two differ.

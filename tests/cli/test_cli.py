@@ -232,7 +232,7 @@ def test_serve_without_mongodb_uri_or_embedded_database_says_what_to_do(
     tmp_path: Path, hide: str,
 ) -> None:
     grpc_port, http_port = free_ports(2)
-    code = (f"import sys; {hide}; from cli.main import main; "
+    code = (f"import sys; {hide}; from trackd.cli.main import main; "
             f"sys.exit(main(['serve', '--data-dir', {str(tmp_path / 'data')!r}, "
             f"'--grpc-port', '{grpc_port}', '--http-port', '{http_port}']))")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean_env(),

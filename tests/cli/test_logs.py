@@ -26,10 +26,10 @@ import grpc
 import pytest
 from pymongo import MongoClient
 
-from cli.logs import JsonFormatter, TextFormatter, resolve_format
-from cli.settings import Settings, load
 from tests.durability.harness import Trackd, dev_key, until
 from tests.server.helpers import event, track
+from trackd.cli.logs import JsonFormatter, TextFormatter, resolve_format
+from trackd.cli.settings import Settings, load
 from trackd.v1 import tracking_pb2_grpc
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")

@@ -1,7 +1,7 @@
 """The manual's settings table (docs/operating/settings.md) is the settings: every one
 listed, each with its default.
 
-`cli/settings.py` holds each default once; this keeps the documented table from drifting.
+`trackd/cli/settings.py` holds each default once; this keeps the documented table from drifting.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cli.settings import Settings
-from server.rate_limit_policy import DEFAULT_LIMITS
+from trackd.cli.settings import Settings
+from trackd.server.rate_limit_policy import DEFAULT_LIMITS
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "operating" / "settings.md"
 HEADER = "| setting | flag | environment | default |"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from cli.settings import Settings
-from storage import Store
 from tests.durability.harness import Trackd
 from tests.durability.harness import trackd_command as trackd
 from tests.processes import free_ports
+from trackd.cli.settings import Settings
+from trackd.storage import Store
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from cli.main import main
+from trackd.cli.main import main
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from cli.settings import available_cores, load
 from tests.durability.harness import trackd_command as trackd
+from trackd.cli.settings import available_cores, load
 
 
 def test_auto_is_one_worker_per_core_this_process_may_use() -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.app import TrackdServer
 from tests.client.helpers import Errors
+from trackd.server.app import TrackdServer
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage import Store
+from trackd.storage import Store
 from trackd_client import DeliveryError
 
 

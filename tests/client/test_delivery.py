@@ -14,9 +14,9 @@ from typing import Any
 import grpc
 import pytest
 
-from server.app import TrackdServer
-from storage import Store
 from tests.client.helpers import Errors, count_by_event_id, stored_user
+from trackd.server.app import TrackdServer
+from trackd.storage import Store
 from trackd_client import AsyncClient, Backoff, Client, QueueFull
 from trackd_client.buffer import Batch, Stats
 from trackd_client.delivery import failure

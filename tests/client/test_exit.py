@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from storage import Store
 from tests.client.helpers import count_by_event_id
+from trackd.storage import Store
 
 EVENTS = 1234
 

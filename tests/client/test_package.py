@@ -10,7 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from server import validation
+from trackd.server import validation
 from trackd_client import limits
 
 
@@ -27,12 +27,13 @@ def test_the_sdk_limits_are_the_servers() -> None:
 
 
 def test_the_servers_message_limit_is_the_sdks() -> None:
-    from trackd_wire import limits as wire
+    from trackd.wire import limits as wire
 
     assert limits.MAX_MESSAGE_BYTES == wire.MAX_MESSAGE_BYTES
 
 
-FORBIDDEN = ("server", "gateway", "storage", "cli", "aiohttp", "pymongo", "pydantic",
+FORBIDDEN = ("trackd.server", "trackd.gateway", "trackd.storage",
+             "trackd.cli", "trackd.wire", "aiohttp", "pymongo", "pydantic",
              "pydantic_settings", "orjson", "uvloop", "grpc_status", "bson")
 
 PROBE = """
@@ -41,7 +42,8 @@ import trackd_client
 client = trackd_client.Client("127.0.0.1:1", "trk_unused", flush_interval=60)
 client.track("probe", user_id="u1", properties={"n": 1})
 client.close(timeout=0)
-print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+print(json.dumps(sorted({part for name in sys.modules for part in
+                         (name.split(".")[0], ".".join(name.split(".")[:2]))})))
 """
 
 
@@ -81,4 +83,5 @@ def test_the_sdk_wheel_holds_the_sdk_and_the_stubs_and_needs_three_libraries(
     assert {"trackd_client/__init__.py", "trackd_client/py.typed",
             "trackd/v1/tracking_pb2.py", "trackd/v1/tracking_pb2_grpc.py",
             "trackd/v1/users_pb2.py", "trackd/v1/users_pb2_grpc.py"} <= names
-    assert not any(n.startswith(("server/", "gateway/", "storage/", "cli/")) for n in names)
+    assert not any(n.startswith(("trackd/server/", "trackd/gateway/", "trackd/storage/",
+                                 "trackd/cli/")) for n in names)

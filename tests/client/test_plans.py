@@ -9,10 +9,10 @@ import asyncio
 import grpc
 import pytest
 
-from storage import Store
 from tests.client.helpers import Errors
 from tests.helpers import stored_events
 from tests.server.plan_helpers import set_plan
+from trackd.storage import Store
 from trackd_client import Client, FieldViolation
 
 

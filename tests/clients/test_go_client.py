@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from server.app import TrackdServer
-from storage import Store
 from tests.clients.helpers import ROOT, expected_output, run, toolchain_missing
 from tests.helpers import stored_events
+from trackd.server.app import TrackdServer
+from trackd.storage import Store
 
 GO = shutil.which("go")
 GOCODE = Path("/usr/share/gocode/src")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from server.app import TrackdServer
-from storage import Store
 from tests.clients.helpers import ROOT, expected_output, run, toolchain_missing
 from tests.helpers import stored_events
+from trackd.server.app import TrackdServer
+from trackd.storage import Store
 
 NODE = shutil.which("node")
 EXAMPLE = ROOT / "examples" / "typescript"

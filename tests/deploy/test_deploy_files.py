@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from cli.settings import Settings
+from trackd.cli.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -19,7 +19,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 
 
 def setting_variables() -> set[str]:
-    """Every environment variable trackd reads (cli/settings.py)."""
+    """Every environment variable trackd reads (trackd/cli/settings.py)."""
     names = {"MONGODB_URI"}
     for name, field in Settings.model_fields.items():
         names.add(f"TRACKD_{name.upper()}")

@@ -45,7 +45,7 @@ def relative_links(text: str) -> list[str]:
     targets = []
     for line in prose_lines(text):
         # A code span may show link syntax without being a link; its text is kept
-        # when the span is a link's text ([`gateway/hop.py`](...)).
+        # when the span is a link's text ([`trackd/gateway/hop.py`](...)).
         for target in LINK.findall(CODE_SPAN.sub(lambda m: m.group(0).strip("`"), line)):
             if not EXTERNAL.match(target) and not target.startswith("/"):
                 targets.append(target)

@@ -40,8 +40,8 @@ from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from pymongo import MongoClient
 
-from storage.child_process import answers_ping
 from tests.processes import free_ports
+from trackd.storage.child_process import answers_ping
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 TRACKD = Path(sys.executable).parent / "trackd"

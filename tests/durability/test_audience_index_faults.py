@@ -12,12 +12,12 @@ from typing import TypeVar
 
 import grpc
 
-from server.app import ServerConfig, create_server
-from server.auth import ALL_SCOPES, issue_key
-from server.pipeline import PipelineConfig
-from storage import connect
 from tests.durability.harness import START_TIMEOUT, Database
 from tests.server.test_audiences_grpc import COUNT_GT, ev, history, members, one, upsert
+from trackd.server.app import ServerConfig, create_server
+from trackd.server.auth import ALL_SCOPES, issue_key
+from trackd.server.pipeline import PipelineConfig
+from trackd.storage import connect
 from trackd.v1 import audiences_pb2_grpc, tracking_pb2_grpc, users_pb2_grpc
 
 T = TypeVar("T")

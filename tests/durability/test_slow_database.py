@@ -95,7 +95,7 @@ async def test_a_busy_database_is_not_declared_down(
     assert statuses == ["202"], [o for o in outcomes if o.status != "202"][:5]
     assert set(evaluations) == {200}, evaluations
     assert len(outcomes) >= 20
-    health = [line for line in trackd.stderr.splitlines() if '"server.health"' in line]
+    health = [line for line in trackd.stderr.splitlines() if '"trackd.server.health"' in line]
     assert not [line for line in health if "unreachable" in line or "UNAVAILABLE" in line]
     # A slow ping was seen (the monitor says so once), so the test tested something.
     assert len(health) == 1, health

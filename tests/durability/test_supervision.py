@@ -22,8 +22,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo import MongoClient
 
-from server.app import SERVICE_NAMES
-from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable
 from tests.durability.harness import (
     PROJECT,
     Load,
@@ -36,6 +34,8 @@ from tests.durability.harness import (
 from tests.durability.harness import trackd_command as run_trackd
 from tests.processes import free_ports
 from tests.scrape import Samples, parse, value
+from trackd.server.app import SERVICE_NAMES
+from trackd.storage.embedded import EmbeddedDatabase, EmbeddedUnavailable
 
 WARM_UP_ACKS = 200
 RECOVERED_ACKS = 100

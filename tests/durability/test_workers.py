@@ -24,7 +24,6 @@ import grpc
 import pytest
 from pymongo import MongoClient
 
-from storage.embedded import EmbeddedDatabase
 from tests.durability.harness import (
     PROJECT,
     Load,
@@ -36,6 +35,7 @@ from tests.durability.harness import (
 )
 from tests.durability.harness import trackd_command as run_trackd
 from tests.scrape import Samples, parse, value
+from trackd.storage.embedded import EmbeddedDatabase
 from trackd.v1 import tracking_pb2_grpc
 
 WORKERS = 2
@@ -56,7 +56,7 @@ async def workers(tmp_path: Path) -> AsyncIterator[Trackd]:
 
 
 def worker_pids(trackd: Trackd) -> list[int]:
-    """The supervisor's live worker processes (``python -m cli.workers``)."""
+    """The supervisor's live worker processes (``python -m trackd.cli.workers``)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -65,7 +65,7 @@ def worker_pids(trackd: Trackd) -> list[int]:
             stat = (entry / "stat").read_text()
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if ppid == trackd.pid and b"cli.workers" in cmdline:
+            if ppid == trackd.pid and b"trackd.cli.workers" in cmdline:
                 found.append(int(entry.name))
     return sorted(found)
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.dialects.amplitude import AMPLITUDE_MAX_BODY_BYTES
-from gateway.dialects.posthog import ROUTES as POSTHOG_PATHS
-from gateway.dialects.segment import SEGMENT_PATHS
+from trackd.gateway.dialects.amplitude import AMPLITUDE_MAX_BODY_BYTES
+from trackd.gateway.dialects.posthog import ROUTES as POSTHOG_PATHS
+from trackd.gateway.dialects.segment import SEGMENT_PATHS
 
 
 def _str(value: Any) -> bool:

@@ -21,11 +21,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.app import create_app
-from gateway.http_protocol import GatewayRunner
-from gateway.settings import GatewaySettings
-from server.app import TrackdServer
-from storage import Store
+from trackd.gateway.app import create_app
+from trackd.gateway.http_protocol import GatewayRunner
+from trackd.gateway.settings import GatewaySettings
+from trackd.server.app import TrackdServer
+from trackd.storage import Store
 
 HOST = "127.0.0.1"
 CLIENT_TIMEOUT = 5.0

@@ -10,10 +10,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.dialects.amplitude import AMPLITUDE_MAX_BODY_BYTES, AMPLITUDE_MAX_EVENTS
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import stored_events, stored_users
+from trackd.gateway.dialects.amplitude import AMPLITUDE_MAX_BODY_BYTES, AMPLITUDE_MAX_EVENTS
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 EVENT = {"event_type": "clicked", "user_id": "user-1", "insert_id": "i-1"}

@@ -19,8 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from amplitude import Amplitude, BaseEvent, Config, EventOptions, Identify
 
-from storage import Store
 from tests.helpers import stored_events, stored_users
+from trackd.storage import Store
 
 BATCH = 300
 

@@ -15,9 +15,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from storage import Store
 from tests.server.helpers import auth as grpc_auth
 from tests.server.helpers import event, track
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2_grpc, users_pb2, users_pb2_grpc
 
 pytestmark = pytest.mark.both_audience_paths

@@ -9,12 +9,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from google.protobuf import timestamp_pb2
 
-from server.auth import ALL_SCOPES
-from storage import Store
 from tests.helpers import KeyFactory
 from tests.server.helpers import auth as grpc_auth
 from tests.server.helpers import event as grpc_event
 from tests.server.helpers import track
+from trackd.server.auth import ALL_SCOPES
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2_grpc
 
 pytestmark = pytest.mark.both_audience_paths

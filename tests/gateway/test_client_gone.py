@@ -23,8 +23,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from storage import Store
 from tests.gateway.hostile_harness import HOST, gateway_port, stored_counts
+from trackd.storage import Store
 
 __all__ = ["gateway_port"]  # fixture
 

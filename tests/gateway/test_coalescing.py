@@ -1,5 +1,5 @@
 """Concurrent single-event REST requests, which the gateway carries to the server in
-shared TrackEvents calls (gateway/hop.py): each still gets exactly its own answer.
+shared TrackEvents calls (trackd/gateway/hop.py): each still gets exactly its own answer.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import grpc
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
-from server.app import ServerConfig, TrackdServer
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import KeyFactory, limited_gateway, stored_events
 from tests.scrape import delta, parse
+from trackd.gateway.app import create_app
+from trackd.gateway.settings import GatewaySettings
+from trackd.server.app import ServerConfig, TrackdServer
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Client = TestClient[Any, Any]

@@ -18,13 +18,13 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from gateway.console import STATIC
-from gateway.console_streams import end_streams
-from gateway.front_door import PAGE_CSP
-from server.app import ServerConfig, TrackdServer
-from server.auth import ALL_SCOPES, DEFAULT_SCOPES, SCOPE_EVENTS_READ
-from server.properties import KEY_RULE
 from tests.helpers import KeyFactory
+from trackd.gateway.console import STATIC
+from trackd.gateway.console_streams import end_streams
+from trackd.gateway.front_door import PAGE_CSP
+from trackd.server.app import ServerConfig, TrackdServer
+from trackd.server.auth import ALL_SCOPES, DEFAULT_SCOPES, SCOPE_EVENTS_READ
+from trackd.server.properties import KEY_RULE
 from trackd.v1 import webhooks_pb2, webhooks_pb2_grpc
 
 Client = TestClient[Any, Any]

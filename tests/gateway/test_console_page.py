@@ -32,14 +32,14 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
-from server.app import TrackdServer
-from server.auth import ALL_SCOPES
-from storage import Store
 from tests.gateway.test_docs_page import CHROMIUM, NODE, _missing
 from tests.helpers import KeyFactory
 from tests.server.plan_helpers import set_plan
+from trackd.gateway.app import create_app
+from trackd.gateway.settings import GatewaySettings
+from trackd.server.app import TrackdServer
+from trackd.server.auth import ALL_SCOPES
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 SCRIPT = Path(__file__).with_name("console_page.mjs")

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.auth import SCOPE_EVENTS_READ
-from storage import Store
 from tests.gateway.test_console import DEADLINE_SECONDS, Client, bearer, first
 from tests.helpers import KeyFactory
 from tests.server.plan_helpers import set_plan
+from trackd.server.auth import SCOPE_EVENTS_READ
+from trackd.storage import Store
 
 
 async def test_streams_carry_plan_violations_and_quarantined_decisions(

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.auth import SCOPE_EVENTS_READ
-from server.rate_limit_policy import RateLimit
 from tests.gateway.test_console import bearer, first
 from tests.helpers import KeyFactory
+from trackd.server.auth import SCOPE_EVENTS_READ
+from trackd.server.rate_limit_policy import RateLimit
 
 Client = TestClient[Any, Any]
 

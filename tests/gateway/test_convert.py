@@ -1,4 +1,4 @@
-"""The gateway's JSON -> protobuf conversions on their own (gateway/convert.py): times into
+"""The gateway's JSON -> protobuf conversions on their own (trackd/gateway/convert.py): times into
 Timestamps at the edges of years 1 and 9999, Unix milliseconds, Struct filling and reading
 back, and the nesting depth at exactly the decoder's limit.
 
@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.convert import (
+from trackd.gateway.convert import (
     UnencodableValue,
     check_depth,
     fill_struct,
@@ -27,7 +27,7 @@ from gateway.convert import (
     timestamp,
     timestamp_from_millis,
 )
-from gateway.dialects.vibefollow import VIBEFOLLOW
+from trackd.gateway.dialects.vibefollow import VIBEFOLLOW
 from trackd.v1 import tracking_pb2
 
 OUT_OF_RANGE = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"

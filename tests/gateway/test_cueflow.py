@@ -15,11 +15,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.dialects.shared_paths import NEITHER_SHAPE
-from server.app import TrackdServer
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import KeyFactory, stored_events, stored_users
+from trackd.gateway.dialects.shared_paths import NEITHER_SHAPE
+from trackd.server.app import TrackdServer
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 ALL_SCOPES = ("track:events", "users:read", "users:write")

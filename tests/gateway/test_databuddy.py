@@ -17,11 +17,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.app import TrackdServer
-from server.auth import issue_key
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
+from trackd.server.app import TrackdServer
+from trackd.server.auth import issue_key
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 
@@ -482,7 +482,7 @@ async def test_rate_limit_is_429_with_retry_after(
 
 
 async def test_default_rate_limit_is_600_per_minute() -> None:
-    from server.rate_limit_policy import DEFAULT_LIMITS
+    from trackd.server.rate_limit_policy import DEFAULT_LIMITS
 
     assert DEFAULT_LIMITS["databuddy"] == RateLimit(600, 60)
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from storage import Store
 from tests.helpers import stored_events
 from tests.processes import ROOT, run_for_json
+from trackd.storage import Store
 
 SCRIPT = Path(__file__).with_name("databuddy_sdk.mjs")
 SDK = ROOT / "node_modules" / "@databuddy" / "sdk" / "package.json"

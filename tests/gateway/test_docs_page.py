@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
-from gateway.openapi.document import build_document
-from gateway.settings import GatewaySettings
 from tests.processes import ROOT, run_for_json
+from trackd.gateway.app import create_app
+from trackd.gateway.openapi.document import build_document
+from trackd.gateway.settings import GatewaySettings
 
 SCRIPT = Path(__file__).with_name("docs_page.mjs")
 PLAYWRIGHT = ROOT / "node_modules" / "playwright-core" / "package.json"

@@ -11,11 +11,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.app import TrackdServer
-from server.auth import ALL_SCOPES
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import KeyFactory, stored_events, stored_users
+from trackd.server.app import TrackdServer
+from trackd.server.auth import ALL_SCOPES
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 
@@ -327,7 +327,7 @@ async def test_missing_or_wrong_auth_type_is_401(http: Client, key: str, store: 
 
 
 async def test_invalid_and_revoked_keys_are_401(http: Client, store: Store) -> None:
-    from server.auth import issue_key
+    from trackd.server.auth import issue_key
 
     issued = await issue_key(store.keys, "acme")
     assert await store.keys.revoke(issued.record.key_id)

@@ -1,14 +1,14 @@
 """``GET /`` (a page for a browser, today's JSON 404 for an API client) and the headers
 every answer carries: ``Server: trackd`` and never aiohttp's ``Python/... aiohttp/...``,
 including the answers given before the app runs; all over real HTTP to the gateway as
-``trackd serve`` runs it (:class:`gateway.http_protocol.GatewayRunner`)."""
+``trackd serve`` runs it (:class:`trackd.gateway.http_protocol.GatewayRunner`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.front_door import PAGE_CSP, prefers_html
 from tests.gateway.hostile_harness import Answer, exchange, gateway_port, request
+from trackd.gateway.front_door import PAGE_CSP, prefers_html
 
 __all__ = ["gateway_port"]  # the fixture, imported for this module's tests
 

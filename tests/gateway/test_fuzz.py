@@ -34,9 +34,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.settings import GatewaySettings
-from server.app import ServerConfig, create_server
-from storage import Store
 from tests.gateway.fuzz_routes import ROUTES, Route, envelope_for
 from tests.gateway.hostile_harness import (
     exchange,
@@ -46,6 +43,9 @@ from tests.gateway.hostile_harness import (
     serve_gateway,
     stored_counts,
 )
+from trackd.gateway.settings import GatewaySettings
+from trackd.server.app import ServerConfig, create_server
+from trackd.storage import Store
 
 EXAMPLES = 300
 DEADLINE_MS = 5000

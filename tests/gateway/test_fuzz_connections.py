@@ -28,10 +28,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage import Store
 from tests.gateway.fuzz_routes import ROUTES, Route, envelope_for
 from tests.gateway.hostile_harness import HOST, exchange, stored_counts
 from tests.gateway.test_fuzz import Fuzzed, port
+from trackd.storage import Store
 
 __all__ = ["port"]  # fixture
 

@@ -13,13 +13,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
-from server.app import SERVICE_NAMES
-from server.health import DATABASE_CHECK, WRITE_QUEUE_CHECK, HealthMonitor
-from server.pipeline import PipelineConfig, WritePipeline
-from storage import Store, connect
 from tests.processes import free_ports
+from trackd.gateway.app import create_app
+from trackd.gateway.settings import GatewaySettings
+from trackd.server.app import SERVICE_NAMES
+from trackd.server.health import DATABASE_CHECK, WRITE_QUEUE_CHECK, HealthMonitor
+from trackd.server.pipeline import PipelineConfig, WritePipeline
+from trackd.storage import Store, connect
 
 READY = {"status": "ok", "checks": {"grpc_server": "ok", "database": "ok",
                                     "write_queue": "ok"}}

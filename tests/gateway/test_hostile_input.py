@@ -20,17 +20,6 @@ from aiohttp import web
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError, Message
 
-from gateway.app import create_app
-from gateway.convert import (
-    DEPTH_IDENTIFY_TRAITS,
-    DEPTH_RULE_VALUE,
-    DEPTH_USER_TRAITS,
-    UnencodableValue,
-    check_depth,
-)
-from gateway.settings import GatewaySettings
-from server.app import TrackdServer
-from storage import Store
 from tests.gateway.hostile_harness import (
     exchange,
     gateway_port,
@@ -41,8 +30,19 @@ from tests.gateway.hostile_harness import (
     serve_gateway,
     stored_counts,
 )
+from trackd.gateway.app import create_app
+from trackd.gateway.convert import (
+    DEPTH_IDENTIFY_TRAITS,
+    DEPTH_RULE_VALUE,
+    DEPTH_USER_TRAITS,
+    UnencodableValue,
+    check_depth,
+)
+from trackd.gateway.settings import GatewaySettings
+from trackd.server.app import TrackdServer
+from trackd.storage import Store
 from trackd.v1 import audiences_pb2, tracking_pb2, users_pb2
-from trackd_wire.limits import DEPTH_EVENT_PROPERTIES
+from trackd.wire.limits import DEPTH_EVENT_PROPERTIES
 
 __all__ = ["gateway_port"]  # fixture
 

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.dialects.mixpanel import MIXPANEL_MAX_MESSAGES
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import stored_events, stored_users
+from trackd.gateway.dialects.mixpanel import MIXPANEL_MAX_MESSAGES
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

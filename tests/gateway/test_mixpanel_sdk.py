@@ -21,8 +21,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from mixpanel import BufferedConsumer, Consumer, Mixpanel, MixpanelException
 
-from storage import Store
 from tests.helpers import stored_events, stored_users
+from trackd.storage import Store
 
 BATCH = 300
 

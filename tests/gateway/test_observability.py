@@ -18,7 +18,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.dialects import (
+from tests.helpers import KeyFactory
+from tests.scrape import Samples, delta, parse, value
+from tests.server.helpers import auth, event, track
+from trackd.gateway.dialects import (
     amplitude,
     cueflow,
     databuddy,
@@ -28,12 +31,9 @@ from gateway.dialects import (
     segment,
     vibefollow,
 )
-from server import metrics as server_metrics
-from server.app import TrackdServer
-from server.rate_limit_policy import RateLimit
-from tests.helpers import KeyFactory
-from tests.scrape import Samples, delta, parse, value
-from tests.server.helpers import auth, event, track
+from trackd.server import metrics as server_metrics
+from trackd.server.app import TrackdServer
+from trackd.server.rate_limit_policy import RateLimit
 from trackd.v1 import tracking_pb2_grpc
 
 Client = TestClient[Any, Any]
@@ -230,8 +230,8 @@ async def test_request_id_is_echoed_or_made(http: Client, api_key: str) -> None:
 MULTIPROCESS_WORKER = """
 import asyncio, sys
 from aiohttp.test_utils import make_mocked_request
-from gateway import metrics as gateway_metrics
-from server import metrics as server_metrics
+from trackd.gateway import metrics as gateway_metrics
+from trackd.server import metrics as server_metrics
 server_metrics.count_events("flywheel", 2, 1)
 gateway_metrics.HTTP_REQUESTS.labels("flywheel", "/v1/events", "POST", "200").inc()
 if sys.argv[1] == "scrape":

@@ -3,7 +3,7 @@ else, it is valid OpenAPI 3.1, and each limit it states is the one enforced.
 
 Limits are checked two ways: the document's constraint against the constant that
 enforces it (the gateway's own dialect constants and the server's in
-``server/validation.py``), and, for a representative set, by sending a request at the
+``trackd/server/validation.py``), and, for a representative set, by sending a request at the
 limit and one past it to the real gateway and server and seeing the first accepted and
 the second refused.
 """
@@ -21,16 +21,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from schemathesis.specs.openapi import definitions
 
-from gateway.app import create_app
-from gateway.dialects import cueflow_audiences, databuddy, flywheel
-from gateway.openapi import limits
-from gateway.openapi.document import build_document
-from gateway.settings import GatewaySettings
-from server import rate_limit_policy as ratelimit
-from server import validation
-from server.audiences import parsing as server_audiences
-from server.services import audiences as audience_service
-from storage import Store
+from trackd.gateway.app import create_app
+from trackd.gateway.dialects import cueflow_audiences, databuddy, flywheel
+from trackd.gateway.openapi import limits
+from trackd.gateway.openapi.document import build_document
+from trackd.gateway.settings import GatewaySettings
+from trackd.server import rate_limit_policy as ratelimit
+from trackd.server import validation
+from trackd.server.audiences import parsing as server_audiences
+from trackd.server.services import audiences as audience_service
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 DOCUMENT = build_document()
@@ -65,7 +65,7 @@ def test_every_route_the_app_serves_is_documented_and_nothing_else() -> None:
     served = served_routes(create_app())
     documented = documented_routes(DOCUMENT)
     assert served - documented == set(), (
-        "routes the gateway serves that gateway/openapi/document.py does not describe")
+        "routes the gateway serves that trackd/gateway/openapi/document.py does not describe")
     assert documented - served == set(), "documented routes the gateway does not serve"
 
 

@@ -44,10 +44,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.dialects.databuddy import DATABUDDY_MAX_FUTURE
-from gateway.openapi.document import build_document
-from gateway.settings import GatewaySettings
 from tests.gateway.live import Live, create_website, live_trackd
+from trackd.gateway.dialects.databuddy import DATABUDDY_MAX_FUTURE
+from trackd.gateway.openapi.document import build_document
+from trackd.gateway.settings import GatewaySettings
 
 MAX_EXAMPLES = 12
 RATE_LIMITS_OFF = {f"TRACKD_RATE_LIMIT_{name}": "off"

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.dialects import cueflow_audiences
-from gateway.openapi import limits
-from gateway.openapi.document import build_document
-from server.audiences.rules import NEEDS_VALUE, NUMERIC, WITHIN
-from storage import Store
 from tests.gateway.hostile_harness import stored_counts
+from trackd.gateway.dialects import cueflow_audiences
+from trackd.gateway.openapi import limits
+from trackd.gateway.openapi.document import build_document
+from trackd.server.audiences.rules import NEEDS_VALUE, NUMERIC, WITHIN
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 NOTHING = {"events": 0, "users": 0}

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import stored_events, stored_users
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 

@@ -22,9 +22,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from posthog import Posthog
 
-from storage import Store
 from tests.helpers import stored_events, stored_users
 from tests.processes import ROOT, run_for_json
+from trackd.storage import Store
 
 SCRIPT = Path(__file__).with_name("posthog_sdk.mjs")
 NODE = shutil.which("node")

@@ -1,4 +1,4 @@
-"""gateway.convert.properties_json refuses exactly what fill_struct refuses, with the same
+"""trackd.gateway.convert.properties_json refuses exactly what fill_struct refuses, with the same
 path and description, and otherwise writes the same values as compact JSON, keys sorted.
 
 The REST answers these refusals become are the dialects' tests (depth per route in
@@ -15,7 +15,7 @@ import orjson
 import pytest
 from google.protobuf import struct_pb2
 
-from gateway.convert import UnencodableValue, fill_struct, properties_json
+from trackd.gateway.convert import UnencodableValue, fill_struct, properties_json
 
 BIG = 2**53 + 1
 

@@ -22,8 +22,6 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.app import create_app
-from storage import Store
 from tests.gateway.hostile_harness import (
     CLIENT_TIMEOUT,
     HOST,
@@ -32,6 +30,8 @@ from tests.gateway.hostile_harness import (
     request,
     stored_counts,
 )
+from trackd.gateway.app import create_app
+from trackd.storage import Store
 
 __all__ = ["gateway_port"]  # fixture
 

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.dialects.segment import SEGMENT_MAX_BODY_BYTES
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import stored_events, stored_users
+from trackd.gateway.dialects.segment import SEGMENT_MAX_BODY_BYTES
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 
 
 def basic(key: str) -> dict[str, str]:

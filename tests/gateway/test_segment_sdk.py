@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestClient
 from rudderstack.analytics.client import Client as RudderClient
 from segment.analytics.client import Client as SegmentClient
 
-from storage import Store
 from tests.helpers import stored_events, stored_users
 from tests.processes import ROOT, run_for_json
+from trackd.storage import Store
 
 SCRIPT = Path(__file__).with_name("segment_sdk.mjs")
 NODE = shutil.which("node")

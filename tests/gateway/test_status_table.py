@@ -1,5 +1,5 @@
 """The gateway's one table from gRPC status to HTTP status, and the decoding of a failed
-call into the problem a dialect renders (gateway/grpc_errors.py), on real
+call into the problem a dialect renders (trackd/gateway/grpc_errors.py), on real
 ``grpc.aio.AioRpcError`` values carrying the ``grpc-status-details-bin`` trailer the server
 sends.
 """
@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from gateway.grpc_errors import (
+from trackd.gateway.grpc_errors import (
     HTTP_STATUS,
     STATUS_CODES,
     Problem,

@@ -12,10 +12,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.auth import ALL_SCOPES
-from storage import Store
 from tests.helpers import stored_events
 from tests.server.plan_helpers import KINDS, set_plan
+from trackd.server.auth import ALL_SCOPES
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 HEADER = "Trackd-Plan-Violations"

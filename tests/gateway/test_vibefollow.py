@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from server.app import ServerConfig, TrackdServer
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
+from trackd.server.app import ServerConfig, TrackdServer
+from trackd.storage import Store
 
 Client = TestClient[Any, Any]
 
@@ -192,7 +192,7 @@ async def test_missing_malformed_and_invalid_keys_are_401(
 
 
 async def test_revoked_key_is_401(http: Client, store: Store) -> None:
-    from server.auth import issue_key
+    from trackd.server.auth import issue_key
 
     issued = await issue_key(store.keys, "acme")
     resp = await http.post("/api/v1/events", data=SEED_EVENT, headers=headers(issued.secret))
@@ -341,8 +341,8 @@ async def test_gzip_bomb_is_413_naming_the_limit(http: Client, api_key: str, sto
 async def test_rate_limit_is_429_with_retry_after_per_key(
     server_config: ServerConfig, make_key: KeyFactory, store: Store
 ) -> None:
-    from server.rate_limit_policy import RateLimit
     from tests.helpers import limited_gateway
+    from trackd.server.rate_limit_policy import RateLimit
 
     key_a, key_b = await make_key(), await make_key()
     async with limited_gateway(store, server_config, {"vibefollow": RateLimit(2, 60)}) as client:

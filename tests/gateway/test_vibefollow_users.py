@@ -9,9 +9,9 @@ import grpc
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.auth import ALL_SCOPES
-from storage import Store
 from tests.helpers import KeyFactory, stored_events, stored_users
+from trackd.server.auth import ALL_SCOPES
+from trackd.storage import Store
 from trackd.v1 import users_pb2, users_pb2_grpc
 
 Client = TestClient[Any, Any]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trackd_wire import limits
+from trackd.wire import limits
 
 
 def test_properties_the_server_allows_decode() -> None:

@@ -19,9 +19,9 @@ from typing import Any
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from outbound.config import DeliveryConfig
-from outbound.deliverer import Deliverer
-from storage import Store
+from trackd.outbound.config import DeliveryConfig
+from trackd.outbound.deliverer import Deliverer
+from trackd.storage import Store
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any, cast
 import grpc
 import pytest
 
-from server.app import ServerConfig
-from storage import Store
 from tests.outbound.helpers import Reply, Seen, delivering, names_in, receiving, verify
+from trackd.server.app import ServerConfig
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
 
 

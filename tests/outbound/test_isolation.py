@@ -11,10 +11,10 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from server.app import ServerConfig
-from storage import Store
 from tests.outbound.helpers import Reply, delivering, names_in, receiving
 from tests.outbound.test_delivery import auth, create
+from trackd.server.app import ServerConfig
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc, webhooks_pb2_grpc
 
 

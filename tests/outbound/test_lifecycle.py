@@ -13,10 +13,10 @@ import pytest
 from google.protobuf import timestamp_pb2
 from prometheus_client import REGISTRY
 
-from server.app import ServerConfig
-from storage import Store
 from tests.outbound.helpers import Reply, Seen, delivering, names_in, receiving, verify
 from tests.outbound.test_delivery import auth, create, track
+from trackd.server.app import ServerConfig
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
 
 

@@ -8,8 +8,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from outbound.config import DEFAULT_RETRY_SCHEDULE, parse_schedule
-from outbound.schedule import MAX_RETRY_AFTER_SECONDS, next_delay, retry_after_seconds
+from trackd.outbound.config import DEFAULT_RETRY_SCHEDULE, parse_schedule
+from trackd.outbound.schedule import MAX_RETRY_AFTER_SECONDS, next_delay, retry_after_seconds
 
 
 def test_the_default_schedule_is_svix_s() -> None:

@@ -12,10 +12,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from outbound.messages import new_secret
-from storage import Store
 from tests.outbound.helpers import delivering, receiving
 from tests.outbound.test_delivery import auth, track
+from trackd.outbound.messages import new_secret
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
 
 REFUSED = [

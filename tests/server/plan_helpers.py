@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from server.plans import manage
-from storage import Store
+from trackd.server.plans import manage
+from trackd.storage import Store
 
 SIGNUP_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["plan"],

@@ -13,10 +13,6 @@ from typing import Any
 import grpc
 import pytest
 
-from server.app import ServerConfig, TrackdServer, create_server
-from server.pipeline import PipelineConfig
-from storage import Store
-from storage.changes import MARKS, Marked, decode
 from tests.server.helpers import auth, batch, event
 from tests.server.test_audiences_grpc import (
     COUNT_GT,
@@ -33,6 +29,10 @@ from tests.server.test_audiences_grpc import (
     ts,
     upsert,
 )
+from trackd.server.app import ServerConfig, TrackdServer, create_server
+from trackd.server.pipeline import PipelineConfig
+from trackd.storage import Store
+from trackd.storage.changes import MARKS, Marked, decode
 from trackd.v1 import (
     audiences_pb2_grpc,
     tracking_pb2,

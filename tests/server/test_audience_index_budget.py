@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from server.app import ServerConfig, TrackdServer, create_server
-from server.audiences.index_contents import STAT_ENTRY_BYTES, USER_BYTES, IndexSize
-from server.pipeline import PipelineConfig
-from storage import Store
 from tests.helpers import KeyFactory
 from tests.server.test_audiences_grpc import ALL_SCOPES, HAS_DONE, ev, history, members, one, upsert
+from trackd.server.app import ServerConfig, TrackdServer, create_server
+from trackd.server.audiences.index_contents import STAT_ENTRY_BYTES, USER_BYTES, IndexSize
+from trackd.server.pipeline import PipelineConfig
+from trackd.storage import Store
 from trackd.v1 import audiences_pb2_grpc, tracking_pb2_grpc, users_pb2_grpc
 
 EARLIER = datetime.now(UTC) - timedelta(hours=1)

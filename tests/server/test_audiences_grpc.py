@@ -22,7 +22,6 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
-from storage import Store
 from tests.helpers import KeyFactory
 from tests.server.helpers import (
     DOMAIN,
@@ -34,6 +33,7 @@ from tests.server.helpers import (
     invalid,
     rpc_error,
 )
+from trackd.storage import Store
 from trackd.v1 import (
     audiences_pb2,
     audiences_pb2_grpc,
@@ -512,9 +512,9 @@ async def test_profile_lookup_by_id_in_chunks_or_by_scan_agree(
     # Profiles are looked up by id in chunks, and read wholesale past a size; these limits
     # send even a few users down each path.
     if lookup == "in chunks":
-        monkeypatch.setattr("storage.audiences.IN_LOOKUP_LIMIT", 1)
+        monkeypatch.setattr("trackd.storage.audiences.IN_LOOKUP_LIMIT", 1)
     elif lookup != "by id":
-        monkeypatch.setattr("storage.audiences.SCAN_ABOVE", 0)
+        monkeypatch.setattr("trackd.storage.audiences.SCAN_ABOVE", 0)
     everyone = ("viewer", "adopter", "pro_viewer")
     for user in everyone:
         await upsert(users, key, user, plan="pro" if user.startswith("pro") else "free")

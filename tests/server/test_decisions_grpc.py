@@ -14,13 +14,13 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from server.auth import ALL_SCOPES, DEFAULT_SCOPES
-from server.decisions import DecisionRecorder, RecorderLimits
-from server.errors import InvalidArgument
-from server.observability import CallInfo
-from storage import Store
 from tests.helpers import KeyFactory
 from tests.server.helpers import auth, event, track
+from trackd.server.auth import ALL_SCOPES, DEFAULT_SCOPES
+from trackd.server.decisions import DecisionRecorder, RecorderLimits
+from trackd.server.errors import InvalidArgument
+from trackd.server.observability import CallInfo
+from trackd.storage import Store
 from trackd.v1 import decisions_pb2, decisions_pb2_grpc, tracking_pb2, tracking_pb2_grpc
 
 DEADLINE_SECONDS = 60.0  # a bound for a stuck stream under load, never asserted on

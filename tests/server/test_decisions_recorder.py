@@ -1,4 +1,4 @@
-"""The console's decision recorder (server/decisions.py) on the real database: what a
+"""The console's decision recorder (trackd/server/decisions.py) on the real database: what a
 flush writes, its bounds (the queue, the names counted), the sampling note when the
 queue was full, exact counts whatever was sampled, and a flush the database refuses is
 dropped without raising."""
@@ -10,19 +10,19 @@ from typing import Any
 
 import grpc
 
-from server import metrics
-from server.decisions import (
+from trackd.server import metrics
+from trackd.server.decisions import (
     OTHER_NAMES,
     OTHER_VIOLATIONS,
     DecisionRecorder,
     RecorderLimits,
     minute_of,
 )
-from server.errors import FieldViolation, InvalidArgument, PermissionDenied
-from server.observability import CallInfo
-from server.rate_limit_policy import RateLimit, RateLimited
-from storage import Store
-from storage.indexes import CONSOLE_COUNTS, DECISIONS
+from trackd.server.errors import FieldViolation, InvalidArgument, PermissionDenied
+from trackd.server.observability import CallInfo
+from trackd.server.rate_limit_policy import RateLimit, RateLimited
+from trackd.storage import Store
+from trackd.storage.indexes import CONSOLE_COUNTS, DECISIONS
 from trackd.v1 import errors_pb2
 
 

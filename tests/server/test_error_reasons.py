@@ -1,7 +1,7 @@
 """ErrorInfo reasons are API: every reason the server can send is a value of the proto enum
 ``trackd.v1.ErrorReason``, and the strings on the wire are the ones clients already match.
 
-The server's errors take reasons only as enum values (``server.errors.reason_name`` checks
+The server's errors take reasons only as enum values (``trackd.server.errors.reason_name`` checks
 them); these tests also scan the server's source so a reason written as a bare string, or
 a class default outside the enum, fails here rather than reaching a client.
 """
@@ -15,9 +15,9 @@ from typing import cast
 
 import pytest
 
-import server
-from server import errors
-from server.errors import (
+from trackd import server
+from trackd.server import errors
+from trackd.server.errors import (
     Aborted,
     InvalidArgument,
     NotFound,

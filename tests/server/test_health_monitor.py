@@ -1,4 +1,4 @@
-"""The health monitor's own lifecycle (server/health.py): it stops when asked, whatever
+"""The health monitor's own lifecycle (trackd/server/health.py): it stops when asked, whatever
 it was doing, so a server's stop (and a worker's SIGTERM) never hangs on it."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import asyncio
 
 from grpc_health.v1 import health
 
-from server.health import HealthMonitor
-from server.pipeline import PipelineConfig, WritePipeline
-from storage import Store
+from trackd.server.health import HealthMonitor
+from trackd.server.pipeline import PipelineConfig, WritePipeline
+from trackd.storage import Store
 
 CLOSES = 200
 

@@ -14,9 +14,6 @@ from typing import Any
 import grpc
 import pytest
 
-from server.app import TrackdServer
-from server.idempotency import fingerprint
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import (
     DB_DOWN_WRITE,
@@ -28,6 +25,9 @@ from tests.server.helpers import (
     rpc_error,
     track,
 )
+from trackd.server.app import TrackdServer
+from trackd.server.idempotency import fingerprint
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from server.idempotency import IdempotencyGuard, fingerprint
-from storage import Store
+from trackd.server.idempotency import IdempotencyGuard, fingerprint
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2
 
 REQUEST = tracking_pb2.TrackEventRequest(idempotency_key="k-1")

@@ -1,4 +1,4 @@
-"""server/interceptors.py against a real grpc.aio server: a unary method's handler is
+"""trackd/server/interceptors.py against a real grpc.aio server: a unary method's handler is
 wrapped once and its wrapper runs on every call; streaming and unknown methods pass by."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from server.interceptors import UnaryInterceptor, unary_handler
+from trackd.server.interceptors import UnaryInterceptor, unary_handler
 
 CHECK = "/grpc.health.v1.Health/Check"
 

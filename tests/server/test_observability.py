@@ -1,4 +1,4 @@
-"""The gRPC server's access log line and call metrics (server/observability.py), against
+"""The gRPC server's access log line and call metrics (trackd/server/observability.py), against
 the real server: the fields of each call's line, the request id and dialect taken from call
 metadata only when sane, exact metric deltas, and a failed flush's metrics.
 """
@@ -13,12 +13,12 @@ import re
 import grpc
 import pytest
 
-from cli.logs import RequestIdFilter
-from server import observability
-from server.app import TrackdServer
 from tests.helpers import KeyFactory
 from tests.scrape import delta, local, value
 from tests.server.helpers import auth, batch, event, track
+from trackd.cli.logs import RequestIdFilter
+from trackd.server import observability
+from trackd.server.app import TrackdServer
 from trackd.v1 import audiences_pb2, audiences_pb2_grpc, tracking_pb2_grpc
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -117,7 +117,7 @@ async def test_log_records_made_for_a_call_carry_its_request_id_and_a_flush_none
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    caplog.handler.addFilter(RequestIdFilter())  # what cli/logs.py puts on its handler
+    caplog.handler.addFilter(RequestIdFilter())  # what trackd/cli/logs.py puts on its handler
     # The first evaluation of a project starts its index load, for that call.
     reader = await make_key(scopes=("users:read",))
     audiences = audiences_pb2_grpc.AudienceServiceStub(channel)

@@ -9,8 +9,6 @@ import asyncio
 
 import pytest
 
-from server.app import TrackdServer
-from storage import Store
 from tests.helpers import stored_events
 from tests.server.helpers import (
     DB_DOWN_AUTH,
@@ -22,6 +20,8 @@ from tests.server.helpers import (
     track,
     unavailable,
 )
+from trackd.server.app import TrackdServer
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub
@@ -130,8 +130,8 @@ async def test_while_the_database_is_down_every_write_is_unavailable(
 async def test_a_document_the_driver_cannot_encode_fails_its_request_instead_of_hanging(
     store: Store,
 ) -> None:
-    from server.pipeline import WritePipeline
-    from storage import StorageError
+    from trackd.server.pipeline import WritePipeline
+    from trackd.storage import StorageError
 
     pipeline = WritePipeline(store.events)
     pipeline.start()

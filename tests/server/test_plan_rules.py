@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from server.plans.rules import PlanError, Violation, blocked, check_plan, compile_plan, judge
+from trackd.server.plans.rules import PlanError, Violation, blocked, check_plan, compile_plan, judge
 
 SIGNUP: dict[str, Any] = {
     "type": "object", "required": ["plan"],

@@ -14,8 +14,6 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from server.auth import ALL_SCOPES
-from storage import Store
 from tests.helpers import KeyFactory
 from tests.server.helpers import auth, batch, event, track
 from tests.server.plan_helpers import set_plan
@@ -23,6 +21,8 @@ from tests.server.test_decisions_grpc import collect, metadata
 from tests.server.test_subscribe import since, take
 from tests.server.test_track_events import carried
 from tests.server.test_tracking_plans_grpc import kind
+from trackd.server.auth import ALL_SCOPES
+from trackd.storage import Store
 from trackd.v1 import (
     decisions_pb2,
     decisions_pb2_grpc,

@@ -15,7 +15,6 @@ import orjson
 import pytest
 from google.protobuf import timestamp_pb2
 
-from storage import Store
 from tests.helpers import stored_events
 from tests.server.helpers import (
     as_json,
@@ -28,6 +27,7 @@ from tests.server.helpers import (
     typed,
 )
 from tests.server.test_validation import DEPTH_RULE, RPCS, send
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

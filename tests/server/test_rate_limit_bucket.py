@@ -21,10 +21,10 @@ from google.rpc import error_details_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import ratelimit
-from server.rate_limit_policy import RateLimit, RateLimited, limits_from
-from server.rate_limit_policy import policy_field as _policy
-from server.ratelimit import RateLimiter
+from trackd.server import ratelimit
+from trackd.server.rate_limit_policy import RateLimit, RateLimited, limits_from
+from trackd.server.rate_limit_policy import policy_field as _policy
+from trackd.server.ratelimit import RateLimiter
 
 TWO_PER_8 = RateLimit(2, 8)  # a token back every 4 s
 POLICY = ("ratelimit-policy", '"cueflow";q=2;w=8')

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from server.app import ServerConfig, TrackdServer, create_server
-from server.rate_limit_policy import RateLimit
-from storage import Store
 from tests.helpers import KeyFactory, limited_gateway, stored_events
 from tests.server.helpers import RichError, event, rpc_error, track
+from trackd.server.app import ServerConfig, TrackdServer, create_server
+from trackd.server.rate_limit_policy import RateLimit
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2_grpc
 
 DOMAIN = "trackd"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from storage import Store
 from tests.helpers import stored_events, stored_users
 from tests.server.helpers import auth, event
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc, users_pb2, users_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

@@ -14,9 +14,9 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from server.app import ServerConfig, create_server
-from storage import Store
 from tests.helpers import KeyFactory
+from trackd.server.app import ServerConfig, create_server
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

@@ -14,14 +14,14 @@ from typing import Any
 import grpc
 import pytest
 
-from server.app import ServerConfig, TrackdServer, create_server
-from server.auth import ALL_SCOPES, issue_key
-from server.webhooks import Webhooks
-from storage import Store, connect
-from storage.event_feed import EventStream, HistoryLost
 from tests.durability.harness import Database
 from tests.outbound.helpers import delivering, receiving
 from tests.server.test_subscribe import _error, auth, since, take
+from trackd.server.app import ServerConfig, TrackdServer, create_server
+from trackd.server.auth import ALL_SCOPES, issue_key
+from trackd.server.webhooks import Webhooks
+from trackd.storage import Store, connect
+from trackd.storage.event_feed import EventStream, HistoryLost
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 

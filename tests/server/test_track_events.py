@@ -15,8 +15,6 @@ import pytest
 from google.rpc import status_pb2
 from prometheus_client import generate_latest
 
-from server.app import ServerConfig, TrackdServer, create_server
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
 from tests.scrape import delta, parse
 from tests.server.helpers import (
@@ -33,6 +31,8 @@ from tests.server.helpers import (
     rpc_error,
     track,
 )
+from trackd.server.app import ServerConfig, TrackdServer, create_server
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

@@ -19,8 +19,6 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from server.auth import issue_key
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import (
     INVALID_KEY,
@@ -36,6 +34,8 @@ from tests.server.helpers import (
     track,
     typed,
 )
+from trackd.server.auth import issue_key
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

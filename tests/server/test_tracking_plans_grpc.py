@@ -8,12 +8,12 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
 from tests.scrape import delta, parse
 from tests.server.helpers import DOMAIN, RichError, auth, batch, decode, event, rpc_error, track
 from tests.server.plan_helpers import KINDS, set_plan
 from tests.server.test_track_events import carried, outcome
+from trackd.storage import Store
 from trackd.v1 import plans_pb2, plans_pb2_grpc, tracking_pb2, tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

@@ -14,7 +14,6 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import (
     DOMAIN,
@@ -27,6 +26,7 @@ from tests.server.helpers import (
     rpc_error,
     track,
 )
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc, users_pb2, users_pb2_grpc
 
 Users = users_pb2_grpc.UserServiceStub

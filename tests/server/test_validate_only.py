@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import auth, event
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

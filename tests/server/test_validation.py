@@ -17,7 +17,6 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from storage import Store
 from tests.helpers import stored_events
 from tests.server.helpers import (
     DOMAIN,
@@ -33,6 +32,7 @@ from tests.server.helpers import (
     track,
     typed,
 )
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc
 
 Stub = tracking_pb2_grpc.TrackingServiceStub

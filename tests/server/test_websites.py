@@ -8,9 +8,6 @@ import uuid
 import grpc
 import pytest
 
-from server.auth import issue_key
-from server.websites import canonical_origin
-from storage import Store
 from tests.helpers import KeyFactory, stored_events
 from tests.server.helpers import (
     DOMAIN,
@@ -24,6 +21,9 @@ from tests.server.helpers import (
     rpc_error,
     track,
 )
+from trackd.server.auth import issue_key
+from trackd.server.websites import canonical_origin
+from trackd.storage import Store
 from trackd.v1 import tracking_pb2, tracking_pb2_grpc, websites_pb2, websites_pb2_grpc
 
 ORIGIN = "https://shop.example.com"

@@ -1,4 +1,4 @@
-"""The embedded database's launcher (storage/embedded.py) on its own: the port it picks,
+"""The embedded database's launcher (trackd/storage/embedded.py) on its own: the port it picks,
 starting the real SecantusDB child and attaching a second handle to it, a start that
 fails, and the data directory's lock.
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from storage.child_process import answers_ping, describe_exit, stable_port
-from storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 from tests.durability.harness import alive
 from tests.processes import free_ports
+from trackd.storage.child_process import answers_ping, describe_exit, stable_port
+from trackd.storage.embedded import EmbeddedDatabase, EmbeddedUnavailable, is_installed
 
 
 def ephemeral_low() -> int:

@@ -31,10 +31,10 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from storage import StorageError, StorageUnavailable, Store, connect
-from storage.errors import translate
-from storage.idempotency import Reservation
-from storage.users import UserChange
+from trackd.storage import StorageError, StorageUnavailable, Store, connect
+from trackd.storage.errors import translate
+from trackd.storage.idempotency import Reservation
+from trackd.storage.users import UserChange
 
 
 def _labelled(label: str) -> OperationFailure:
@@ -144,7 +144,7 @@ async def test_a_lost_release_is_silent(unreachable_store: Store) -> None:
 
 def test_a_runtime_error_raised_while_the_driver_handles_its_own_is_that_error() -> None:
     """PyMongo's asyncio lock on Python 3.11 can raise RuntimeError("Lock is not acquired")
-    while it handles a ServerSelectionTimeoutError (storage/errors.py): the outage it
+    while it handles a ServerSelectionTimeoutError (trackd/storage/errors.py): the outage it
     stands for, not an internal error. A RuntimeError with no driver error behind it has
     an unknown outcome: unavailable, safe to retry."""
     def raised_while_handling(error: PyMongoError) -> RuntimeError:
