@@ -3,6 +3,7 @@ against the test database (``main()`` runs its own event loop, so these tests ar
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,23 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
+from trackd.cli.logs import OWN_LOGGERS
 from trackd.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def _logging_put_back() -> Iterator[None]:
+    """``main()`` configures the process's logging as ``trackd`` does (root handlers and
+    level, trackd's loggers at WARNING for an admin command). Put it back, or a later test
+    in the same worker that reads trackd's INFO records through caplog sees none."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    own = {name: logging.getLogger(name).level for name in OWN_LOGGERS}
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    for name, saved in own.items():
+        logging.getLogger(name).setLevel(saved)
 
 
 @pytest.fixture
