@@ -91,6 +91,11 @@ class HealthMonitor:
         # fresh attempt could then take longer than the timeout, so the database would
         # never be seen again although it answers.
         self._ping_task: asyncio.Future[Any] | None = None
+        # mark_down() calls so far, and how many there had been when the ping under way
+        # started: a ping sent before the database died answers for the dead process,
+        # not the one that replaces it, so it never brings the service back up.
+        self._deaths = 0
+        self._ping_deaths = 0
 
     @property
     def queue_full(self) -> bool:
@@ -112,6 +117,7 @@ class HealthMonitor:
         if self.database_up:
             log.warning("database down; answering UNAVAILABLE until it answers again")
         self.database_up = False
+        self._deaths += 1
         metrics.set_database_up(False)
         self._wake.set()
 
@@ -134,14 +140,19 @@ class HealthMonitor:
         """One ping; then every status as it now stands."""
         await self._publish()  # a mark_down is told at once, not after the ping's timeout
         ping = self._ping_task
-        if ping is None or ping.done():
+        if ping is None or ping.done() or self._ping_deaths != self._deaths:
+            if ping is not None and not ping.done():  # outdated by a death: left to end
+                ping.add_done_callback(_consume_outcome)
             ping = self._ping_task = asyncio.ensure_future(self._ping())
+            self._ping_deaths = self._deaths
         up = self.database_up
         # shield: on timeout the ping goes on, for the next check to wait on.
         with contextlib.suppress(Exception):  # its outcome is read from the task below
             async with asyncio.timeout(self.timeout):
                 await asyncio.shield(ping)
-        if not ping.done():  # unanswered yet: slow, and down only when it stays so
+        if self._ping_deaths != self._deaths:  # the database died while it was out
+            up = False
+        elif not ping.done():  # unanswered yet: slow, and down only when it stays so
             self.slow += 1
             if self.slow == 1 and self.database_up:
                 log.info("database slow: a ping took over %g s; still serving (down after "
@@ -180,6 +191,13 @@ class HealthMonitor:
             if self._statuses.get(name) != status:
                 self._statuses[name] = status
                 await self._servicer.set(name, status)
+
+
+def _consume_outcome(ping: asyncio.Future[Any]) -> None:
+    # Read so that asyncio does not log a ping nobody waits for any more as an
+    # exception never retrieved.
+    if not ping.cancelled():
+        ping.exception()
 
 
 class AvailabilityGate(UnaryInterceptor):
