@@ -29,7 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
 from trackd.storage.audiences import occurrence
-from trackd.storage.errors import DRIVER_ERRORS, StorageError, translate
+from trackd.storage.errors import StorageError, translated
 from trackd.storage.indexes import EVENTS, USERS
 from trackd.storage.streams import CHANGE_WAIT_MS, watching
 
@@ -192,22 +192,18 @@ class ChangeFeed:
     async def changes(self) -> AsyncIterator[list[Change]]:
         """Each change's records, in commit order, until the stream fails (raises)."""
         assert self._stream is not None, "open() first"
-        try:
+        with translated():
             async for change in self._stream:
                 yield decode(change)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def mark(self) -> int:
         """Write a mark; its :class:`Marked` arrives after every change committed before."""
         self._seq += 1
         seq = self._seq
-        try:
+        with translated():
             # $max: two marks racing each other can only move the counter forward.
             await self._marks.update_one({"_id": self.owner}, {"$max": {"seq": seq}},
                                          upsert=True)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return seq
 
     async def close(self) -> None:
