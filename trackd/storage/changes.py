@@ -4,16 +4,10 @@ One stream per database (``db.watch``) carries the three collections a derived v
 the events needs, and nothing is written twice to feed it: the events collection's own
 inserts, the updates that attribute anonymous events to a user, the deletions of users,
 and the marks a reader writes to learn that everything committed before its mark has
-been seen (:meth:`ChangeFeed.mark`). Changes reach callers as plain records:
-
-- :class:`EventSeen`: an event now belongs to a user (inserted, or linked to them);
-- :class:`UserTouched`: some event of this user changed in a way a record cannot replay
-  (deleted, rewritten): what is known about the user must be read again;
-- :class:`UserCreated` / :class:`UserRemoved`: a profile came or went (by document id,
-  since a deletion's change carries nothing else);
-- :class:`Marked`: a mark written by :meth:`ChangeFeed.mark`;
-- :class:`Lost`: something happened that the records cannot describe (a collection
-  dropped, a deletion with no pre-image): everything derived must be rebuilt.
+been seen (:meth:`ChangeFeed.mark`). Changes reach callers as plain records, the
+:data:`Change` union (each record's class says what it stands for): :class:`EventSeen`,
+:class:`UserTouched`, :class:`UserCreated`, :class:`UserRemoved`, :class:`Marked` and
+:class:`Lost`.
 """
 
 from __future__ import annotations
@@ -45,6 +39,8 @@ class FeedUnsupported(StorageError):
 
 @dataclass(frozen=True, slots=True)
 class EventSeen:
+    """An event now belongs to a user (inserted, or linked to them)."""
+
     project_id: str
     user_id: str
     name: str
@@ -53,12 +49,17 @@ class EventSeen:
 
 @dataclass(frozen=True, slots=True)
 class UserTouched:
+    """Some event of this user changed in a way a record cannot replay (deleted,
+    rewritten): what is known about the user must be read again."""
+
     project_id: str
     user_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class UserCreated:
+    """A profile came, with its document id (what :class:`UserRemoved` carries)."""
+
     project_id: str
     external_id: str
     document_id: Any
@@ -66,17 +67,25 @@ class UserCreated:
 
 @dataclass(frozen=True, slots=True)
 class UserRemoved:
+    """A profile went: by document id, since a deletion's change carries nothing else."""
+
     document_id: Any
 
 
 @dataclass(frozen=True, slots=True)
 class Marked:
+    """The ``seq``-th mark ``owner`` wrote (:meth:`ChangeFeed.mark`): every change
+    committed before it has arrived already."""
+
     owner: str
     seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class Lost:
+    """Something happened that the records cannot describe (a collection dropped, a
+    deletion with no pre-image): everything derived must be rebuilt."""
+
     reason: str
 
 
