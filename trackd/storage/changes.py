@@ -4,16 +4,10 @@ One stream per database (``db.watch``) carries the three collections a derived v
 the events needs, and nothing is written twice to feed it: the events collection's own
 inserts, the updates that attribute anonymous events to a user, the deletions of users,
 and the marks a reader writes to learn that everything committed before its mark has
-been seen (:meth:`ChangeFeed.mark`). Changes reach callers as plain records:
-
-- :class:`EventSeen`: an event now belongs to a user (inserted, or linked to them);
-- :class:`UserTouched`: some event of this user changed in a way a record cannot replay
-  (deleted, rewritten): what is known about the user must be read again;
-- :class:`UserCreated` / :class:`UserRemoved`: a profile came or went (by document id,
-  since a deletion's change carries nothing else);
-- :class:`Marked`: a mark written by :meth:`ChangeFeed.mark`;
-- :class:`Lost`: something happened that the records cannot describe (a collection
-  dropped, a deletion with no pre-image): everything derived must be rebuilt.
+been seen (:meth:`ChangeFeed.mark`). Changes reach callers as plain records, the
+:data:`Change` union (each record's class says what it stands for): :class:`EventSeen`,
+:class:`UserTouched`, :class:`UserCreated`, :class:`UserRemoved`, :class:`Marked` and
+:class:`Lost`.
 """
 
 from __future__ import annotations
@@ -29,7 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
 from trackd.storage.audiences import occurrence
-from trackd.storage.errors import DRIVER_ERRORS, StorageError, translate
+from trackd.storage.errors import StorageError, translated
 from trackd.storage.indexes import EVENTS, USERS
 from trackd.storage.streams import CHANGE_WAIT_MS, watching
 
@@ -45,6 +39,8 @@ class FeedUnsupported(StorageError):
 
 @dataclass(frozen=True, slots=True)
 class EventSeen:
+    """An event now belongs to a user (inserted, or linked to them)."""
+
     project_id: str
     user_id: str
     name: str
@@ -53,12 +49,17 @@ class EventSeen:
 
 @dataclass(frozen=True, slots=True)
 class UserTouched:
+    """Some event of this user changed in a way a record cannot replay (deleted,
+    rewritten): what is known about the user must be read again."""
+
     project_id: str
     user_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class UserCreated:
+    """A profile came, with its document id (what :class:`UserRemoved` carries)."""
+
     project_id: str
     external_id: str
     document_id: Any
@@ -66,17 +67,25 @@ class UserCreated:
 
 @dataclass(frozen=True, slots=True)
 class UserRemoved:
+    """A profile went: by document id, since a deletion's change carries nothing else."""
+
     document_id: Any
 
 
 @dataclass(frozen=True, slots=True)
 class Marked:
+    """The ``seq``-th mark ``owner`` wrote (:meth:`ChangeFeed.mark`): every change
+    committed before it has arrived already."""
+
     owner: str
     seq: int
 
 
 @dataclass(frozen=True, slots=True)
 class Lost:
+    """Something happened that the records cannot describe (a collection dropped, a
+    deletion with no pre-image): everything derived must be rebuilt."""
+
     reason: str
 
 
@@ -192,22 +201,18 @@ class ChangeFeed:
     async def changes(self) -> AsyncIterator[list[Change]]:
         """Each change's records, in commit order, until the stream fails (raises)."""
         assert self._stream is not None, "open() first"
-        try:
+        with translated():
             async for change in self._stream:
                 yield decode(change)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
 
     async def mark(self) -> int:
         """Write a mark; its :class:`Marked` arrives after every change committed before."""
         self._seq += 1
         seq = self._seq
-        try:
+        with translated():
             # $max: two marks racing each other can only move the counter forward.
             await self._marks.update_one({"_id": self.owner}, {"$max": {"seq": seq}},
                                          upsert=True)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc) from exc
         return seq
 
     async def close(self) -> None:

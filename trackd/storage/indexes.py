@@ -35,112 +35,110 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 QUARANTINE_TTL_SECONDS = 30 * 24 * 60 * 60
 PLAN_VIOLATIONS_TTL_SECONDS = 30 * 24 * 60 * 60
 
+
+def _ascending(*fields: str, name: str, unique: bool = False,
+               sparse: bool = False) -> IndexModel:
+    """An index on ``fields``, each ascending. The names are the ones existing databases
+    hold: an index renamed with the same keys would fail to be created."""
+    options: dict[str, Any] = {"unique": True} if unique else {}
+    if sparse:
+        options["sparse"] = True
+    return IndexModel([(field, ASCENDING) for field in fields], **options, name=name)
+
+
+def _expiring(field: str, seconds: int) -> IndexModel:
+    """A TTL index: the database removes a document ``seconds`` after the time in its
+    ``field``. Named ``<field>_ttl``."""
+    return IndexModel([(field, ASCENDING)], expireAfterSeconds=seconds, name=f"{field}_ttl")
+
+
 INDEXES: dict[str, list[IndexModel]] = {
     EVENTS: [
         # Dedup is a database guarantee: one occurrence per (project, event id).
-        IndexModel([("project_id", ASCENDING), ("event_id", ASCENDING)], unique=True,
-                   name="project_event_id_unique"),
+        _ascending("project_id", "event_id", unique=True, name="project_event_id_unique"),
         # A user's history, newest last.
-        IndexModel([("project_id", ASCENDING), ("user_id", ASCENDING), ("timestamp", ASCENDING)],
-                   name="project_user_timestamp"),
+        _ascending("project_id", "user_id", "timestamp", name="project_user_timestamp"),
         # Audience rules: one event's occurrences per user, optionally in a time window.
-        IndexModel([("project_id", ASCENDING), ("name", ASCENDING), ("user_id", ASCENDING),
-                    ("timestamp", ASCENDING)], name="project_name_user_timestamp"),
+        _ascending("project_id", "name", "user_id", "timestamp",
+                   name="project_name_user_timestamp"),
         # Linking an anonymous id to a user finds that id's past events.
-        IndexModel([("project_id", ASCENDING), ("anonymous_id", ASCENDING)],
-                   name="project_anonymous_id"),
+        _ascending("project_id", "anonymous_id", name="project_anonymous_id"),
         # Webhook replays and Subscribe read a project's events by receive time.
-        IndexModel([("project_id", ASCENDING), ("received_at", ASCENDING)],
-                   name="project_received_at"),
+        _ascending("project_id", "received_at", name="project_received_at"),
     ],
     USERS: [
-        IndexModel([("project_id", ASCENDING), ("external_id", ASCENDING)], unique=True,
+        _ascending("project_id", "external_id", unique=True,
                    name="project_external_id_unique"),
-        IndexModel([("project_id", ASCENDING), ("email", ASCENDING)], name="project_email"),
-        IndexModel([("project_id", ASCENDING), ("anonymous_ids", ASCENDING)],
-                   name="project_anonymous_ids"),
+        _ascending("project_id", "email", name="project_email"),
+        _ascending("project_id", "anonymous_ids", name="project_anonymous_ids"),
     ],
     ROSTER: [
-        IndexModel([("project_id", ASCENDING), ("bucket", ASCENDING)], unique=True,
-                   name="project_bucket_unique"),
+        _ascending("project_id", "bucket", unique=True, name="project_bucket_unique"),
     ],
     API_KEYS: [
-        IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique"),
-        IndexModel([("project_id", ASCENDING)], name="project"),
+        _ascending("key_hash", unique=True, name="key_hash_unique"),
+        _ascending("project_id", name="project"),
         # At most one active development key per project, however many instances start
         # together on an empty database (only those keys have the field; revoking unsets it).
-        IndexModel([("dev_project", ASCENDING)], unique=True, sparse=True,
-                   name="dev_project_unique"),
+        _ascending("dev_project", unique=True, sparse=True, name="dev_project_unique"),
     ],
     # Websites are found by their _id (a UUID); listing is per project.
     WEBSITES: [
-        IndexModel([("project_id", ASCENDING)], name="project"),
+        _ascending("project_id", name="project"),
     ],
     IDEMPOTENCY: [
-        IndexModel([("project_id", ASCENDING), ("scope", ASCENDING), ("key", ASCENDING)],
-                   unique=True, name="project_scope_key_unique"),
-        IndexModel([("created_at", ASCENDING)], expireAfterSeconds=IDEMPOTENCY_TTL_SECONDS,
-                   name="created_at_ttl"),
+        _ascending("project_id", "scope", "key", unique=True, name="project_scope_key_unique"),
+        _expiring("created_at", IDEMPOTENCY_TTL_SECONDS),
     ],
     # Shared rate-limit counts (trackd/storage/ratelimits.py), gone once their window has passed.
     RATE_LIMIT_COUNTS: [
-        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+        _expiring("expires_at", 0),
     ],
     # Tracking plans: one document per (project, version); the latest is the current.
     TRACKING_PLANS: [
-        IndexModel([("project_id", ASCENDING), ("version", ASCENDING)], unique=True,
-                   name="project_version_unique"),
+        _ascending("project_id", "version", unique=True, name="project_version_unique"),
     ],
     # Events a blocking plan refused, one per (project, event id), gone after 30 days.
     QUARANTINE: [
-        IndexModel([("project_id", ASCENDING), ("event_id", ASCENDING)], unique=True,
-                   name="project_event_id_unique"),
-        IndexModel([("project_id", ASCENDING), ("name", ASCENDING)], name="project_name"),
-        IndexModel([("quarantined_at", ASCENDING)], expireAfterSeconds=QUARANTINE_TTL_SECONDS,
-                   name="quarantined_at_ttl"),
+        _ascending("project_id", "event_id", unique=True, name="project_event_id_unique"),
+        _ascending("project_id", "name", name="project_name"),
+        _expiring("quarantined_at", QUARANTINE_TTL_SECONDS),
     ],
     # The violations report reads a project's entries since a time.
     PLAN_VIOLATIONS: [
-        IndexModel([("project_id", ASCENDING), ("at", ASCENDING)], name="project_at"),
-        IndexModel([("at", ASCENDING)], expireAfterSeconds=PLAN_VIOLATIONS_TTL_SECONDS,
-                   name="at_ttl"),
+        _ascending("project_id", "at", name="project_at"),
+        _expiring("at", PLAN_VIOLATIONS_TTL_SECONDS),
     ],
     WEBHOOK_ENDPOINTS: [
-        IndexModel([("project_id", ASCENDING), ("created_at", ASCENDING)], name="project"),
-        IndexModel([("enabled", ASCENDING), ("lease_until", ASCENDING)], name="lease"),
+        _ascending("project_id", "created_at", name="project"),
+        _ascending("enabled", "lease_until", name="lease"),
     ],
     WEBHOOK_QUEUE: [
-        IndexModel([("endpoint_id", ASCENDING), ("msg_id", ASCENDING)], unique=True,
-                   name="endpoint_msg_unique"),
-        IndexModel([("endpoint_id", ASCENDING), ("seq", ASCENDING)], name="endpoint_seq"),
+        _ascending("endpoint_id", "msg_id", unique=True, name="endpoint_msg_unique"),
+        _ascending("endpoint_id", "seq", name="endpoint_seq"),
     ],
     WEBHOOK_DEAD_LETTERS: [
-        IndexModel([("endpoint_id", ASCENDING), ("msg_id", ASCENDING)], unique=True,
-                   name="endpoint_msg_unique"),
-        IndexModel([("dead_at", ASCENDING)], expireAfterSeconds=WEBHOOK_RECORDS_TTL_SECONDS,
-                   name="dead_at_ttl"),
+        _ascending("endpoint_id", "msg_id", unique=True, name="endpoint_msg_unique"),
+        _expiring("dead_at", WEBHOOK_RECORDS_TTL_SECONDS),
     ],
     WEBHOOK_ATTEMPTS: [
-        IndexModel([("endpoint_id", ASCENDING), ("at", ASCENDING)], name="endpoint_at"),
-        IndexModel([("at", ASCENDING)], expireAfterSeconds=WEBHOOK_RECORDS_TTL_SECONDS,
-                   name="at_ttl"),
+        _ascending("endpoint_id", "at", name="endpoint_at"),
+        _expiring("at", WEBHOOK_RECORDS_TTL_SECONDS),
     ],
     # Decisions kept an hour (their TTL), read per project by time.
     DECISIONS: [
-        IndexModel([("project_id", ASCENDING), ("at", ASCENDING)], name="project_at"),
-        IndexModel([("at", ASCENDING)], expireAfterSeconds=DECISIONS_TTL_SECONDS,
-                   name="at_ttl"),
+        _ascending("project_id", "at", name="project_at"),
+        _expiring("at", DECISIONS_TTL_SECONDS),
     ],
     # One counter per project, minute, kind and key, kept two hours.
     CONSOLE_COUNTS: [
-        IndexModel([("project_id", ASCENDING), ("minute", ASCENDING), ("kind", ASCENDING),
-                    ("key", ASCENDING)], unique=True, name="project_minute_kind_key_unique"),
-        IndexModel([("minute", ASCENDING)], expireAfterSeconds=CONSOLE_COUNTS_TTL_SECONDS,
-                   name="minute_ttl"),
+        _ascending("project_id", "minute", "kind", "key", unique=True,
+                   name="project_minute_kind_key_unique"),
+        _expiring("minute", CONSOLE_COUNTS_TTL_SECONDS),
     ],
     # Instance heartbeats; a dead instance's lingers a minute.
     INSTANCES: [
-        IndexModel([("seen_at", ASCENDING)], expireAfterSeconds=60, name="seen_at_ttl"),
+        _expiring("seen_at", 60),
     ],
 }
 

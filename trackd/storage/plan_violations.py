@@ -9,7 +9,7 @@ event name and kind: how many, when last, and the latest as the example.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,14 +57,10 @@ class ViolationLog:
         self._log = db[PLAN_VIOLATIONS]
 
     async def record(self, entries: Sequence[ViolationEntry]) -> None:
-        if not entries:
-            return
-        with translated():
-            await self._log.insert_many([{
-                "project_id": e.project_id, "name": e.name, "kind": e.kind, "field": e.field,
-                "message": e.message, "event_id": e.event_id, "request_id": e.request_id,
-                "at": e.at, "plan_version": e.plan_version, "blocked": e.blocked,
-            } for e in entries], ordered=False)
+        """Store ``entries``, each as a document of its fields (nothing for none)."""
+        if entries:
+            with translated():
+                await self._log.insert_many([asdict(e) for e in entries], ordered=False)
 
     async def report(self, project_id: str, since: datetime) -> list[ViolationSummary]:
         """Per event name and kind, the project's violations since ``since``, ordered by

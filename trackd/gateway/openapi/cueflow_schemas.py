@@ -8,17 +8,8 @@ from __future__ import annotations
 
 from trackd.gateway.dialects import cueflow_audiences
 from trackd.gateway.openapi import limits
-from trackd.gateway.openapi.schemas import (
-    DATE_TIME,
-    FLAT_VALUE,
-    PROPERTY_KEY,
-    TRAIT_KEY,
-    Schema,
-    nullable,
-    properties_object,
-    ref,
-    string,
-)
+from trackd.gateway.openapi import schemas as blocks
+from trackd.gateway.openapi.schemas import Schema, nullable, ref, string
 
 
 def _contact_fields() -> Schema:
@@ -29,9 +20,8 @@ def _contact_fields() -> Schema:
         "avatarUrl": nullable(string(0, limits.PROFILE_LIMITS["avatar_url"])),
         "role": nullable(string(0, limits.PROFILE_LIMITS["role"])),
         "plan": nullable(string(0, limits.PROFILE_LIMITS["plan"])),
-        "signedUpAt": DATE_TIME,
-        "customAttributes": properties_object(
-            limits.MAX_TRAIT_KEYS, TRAIT_KEY,
+        "signedUpAt": blocks.DATE_TIME,
+        "customAttributes": blocks.traits_object(
             "Merged key by key; a null attribute is removed."),
         "email": string(1, limits.MAX_EMAIL_CHARS, pattern=limits.EMAIL_PATTERN),
     }
@@ -47,9 +37,8 @@ def _cueflow_schemas() -> dict[str, Schema]:
             "properties": {
                 "externalId": string(1, limits.MAX_ID_CHARS),
                 "eventKey": string(1, limits.MAX_NAME_CHARS),
-                "properties": nullable(properties_object(
-                    limits.MAX_PROPERTY_KEYS, PROPERTY_KEY,
-                    "Flat: strings, numbers and booleans.", FLAT_VALUE)),
+                "properties": blocks.event_properties(
+                    "Flat: strings, numbers and booleans.", blocks.FLAT_VALUE),
             },
         },
         "CueflowNewContact": {
@@ -105,7 +94,7 @@ def _cueflow_schemas() -> dict[str, Schema]:
                 "required": ["id", "externalId", "eventKey", "properties", "timestamp"],
                 "properties": {"id": string(), "externalId": string(), "eventKey": string(),
                                "properties": {"type": "object",
-                                              "additionalProperties": FLAT_VALUE},
+                                              "additionalProperties": blocks.FLAT_VALUE},
                                "timestamp": stamp}}},
             "example": {"data": {
                 "id": "2f1e6a8c-55d1-4c1b-9a63-0e2d7c3b9f10", "externalId": "user-123",
@@ -141,7 +130,8 @@ def _audience_schemas() -> dict[str, Schema]:
                       "description": "For `count_greater_than`."},
             "within": duration | {"description": "For `first_done_within` and "
                                                  "`last_done_within`."},
-            "since": DATE_TIME, "before": DATE_TIME | {"description": "After `since`."},
+            "since": blocks.DATE_TIME,
+            "before": blocks.DATE_TIME | {"description": "After `since`."},
         },
         "allOf": [_when_op(limits.AUDIENCE_WITHIN_EVENT_OPS, {"required": ["within"]})],
     }
@@ -155,7 +145,7 @@ def _audience_schemas() -> dict[str, Schema]:
             "op": {"enum": list(cueflow_audiences.PROPERTY_OPS)},
             "value": {"description": "What to compare with (any JSON value)."},
             "within": duration | {"description": "For `date_within`."},
-            "before": DATE_TIME,
+            "before": blocks.DATE_TIME,
         },
         "allOf": [
             _when_op(limits.AUDIENCE_VALUE_OPS, {

@@ -9,17 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from trackd.gateway.dialects import databuddy
-from trackd.gateway.openapi import limits
-from trackd.gateway.openapi.schemas import (
-    DATE_TIME,
-    PROPERTY_KEY,
-    TRAIT_KEY,
-    Schema,
-    nullable,
-    properties_object,
-    ref,
-    string,
-)
+from trackd.gateway.openapi import schemas as blocks
+from trackd.gateway.openapi.schemas import Schema, nullable, ref, string
 
 # Unix milliseconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
 _FIRST_MS = int((datetime(1, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC))
@@ -39,14 +30,14 @@ def _databuddy_schemas() -> dict[str, Schema]:
                 "namespace": nullable(string(0, databuddy.DATABUDDY_MAX_NAMESPACE_CHARS)),
                 "timestamp": nullable({
                     "anyOf": [{"type": "number", "minimum": _FIRST_MS, "maximum": _LAST_MS},
-                              DATE_TIME],
+                              blocks.DATE_TIME],
                     "description": "Unix milliseconds or ISO-8601 (UTC without an offset); at "
                                    f"most {future_hours:g} hours "
                                    "ahead; default: now."}),
-                "properties": nullable(properties_object(
+                "properties": nullable(blocks.properties_object(
                     databuddy.DATABUDDY_MAX_PROPERTY_KEYS,
                     string(1, databuddy.DATABUDDY_MAX_PROPERTY_KEY_CHARS,
-                           pattern=PROPERTY_KEY["pattern"]),
+                           pattern=blocks.PROPERTY_KEY["pattern"]),
                     f"At most {databuddy.DATABUDDY_MAX_PROPERTY_KEYS} keys of at most "
                     f"{databuddy.DATABUDDY_MAX_PROPERTY_KEY_CHARS} characters, "
                     f"{databuddy.DATABUDDY_MAX_PROPERTIES_BYTES} bytes as JSON.")),
@@ -74,8 +65,7 @@ def _databuddy_schemas() -> dict[str, Schema]:
             "properties": {
                 "profileId": string(1, databuddy.DATABUDDY_MAX_ID_CHARS),
                 "anonymousId": nullable(string(0, databuddy.DATABUDDY_MAX_ID_CHARS)),
-                "traits": nullable(properties_object(limits.MAX_TRAIT_KEYS, TRAIT_KEY,
-                                                     "Profile traits.")),
+                "traits": nullable(blocks.traits_object("Profile traits.")),
                 "websiteId": string(format="uuid"),
             },
             "example": {"profileId": "user-123", "anonymousId": "anon-456",

@@ -7,16 +7,8 @@ from __future__ import annotations
 
 from trackd.gateway.dialects import flywheel
 from trackd.gateway.openapi import limits
-from trackd.gateway.openapi.schemas import (
-    DATE_TIME,
-    FLAT_VALUE,
-    PROPERTY_KEY,
-    Schema,
-    nullable,
-    properties_object,
-    ref,
-    string,
-)
+from trackd.gateway.openapi import schemas as blocks
+from trackd.gateway.openapi.schemas import Schema, nullable, ref, string
 
 
 def _flywheel_identify() -> Schema:
@@ -55,13 +47,12 @@ def _flywheel_schemas() -> dict[str, Schema]:
                                 description="The event's name.", example="user_signup"),
                 "user_id": nullable(string(0, limits.MAX_ID_CHARS)),
                 "anonymous_id": nullable(string(0, limits.MAX_ID_CHARS)),
-                "timestamp": nullable(DATE_TIME | {
+                "timestamp": nullable(blocks.DATE_TIME | {
                     "description": "ISO-8601 with an offset; default: now."}),
                 "event_id": nullable(string(0, limits.MAX_ID_CHARS)),
-                "properties": nullable(properties_object(
-                    limits.MAX_PROPERTY_KEYS, PROPERTY_KEY,
+                "properties": blocks.event_properties(
                     f"Flat: {flywheel.FLAT_VALUE}. With `identify: true` the properties "
-                    f"{profile} fill the profile (as strings).", FLAT_VALUE)),
+                    f"{profile} fill the profile (as strings).", blocks.FLAT_VALUE),
                 "identify": nullable({"type": "boolean", "default": False}),
             },
             "allOf": [{"if": {"required": ["identify"],

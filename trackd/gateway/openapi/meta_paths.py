@@ -22,29 +22,39 @@ PLAIN_ERROR: Schema = {
                              "properties": {"code": string(), "message": string()}}}}
 
 
+def _unkeyed(tag: str, operation_id: str, summary: str, description: str,
+             responses: dict[str, Schema]) -> Schema:
+    """A GET operation that takes no key (``security: []``)."""
+    return {"get": build_operation(tag, operation_id, summary, description, responses,
+                                   security=[])}
+
+
+def _json(status: int, schema: Schema) -> Schema:
+    """A JSON answer of these paths: no rate limit applies to them."""
+    return response_for(status, schema, rate_limited=False)
+
+
+def _text(description: str, media_type: str) -> Schema:
+    """A non-JSON answer (a page, the metrics): a string of ``media_type``."""
+    return {"description": description,
+            "headers": {"X-Request-Id": header_ref("X-Request-Id")},
+            "content": {media_type: {"schema": {"type": "string"}}}}
+
+
 def meta_paths() -> dict[str, Schema]:
     return {
-        DOCUMENT_PATH: {"get": build_operation(
+        DOCUMENT_PATH: _unkeyed(
             "Documentation", "getOpenApiDocument", "This document", "",
-            {"200": response_for(200, {"type": "object", "required": ["openapi"]},
-                              rate_limited=False)},
-            security=[])},
-        DOCS_PATH: {"get": build_operation(
+            {"200": _json(200, {"type": "object", "required": ["openapi"]})}),
+        DOCS_PATH: _unkeyed(
             "Documentation", "getDocs", "This document, for people", "Swagger UI.",
-            {"200": {"description": "An HTML page",
-                     "headers": {"X-Request-Id": header_ref("X-Request-Id")},
-                     "content": {"text/html": {"schema": {"type": "string"}}}}},
-            security=[])},
-        "/": {"get": build_operation(
+            {"200": _text("An HTML page", "text/html")}),
+        "/": _unkeyed(
             "Documentation", "getFrontDoor", "The front door",
             "A browser (whose `Accept` ranks `text/html` above JSON) gets a page linking "
             "`/console`, `/docs`, `/openapi.json` and `/metrics`; any other client the JSON "
             "404 of an unknown path.",
-            {"200": {"description": "An HTML page",
-                     "headers": {"X-Request-Id": header_ref("X-Request-Id")},
-                     "content": {"text/html": {"schema": {"type": "string"}}}},
-             "404": response_for(404, PLAIN_ERROR, rate_limited=False)},
-            security=[])},
+            {"200": _text("An HTML page", "text/html"), "404": _json(404, PLAIN_ERROR)}),
         **_health_paths(),
     }
 
@@ -60,28 +70,20 @@ def _health_paths() -> dict[str, Schema]:
                        "properties": dict.fromkeys(("grpc_server", *health.CHECKS), check)},
         }}
     return {
-        "/healthz": {"get": build_operation(
+        "/healthz": _unkeyed(
             "Operations", "getLiveness", "Liveness", "200 whenever the process can answer.",
-            {"200": response_for(200, {"type": "object", "required": ["status"],
-                                    "properties": {"status": {"const": "ok"}}},
-                              rate_limited=False)},
-            security=[])},
-        "/metrics": {"get": build_operation(
+            {"200": _json(200, {"type": "object", "required": ["status"],
+                                "properties": {"status": {"const": "ok"}}})}),
+        "/metrics": _unkeyed(
             "Operations", "getMetrics", "Prometheus metrics",
             "The Prometheus text exposition format (docs/operating/metrics.md): requests by "
             "dialect, route and status, gRPC calls, events by outcome and source, the write "
             "pipeline, the database, the audience index, tracking plan violations and webhook "
             "delivery. No per-project, per-key or per-endpoint label.",
-            {"200": {"description": "The metrics",
-                     "headers": {"X-Request-Id": header_ref("X-Request-Id")},
-                     "content": {"text/plain": {"schema": {"type": "string"}}}}},
-            security=[])},
-        "/readyz": {"get": build_operation(
+            {"200": _text("The metrics", "text/plain")}),
+        "/readyz": _unkeyed(
             "Operations", "getReadiness", "Readiness",
             "200 only when the gRPC server and the database answer and the write queue is "
             "below its bound; else 503 naming the failing check.",
-            {"200": response_for(200, readiness, rate_limited=False),
-             "503": response_for(503, readiness, rate_limited=False)},
-            security=[])},
+            {"200": _json(200, readiness), "503": _json(503, readiness)}),
     }
-

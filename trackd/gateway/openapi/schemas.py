@@ -8,6 +8,10 @@ Each limit is a schema constraint taken from the constant that enforces it: the 
 modules' own (Databuddy's lengths, Flywheel's name pattern, the audience operators) are
 imported from them; the server's come from :mod:`trackd.gateway.openapi.limits`, which a test
 holds equal to ``trackd/server/validation.py``. JSON Schema 2020-12, as OpenAPI 3.1 uses it.
+
+The dialect modules import the four constructors they use on nearly every line
+(``Schema``, ``nullable``, ``ref``, ``string``) by name, and the rest as ``blocks``
+(``blocks.DATE_TIME``, ``blocks.event_properties()``), as they read ``limits.MAX_...``.
 """
 
 from __future__ import annotations
@@ -79,3 +83,15 @@ EVENT_PROPERTIES_NOTE = (
     f"At most {limits.MAX_PROPERTY_KEYS} keys (of 1-{limits.MAX_PROPERTY_KEY_CHARS} "
     f"characters, not starting with '$'), {limits.MAX_PROPERTIES_BYTES} bytes as compact "
     f"JSON, nested at most {limits.MAX_PROPERTY_DEPTH} levels; integers within ±2^53.")
+
+
+def event_properties(description: str = EVENT_PROPERTIES_NOTE,
+                     values: Schema | None = None) -> Schema:
+    """An event's properties, or null: the server's key count and :data:`PROPERTY_KEY`."""
+    return nullable(properties_object(limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, description,
+                                      values))
+
+
+def traits_object(description: str) -> Schema:
+    """A profile's traits (custom attributes): the server's key count and :data:`TRAIT_KEY`."""
+    return properties_object(limits.MAX_TRAIT_KEYS, TRAIT_KEY, description)

@@ -11,18 +11,8 @@ from __future__ import annotations
 
 from trackd.gateway.dialects import amplitude, posthog, segment
 from trackd.gateway.openapi import limits
-from trackd.gateway.openapi.schemas import (
-    DATE_TIME,
-    EVENT_PROPERTIES_NOTE,
-    JSON_VALUE_NAME,
-    PROPERTY_KEY,
-    TRAIT_KEY,
-    Schema,
-    nullable,
-    properties_object,
-    ref,
-    string,
-)
+from trackd.gateway.openapi import schemas as blocks
+from trackd.gateway.openapi.schemas import Schema, nullable, ref, string
 from trackd.wire.limits import TIMESTAMP_MAX_SECONDS, TIMESTAMP_MIN_SECONDS
 
 # Amplitude's times: Unix milliseconds within the years 1-9999, as the dialect checks.
@@ -37,15 +27,14 @@ def _segment_schemas() -> dict[str, Schema]:
         "messageId": identifier | {"description": "The event id: a resent message is "
                                                   "stored once."},
         "userId": identifier, "anonymousId": identifier,
-        "timestamp": nullable(DATE_TIME), "originalTimestamp": nullable(DATE_TIME),
-        "sentAt": nullable(DATE_TIME),
+        "timestamp": nullable(blocks.DATE_TIME), "originalTimestamp": nullable(blocks.DATE_TIME),
+        "sentAt": nullable(blocks.DATE_TIME),
         "context": free_object, "integrations": free_object, "_metadata": free_object,
         "channel": nullable({"type": "string"}),
         "writeKey": nullable({"type": "string"}),
     }
-    properties: Schema = {"properties": nullable(properties_object(
-        limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, EVENT_PROPERTIES_NOTE))}
-    traits = nullable(properties_object(limits.MAX_TRAIT_KEYS, TRAIT_KEY, "Profile traits."))
+    properties: Schema = {"properties": blocks.event_properties()}
+    traits = nullable(blocks.traits_object("Profile traits."))
     named = {"name": nullable({"type": "string"}), "category": nullable({"type": "string"})}
     given = {"type": "string", "minLength": 1, "maxLength": segment.SEGMENT_MAX_ID_CHARS}
     # What each call adds to the common fields, and which of its fields it requires.
@@ -55,8 +44,8 @@ def _segment_schemas() -> dict[str, Schema]:
         "identify": ({"traits": traits}, []),
         # A group's traits are kept one level down (under `group`), as any property.
         "group": ({"traits": nullable({
-            "type": "object", "propertyNames": PROPERTY_KEY,
-            "additionalProperties": ref(JSON_VALUE_NAME)}), "groupId": given}, ["groupId"]),
+            "type": "object", "propertyNames": blocks.PROPERTY_KEY,
+            "additionalProperties": ref(blocks.JSON_VALUE_NAME)}), "groupId": given}, ["groupId"]),
         "alias": ({"userId": given, "previousId": given}, ["userId", "previousId"]),
     }
     user_or_anonymous: Schema = {"anyOf": [
@@ -83,7 +72,7 @@ def _segment_schemas() -> dict[str, Schema]:
             "properties": {
                 "batch": {"type": "array", "items": {"oneOf": [
                     ref(f"Segment{kind.title()}Item") for kind in kinds]}},
-                "sentAt": nullable(DATE_TIME), "context": free_object,
+                "sentAt": nullable(blocks.DATE_TIME), "context": free_object,
                 "integrations": free_object, "writeKey": nullable({"type": "string"}),
             },
         },
@@ -100,9 +89,9 @@ def _posthog_schemas() -> dict[str, Schema]:
     identifier = nullable(string(1, posthog.POSTHOG_MAX_ID_CHARS))
     given = string(1, posthog.POSTHOG_MAX_ID_CHARS)
     # Person properties; those named with '$' are PostHog's own ($initial_referrer, ...).
-    person = nullable({"type": "object", "additionalProperties": ref(JSON_VALUE_NAME),
+    person = nullable({"type": "object", "additionalProperties": ref(blocks.JSON_VALUE_NAME),
                        "propertyNames": {"anyOf": [{"type": "string", "pattern": "^[$]"},
-                                                   TRAIT_KEY]}})
+                                                   blocks.TRAIT_KEY]}})
     event: Schema = {
         "type": "object", "required": ["event"],
         "description": "One event. `distinct_id` (or `properties.distinct_id`) is "
@@ -113,13 +102,13 @@ def _posthog_schemas() -> dict[str, Schema]:
             "event": string(1, limits.MAX_NAME_CHARS),
             "distinct_id": identifier, "uuid": identifier,
             "properties": nullable({
-                "type": "object", "additionalProperties": ref(JSON_VALUE_NAME),
+                "type": "object", "additionalProperties": ref(blocks.JSON_VALUE_NAME),
                 "propertyNames": {"anyOf": [{"type": "string", "pattern": "^[$]"},
-                                            PROPERTY_KEY]},
+                                            blocks.PROPERTY_KEY]},
                 "properties": {"$set": person, "$set_once": person},
                 "description": "The event's properties; those starting with `$` are "
                                "PostHog's own (kept apart)."}),
-            "timestamp": nullable(DATE_TIME), "api_key": nullable({"type": "string"}),
+            "timestamp": nullable(blocks.DATE_TIME), "api_key": nullable({"type": "string"}),
             "$set": person, "$set_once": person,
         },
         "anyOf": [
@@ -154,8 +143,8 @@ def _amplitude_schemas() -> dict[str, Schema]:
     # Without options.min_id_length (stated in prose: it changes this minimum).
     user_id = string(amplitude.AMPLITUDE_DEFAULT_MIN_ID_LENGTH, amplitude.AMPLITUDE_MAX_ID_CHARS)
     operations = (amplitude.SET, amplitude.SET_ONCE, amplitude.UNSET)
-    traits: Schema = {"type": "object", "propertyNames": TRAIT_KEY,
-                      "additionalProperties": ref(JSON_VALUE_NAME)}
+    traits: Schema = {"type": "object", "propertyNames": blocks.TRAIT_KEY,
+                      "additionalProperties": ref(blocks.JSON_VALUE_NAME)}
     indices: Schema = {"type": "object", "additionalProperties": {
         "type": "array", "items": {"type": "integer", "minimum": 0}}}
     return {
@@ -172,11 +161,10 @@ def _amplitude_schemas() -> dict[str, Schema]:
                 "insert_id": identifier,
                 "time": nullable({"type": "integer", "description": "Unix milliseconds",
                                   "minimum": FIRST_MS, "maximum": LAST_MS}),
-                "event_properties": nullable(properties_object(
-                    limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, EVENT_PROPERTIES_NOTE)),
+                "event_properties": blocks.event_properties(),
                 "user_properties": nullable({
-                    "type": "object", "additionalProperties": ref(JSON_VALUE_NAME),
-                    "propertyNames": {"anyOf": [{"enum": list(operations)}, TRAIT_KEY]},
+                    "type": "object", "additionalProperties": ref(blocks.JSON_VALUE_NAME),
+                    "propertyNames": {"anyOf": [{"enum": list(operations)}, blocks.TRAIT_KEY]},
                     "properties": dict.fromkeys(operations, traits),
                     "description": "Traits to set, or the operations `$set`, `$setOnce` "
                                    "and `$unset`."}),

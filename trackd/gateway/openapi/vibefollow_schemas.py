@@ -10,17 +10,8 @@ from __future__ import annotations
 from trackd.gateway.dialects import vibefollow
 from trackd.gateway.grpc_errors import STATUS_CODES
 from trackd.gateway.openapi import limits
-from trackd.gateway.openapi.schemas import (
-    DATE_TIME,
-    EVENT_PROPERTIES_NOTE,
-    PROPERTY_KEY,
-    TRAIT_KEY,
-    Schema,
-    nullable,
-    properties_object,
-    ref,
-    string,
-)
+from trackd.gateway.openapi import schemas as blocks
+from trackd.gateway.openapi.schemas import Schema, nullable, ref, string
 from trackd.wire.keys import snake_case
 
 
@@ -55,8 +46,7 @@ def _vibefollow_schemas() -> dict[str, Schema]:
             "email": {"anyOf": [string(1, limits.MAX_EMAIL_CHARS, pattern=limits.EMAIL_PATTERN),
                                 {"const": ""}, {"type": "null"}],
                       "description": "An address; `\"\"` or `null`: none given."},
-            "traits": nullable(properties_object(
-                limits.MAX_TRAIT_KEYS, TRAIT_KEY,
+            "traits": nullable(blocks.traits_object(
                 f"The trait keys {known_traits} (either spelling: `signupDate` or "
                 "`signup_date`) are profile fields and must be strings (`signupDate` an "
                 "ISO-8601 date or date-time); the others are free-form traits. A null "
@@ -74,11 +64,10 @@ def _vibefollow_schemas() -> dict[str, Schema]:
             "properties": {
                 "external_user_id": string(1, limits.MAX_ID_CHARS),
                 "name": string(1, limits.MAX_NAME_CHARS),
-                "properties": nullable(properties_object(
-                    limits.MAX_PROPERTY_KEYS, PROPERTY_KEY, EVENT_PROPERTIES_NOTE)),
+                "properties": blocks.event_properties(),
                 "event_id": string(0, limits.MAX_ID_CHARS,
                                    description="An occurrence id: a repeat is stored once."),
-                "timestamp": DATE_TIME | {"description": "When it happened; default: now."},
+                "timestamp": blocks.DATE_TIME | {"description": "When it happened; default: now."},
             },
             "allOf": _canonical_rules(),
             "example": {"external_user_id": "usr_42", "name": "user_signed_up",

@@ -11,7 +11,7 @@ from trackd.server.auth import SCOPE_WEBHOOKS_MANAGE, Authenticator
 from trackd.server.errors import InvalidArgument, storage_call
 from trackd.server.messages import timestamp_message
 from trackd.server.webhooks import EndpointView, Webhooks
-from trackd.storage.webhooks import FAILING, GONE
+from trackd.storage.webhooks import FAILING, GONE, Endpoint
 from trackd.v1 import webhooks_pb2, webhooks_pb2_grpc
 
 _STATES = {"": webhooks_pb2.ENDPOINT_STATE_DISABLED_BY_HAND,
@@ -39,14 +39,25 @@ class WebhookService(webhooks_pb2_grpc.WebhookServiceServicer):
     async def _project(self, context: grpc.aio.ServicerContext) -> str:
         return (await self._auth.authenticate(context, SCOPE_WEBHOOKS_MANAGE)).project_id
 
+    async def _message(self, endpoint: Endpoint) -> webhooks_pb2.Endpoint:
+        """``endpoint`` as the API shows it, with its delivery state read now."""
+        (view,) = await storage_call(self._webhooks.views([endpoint]))
+        return endpoint_message(view)
+
+    async def _set_enabled(self, endpoint_id: str, context: grpc.aio.ServicerContext,
+                           enabled: bool) -> webhooks_pb2.Endpoint:
+        """Enable or disable one of the caller's endpoints; the endpoint as it is now."""
+        project = await self._project(context)
+        view = await storage_call(self._webhooks.set_enabled(endpoint_id, project, enabled))
+        return endpoint_message(view)
+
     async def CreateEndpoint(
         self, request: webhooks_pb2.CreateEndpointRequest, context: grpc.aio.ServicerContext
     ) -> webhooks_pb2.CreateEndpointResponse:
         project = await self._project(context)
         endpoint, secret = await storage_call(self._webhooks.create(
             project, request.url, list(request.event_names), request.batch_size))
-        (view,) = await storage_call(self._webhooks.views([endpoint]))
-        return webhooks_pb2.CreateEndpointResponse(endpoint=endpoint_message(view),
+        return webhooks_pb2.CreateEndpointResponse(endpoint=await self._message(endpoint),
                                                    secret=secret)
 
     async def ListEndpoints(
@@ -61,22 +72,19 @@ class WebhookService(webhooks_pb2_grpc.WebhookServiceServicer):
     ) -> webhooks_pb2.GetEndpointResponse:
         project = await self._project(context)
         endpoint = await storage_call(self._webhooks.get(request.id, project))
-        (view,) = await storage_call(self._webhooks.views([endpoint]))
-        return webhooks_pb2.GetEndpointResponse(endpoint=endpoint_message(view))
+        return webhooks_pb2.GetEndpointResponse(endpoint=await self._message(endpoint))
 
     async def EnableEndpoint(
         self, request: webhooks_pb2.EnableEndpointRequest, context: grpc.aio.ServicerContext
     ) -> webhooks_pb2.EnableEndpointResponse:
-        project = await self._project(context)
-        view = await storage_call(self._webhooks.set_enabled(request.id, project, True))
-        return webhooks_pb2.EnableEndpointResponse(endpoint=endpoint_message(view))
+        return webhooks_pb2.EnableEndpointResponse(
+            endpoint=await self._set_enabled(request.id, context, True))
 
     async def DisableEndpoint(
         self, request: webhooks_pb2.DisableEndpointRequest, context: grpc.aio.ServicerContext
     ) -> webhooks_pb2.DisableEndpointResponse:
-        project = await self._project(context)
-        view = await storage_call(self._webhooks.set_enabled(request.id, project, False))
-        return webhooks_pb2.DisableEndpointResponse(endpoint=endpoint_message(view))
+        return webhooks_pb2.DisableEndpointResponse(
+            endpoint=await self._set_enabled(request.id, context, False))
 
     async def DeleteEndpoint(
         self, request: webhooks_pb2.DeleteEndpointRequest, context: grpc.aio.ServicerContext
