@@ -32,6 +32,12 @@ _CACHE_MAX_ENTRIES = 10_000
 _REFOLLOW_SECONDS = 2.0
 
 
+def _being_cancelled() -> bool:
+    """Whether the running task was asked to stop (even if the CancelledError was lost)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class FleetCache(ABC, Generic[K, V, C]):
     """Values of ``V`` looked up by ``K``, cached; the stream's changes are ``C``.
 
@@ -87,6 +93,12 @@ class FleetCache(ABC, Generic[K, V, C]):
                     opened.set_result(None)
                 return
             except StorageUnavailable as exc:
+                if _being_cancelled():
+                    # close() cancelled us while the stream was closing on the way out, on a
+                    # database that is gone: the driver's error took the CancelledError's
+                    # place. Reopening would loop until the database came back, and hold
+                    # close() (and a drain) that long.
+                    raise asyncio.CancelledError from exc
                 self._log.warning("lost the %s change stream (%s); reopening", self._stream, exc)
             if not opened.done():
                 opened.set_result(None)
