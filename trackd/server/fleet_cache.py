@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
-from trackd.server.tasks import cancel_and_wait
+from trackd.server.tasks import being_cancelled, cancel_and_wait
 from trackd.storage import StorageUnavailable
 
 K = TypeVar("K")
@@ -30,12 +30,6 @@ C = TypeVar("C")
 _CACHE_MAX_ENTRIES = 10_000
 # After the change stream fails, how long before opening it again.
 _REFOLLOW_SECONDS = 2.0
-
-
-def _being_cancelled() -> bool:
-    """Whether the running task was asked to stop (even if the CancelledError was lost)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 class FleetCache(ABC, Generic[K, V, C]):
@@ -93,11 +87,10 @@ class FleetCache(ABC, Generic[K, V, C]):
                     opened.set_result(None)
                 return
             except StorageUnavailable as exc:
-                if _being_cancelled():
-                    # close() cancelled us while the stream was closing on the way out, on a
-                    # database that is gone: the driver's error took the CancelledError's
-                    # place. Reopening would loop until the database came back, and hold
-                    # close() (and a drain) that long.
+                if being_cancelled():
+                    # close() cancelled us and the stream's close, on a database that is
+                    # gone, replaced the CancelledError: reopening would loop until the
+                    # database came back, and hold close() (and a drain) that long.
                     raise asyncio.CancelledError from exc
                 self._log.warning("lost the %s change stream (%s); reopening", self._stream, exc)
             if not opened.done():
