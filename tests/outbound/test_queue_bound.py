@@ -81,5 +81,5 @@ async def test_a_full_retry_queue_dead_letters_what_would_go_past_it(
     warnings = [r.getMessage() for r in caplog.records if "TRACKD_WEBHOOK_MAX_QUEUED" in
                 r.getMessage()]
     assert warnings == [f"webhook endpoint {endpoint}: its retry queue holds {CAP} messages "
-                        "(TRACKD_WEBHOOK_MAX_QUEUED); messages that fail are dead-lettered "
+                        "(TRACKD_WEBHOOK_MAX_QUEUED); messages that would queue are dead-lettered "
                         "at once until it drains"]

@@ -272,7 +272,7 @@ class Lane:
         if not self._full_logged:
             self._full_logged = True
             log.warning("webhook endpoint %s: its retry queue holds %d messages "
-                        "(TRACKD_WEBHOOK_MAX_QUEUED); messages that fail are dead-lettered "
+                        "(TRACKD_WEBHOOK_MAX_QUEUED); messages that would queue are dead-lettered "
                         "at once until it drains", self.endpoint.id, self.queued)
         metrics.QUEUE_FULL.inc()
         metrics.DEAD_LETTERS.inc()
