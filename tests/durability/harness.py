@@ -154,6 +154,18 @@ def database_processes(data_dir: Path) -> list[int]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
 def stop_processes(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
     """SIGTERM ``pids`` (processes that need not be this one's children), give them
     ``grace`` seconds, SIGKILL what is left, and wait until every one is gone."""
@@ -405,10 +417,14 @@ class Trackd:
     def close(self) -> None:
         proc, self.proc = self.proc, None
         try:
+            # ``--workers``' workers end with their supervisor (a bounded drain); a test
+            # that ends the run early must not leave them behind meanwhile.
+            workers = children(proc.pid) if proc is not None else []
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(STOP_TIMEOUT)
+            stop_processes(workers)
             if not self.mongodb_uri:
                 stop_processes(database_processes(self.data_dir))
         finally:

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 
 from tests.helpers import KeyFactory
 from trackd.gateway.console import STATIC
@@ -219,3 +220,25 @@ async def test_open_streams_end_when_the_gateway_stops(http: Client,
     await end_streams(http.app)  # what the gateway's on_shutdown runs
     async with asyncio.timeout(DEADLINE_SECONDS):
         assert await stream.content.read() == b""  # the answer ended
+
+
+def calls(method: str) -> float:
+    """``trackd_grpc_requests_total`` of ``method``, every status code."""
+    return sum(sample.value for metric in REGISTRY.collect()
+               if metric.name == "trackd_grpc_requests" for sample in metric.samples
+               if sample.name.endswith("_total") and sample.labels["method"] == method)
+
+
+async def test_a_stream_checks_the_key_with_no_call_but_its_own(
+        http: Client, make_key: KeyFactory) -> None:
+    reader = await make_key("acme", (SCOPE_EVENTS_READ,))
+    overviews = calls("GetOverview")  # a unary call: counted (streams are not)
+    unknown = await http.get("/console/api/events", headers=bearer("trk_" + "0" * 40))
+    assert unknown.status == 401
+    assert (await unknown.json())["error"]["code"] == "unauthorized"
+    for path in ("/console/api/events", "/console/api/decisions"):
+        stream = await http.get(path, headers=bearer(reader))
+        assert stream.status == 200
+        assert await stream.content.readuntil(b"\n\n") == b": open\n\n"
+        stream.close()
+    assert calls("GetOverview") - overviews == 0

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = Field(
         default=DeliveryConfig.allow_private, description="webhook URLs may reach loopback, "
         "private and link-local addresses (local development, tests)")
+    webhook_max_queued: int = Field(
+        default=DeliveryConfig.max_queued, gt=0,
+        description="messages one webhook endpoint's retry queue holds at most; past it a "
+        "message is dead-lettered at once")
 
     @field_validator("webhook_retry_schedule")
     @classmethod
@@ -192,7 +196,7 @@ class Settings(BaseSettings):
         return DeliveryConfig(
             concurrency=self.webhook_concurrency, timeout_seconds=self.webhook_timeout_seconds,
             retry_schedule=parse_schedule(self.webhook_retry_schedule),
-            allow_private=self.webhook_allow_private)
+            allow_private=self.webhook_allow_private, max_queued=self.webhook_max_queued)
 
     def gateway_settings(self, grpc_port: int) -> GatewaySettings:
         local = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host

@@ -14,7 +14,9 @@ Its gRPC server also listens on a private Unix socket, which its own gateway cal
 request is handled start to end by the worker that accepted it. Workers read their settings
 from the environment the supervisor gives them (every setting, resolved), run in sessions
 of their own (a terminal's Ctrl-C reaches the supervisor only, which drains them) and get
-SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``), so none outlives it.
+SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``, and their own watch of their
+parent), then end within the same bound as a drain the supervisor waits for, finished or
+not (:mod:`trackd.cli.workers`), so none outlives it for long.
 
 A worker that dies is started again: after 0.5 s, each further time twice as late up to
 10 s, afresh once it ran 30 s; each death is one log line with its cause. On SIGTERM or
@@ -58,7 +60,7 @@ from trackd.cli.serve import ensure_development_key
 from trackd.cli.settings import Settings
 from trackd.cli.usage import StartupError
 from trackd.cli.worker_environment import worker_environment
-from trackd.cli.worker_role import READY_MARKER
+from trackd.cli.worker_role import READY_MARKER, drain_bound
 from trackd.server import metrics
 from trackd.storage.child_process import describe_exit
 from trackd.storage.embedded import EmbeddedDatabase
@@ -70,8 +72,6 @@ log = logging.getLogger("trackd")
 RESTART_FIRST_DELAY = 0.5
 RESTART_MAX_DELAY = 10.0
 RESTART_STABLE_AFTER = 30.0
-# Beyond the shutdown grace (twice: HTTP, then gRPC) a worker gets to exit before SIGKILL.
-EXIT_MARGIN_SECONDS = 5.0
 
 
 def restart_counter(metrics_dir: Path) -> Callable[[], None]:
@@ -261,7 +261,7 @@ async def drain(supervisor: Supervisor, keepers: Sequence[asyncio.Task[None]]) -
     """SIGTERM every worker, wait for them (bounded), SIGKILL any left; 0 if all exited 0."""
     supervisor.stopping.set()
     supervisor.signal_all(signal.SIGTERM)
-    bound = 2 * supervisor.settings.shutdown_grace_seconds + EXIT_MARGIN_SECONDS
+    bound = drain_bound(supervisor.settings.shutdown_grace_seconds)
     _, late = await asyncio.wait(keepers, timeout=bound)
     if late:
         log.warning("%d worker(s) did not stop within %.0f s: killing them", len(late), bound)

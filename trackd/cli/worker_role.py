@@ -19,6 +19,15 @@ log = logging.getLogger("trackd")
 
 # A worker prints this on its stdout once both ports and its private socket serve.
 READY_MARKER = "trackd-worker-ready"
+# Beyond the shutdown grace (twice: HTTP, then gRPC) a worker gets to finish its drain.
+EXIT_MARGIN_SECONDS = 5.0
+
+
+def drain_bound(grace: float) -> float:
+    """How long a worker's drain may take: the supervisor SIGKILLs a worker still running
+    this long after its SIGTERM, and a worker whose supervisor died ends itself this long
+    after (:mod:`trackd.cli.workers`)."""
+    return 2 * grace + EXIT_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)

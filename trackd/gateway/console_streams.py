@@ -9,9 +9,12 @@ decision an ``event: decision``, each note that some were not recorded an ``even
 sampling``. A comment line every :data:`HEARTBEAT_SECONDS` keeps proxies from closing an
 idle stream and tells the gateway when the page has gone, which cancels the RPC.
 
-The key is checked before the answer starts (``GetOverview``, which needs the same
-``events:read`` scope), so a bad key is a plain 401/403 JSON answer, not a stream; a
-stream the server ends later ends with an ``event: error`` carrying the same envelope.
+The key is checked before the answer starts, by the streaming call itself: the server
+sends its initial metadata once it has accepted the key, its ``events:read`` scope and the
+request (:func:`opened` waits for it), so a bad key is a plain 401/403 JSON answer, not a
+stream, at the cost of no call but the stream's own (as is a database that is down: 503);
+a request the server refuses (a bad cursor), and a stream the server ends later, end with
+an ``event: error`` carrying the same envelope.
 Open streams end when the gateway shuts down (:func:`end_streams`, an ``on_shutdown``
 hook): they would otherwise hold its graceful stop for its whole grace period.
 
@@ -57,6 +60,11 @@ QUEUE = 256
 DIALECTS = {dialect.name: dialect for dialect in (VIBEFOLLOW, FLYWHEEL, DATABUDDY, CUEFLOW)}
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 OPEN = web.AppKey("console_open_streams", set)
+# Refusals answered as plain JSON before a stream starts: the key's, and the service's
+# (unavailable, or no answer in time). The request's own (a bad cursor) is the stream's
+# ``event: error``, as when the server ends a stream later.
+PLAIN_REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+                            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 KINDS = {value: name.removeprefix("DECISION_KIND_").lower()
          for name, value in decisions_pb2.DecisionKind.items()}
 VIOLATION_KINDS = {value: name.removeprefix("PLAN_VIOLATION_KIND_").lower()
@@ -121,6 +129,20 @@ def decision_json(item: decisions_pb2.WatchDecisionsResponse) -> tuple[str, dict
         "plan_violations": plan_violations}
 
 
+async def opened(call: Any, within: float) -> None:
+    """Return once the server has opened ``call`` (its initial metadata, which the server
+    sends once the key, its scope and the request are accepted); raise the refusal
+    (``AioRpcError``) when it ended instead, or DEADLINE_EXCEEDED after ``within`` seconds."""
+    try:
+        await asyncio.wait_for(call.initial_metadata(), within)
+    except TimeoutError:
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+            "Deadline Exceeded") from None
+    if call.done():  # refused: no initial metadata of its own, only the status
+        await call.read()  # raises the AioRpcError (a stream that ended OK: nothing)
+
+
 def _frame(kind: str, data: Any) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
@@ -131,17 +153,21 @@ async def _stream(request: web.Request, open_call: Callable[[list[tuple[str, str
         metadata = credentials(request)
     except Unauthorized:
         return no_key()
-    stubs = request.app[STUBS]
-    try:  # the key, checked before the answer starts
-        await stubs.decisions.GetOverview(
-            decisions_pb2.GetOverviewRequest(), metadata=metadata,
-            timeout=request.app[GATEWAY_SETTINGS].rpc_timeout_seconds)
-    except grpc.aio.AioRpcError as exc:
-        return refused(exc)
     call = open_call(metadata)
+    refusal: grpc.aio.AioRpcError | None = None
+    try:  # the key, checked by the stream itself before the answer starts
+        await opened(call, request.app[GATEWAY_SETTINGS].rpc_timeout_seconds)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() in PLAIN_REFUSALS:
+            call.cancel()
+            return refused(exc)
+        refusal = exc  # the request's own (a cursor): the stream's first frame
     queue: asyncio.Queue[Message | grpc.aio.AioRpcError | None] = asyncio.Queue(QUEUE)
 
     async def pump() -> None:
+        if refusal is not None:
+            await queue.put(refusal)
+            return
         try:
             async for message in call:
                 await queue.put(message)

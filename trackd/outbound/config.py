@@ -50,3 +50,6 @@ class DeliveryConfig:
     max_response_bytes: int = 4096
     # At most this many endpoints delivered by one process.
     max_endpoints: int = 1000
+    # At most this many messages in one endpoint's retry queue; a message that would go
+    # past it is dead-lettered at once instead (kept 7 days, replayable).
+    max_queued: int = 100_000

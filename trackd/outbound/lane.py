@@ -9,6 +9,11 @@ queued (:mod:`trackd.outbound.retries` sends them, in order, when they are due):
 flowing. The cursor moves past a batch of events only when each of its messages was
 answered 2xx or is in the queue (or dead-lettered), and is saved with every lease renewal;
 so a crash resends what was in flight since the last renewal and skips nothing.
+
+The queue holds at most ``max_queued`` messages (``TRACKD_WEBHOOK_MAX_QUEUED``): a message
+that would go past it is dead-lettered at once (with its record, a WARNING once per episode,
+and ``trackd_webhook_queue_full_dead_letters``). The lane counts its queue on every renewal
+(a replay adds to it from outside) and keeps the count between renewals.
 """
 
 from __future__ import annotations
@@ -85,6 +90,9 @@ class Lane:
         self._records: list[dict[str, Any]] = []
         self._dropped_records = 0
         self.semaphore = asyncio.Semaphore(config.concurrency)
+        # Messages in the endpoint's retry queue (counted at every renewal, kept between).
+        self.queued = 0
+        self._full_logged = False
 
     @property
     def lag_seconds(self) -> float:
@@ -99,7 +107,9 @@ class Lane:
 
         # What is queued now (a replay's messages are counted when the retry loop adopts
         # them). Bound: one counter per user with queued messages.
-        for message in await self.queue.pending(self.endpoint.id, limit=1_000_000):
+        pending = await self.queue.pending(self.endpoint.id, limit=1_000_000)
+        self.queued = len(pending)
+        for message in pending:
             if message.adopted:
                 for key in message.keys:
                     self.blocked[key] += 1
@@ -136,6 +146,9 @@ class Lane:
         while True:
             await asyncio.sleep(self.config.lease_seconds / 4)
             self._queued_oldest = await self.queue.oldest_queued(self.endpoint.id)
+            self.queued = await self.queue.queued(self.endpoint.id)
+            if self.queued < self.config.max_queued:
+                self._full_logged = False
             await self.flush_records()
             endpoint = await self._endpoints.renew(self.endpoint.id, self._holder, now_utc(),
                                                    lease, self._progress())
@@ -234,16 +247,37 @@ class Lane:
                 await self.queue.dead_letter(self.endpoint.id, message, answer.error, now_utc())
 
     async def enqueue(self, chain: list[Message]) -> None:
-        """Queue ``chain`` (in order) behind what its users already have queued."""
-        for message in chain:
-            for key in message.keys:  # counted first: no later message may slip past
-                self.blocked[key] += 1
-            if message.next_at is None:
-                message.next_at = now_utc()
-        first = await self._endpoints.take_seq(self.endpoint.id, len(chain))
-        for offset, message in enumerate(chain):
-            message.seq = first + offset
-        await self.queue.enqueue(self.endpoint.id, chain)
+        """Queue ``chain`` (in order) behind what its users already have queued; what would
+        take the queue past ``max_queued`` is dead-lettered instead."""
+        room = max(0, self.config.max_queued - self.queued)
+        chain, overflow = chain[:room], chain[room:]
+        if chain:
+            for message in chain:
+                for key in message.keys:  # counted first: no later message may slip past
+                    self.blocked[key] += 1
+                if message.next_at is None:
+                    message.next_at = now_utc()
+            first = await self._endpoints.take_seq(self.endpoint.id, len(chain))
+            for offset, message in enumerate(chain):
+                message.seq = first + offset
+            self.queued += len(chain)
+            await self.queue.enqueue(self.endpoint.id, chain)
+        for message in overflow:
+            await self._queue_full(message)
+
+    async def _queue_full(self, message: Message) -> None:
+        """Dead-letter ``message`` at once: the retry queue holds ``max_queued``."""
+        error = (f"retry queue full ({self.config.max_queued} messages, "
+                 "TRACKD_WEBHOOK_MAX_QUEUED): dead-lettered without a retry")
+        if not self._full_logged:
+            self._full_logged = True
+            log.warning("webhook endpoint %s: its retry queue holds %d messages "
+                        "(TRACKD_WEBHOOK_MAX_QUEUED); messages that would queue are dead-lettered "
+                        "at once until it drains", self.endpoint.id, self.queued)
+        metrics.QUEUE_FULL.inc()
+        metrics.DEAD_LETTERS.inc()
+        self.note(message, error, "dead_letter", 0, 0.0)
+        await self.queue.dead_letter(self.endpoint.id, message, error, now_utc())
 
     def unblock(self, message: Message) -> None:
         for key in message.keys:

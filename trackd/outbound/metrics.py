@@ -18,10 +18,15 @@ ATTEMPT_LATENCY = Histogram(
 EVENTS_DELIVERED = Counter("trackd_webhook_events_delivered",
                            "Events in webhook messages answered 2xx")
 DEAD_LETTERS = Counter("trackd_webhook_dead_letters",
-                       "Webhook messages dead-lettered after their last retry")
+                       "Webhook messages dead-lettered after their last retry, or at once "
+                       "when their endpoint's retry queue was full")
+QUEUE_FULL = Counter(
+    "trackd_webhook_queue_full_dead_letters",
+    "Webhook messages dead-lettered without a retry because their endpoint's retry queue "
+    "held TRACKD_WEBHOOK_MAX_QUEUED messages")
 LAG = Gauge("trackd_webhook_lag_seconds",
             "Age of the oldest stored event not yet delivered, the maximum over the "
-            "endpoints this process delivers (0: all delivered)", multiprocess_mode="max")
+            "endpoints this process delivers (0: all delivered)", multiprocess_mode="livemax")
 ENDPOINTS = Gauge("trackd_webhook_endpoints_delivering",
                   "Endpoints whose lease this process holds", multiprocess_mode="livesum")
 

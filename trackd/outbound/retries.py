@@ -78,9 +78,11 @@ class RetryLoop:
         if outcome == "delivered":
             await lane.queue.remove(endpoint_id, message.msg_id)
             lane.unblock(message)
+            lane.queued = max(0, lane.queued - 1)
         elif outcome == "dead_letter":
             await lane.queue.dead_letter(endpoint_id, message, answer.error, now_utc())
             lane.unblock(message)
+            lane.queued = max(0, lane.queued - 1)
         else:
             assert delay is not None
             await lane.queue.reschedule(endpoint_id, message.msg_id, message.attempts + 1,

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
-from trackd.server.tasks import cancel_and_wait
+from trackd.server.tasks import being_cancelled, cancel_and_wait
 from trackd.storage import StorageUnavailable
 
 K = TypeVar("K")
@@ -87,6 +87,11 @@ class FleetCache(ABC, Generic[K, V, C]):
                     opened.set_result(None)
                 return
             except StorageUnavailable as exc:
+                if being_cancelled():
+                    # close() cancelled us and the stream's close, on a database that is
+                    # gone, replaced the CancelledError: reopening would loop until the
+                    # database came back, and hold close() (and a drain) that long.
+                    raise asyncio.CancelledError from exc
                 self._log.warning("lost the %s change stream (%s); reopening", self._stream, exc)
             if not opened.done():
                 opened.set_result(None)

@@ -20,3 +20,15 @@ async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
     await asyncio.wait([task])
     if not task.cancelled():
         task.exception()  # retrieved: a task that failed as it stopped is not news
+
+
+def being_cancelled() -> bool:
+    """Whether the running task was asked to stop, even if its CancelledError was lost.
+
+    A driver error raised while a cursor or change stream closes on the way out of a
+    cancelled ``await`` (PyMongo closes it, and the database is gone) takes the
+    CancelledError's place; a loop that catches storage errors and tries again must ask
+    this, or it runs on until the database is back and holds its ``cancel_and_wait``.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -163,6 +163,13 @@ class DeliveryQueue:
             raise translate(exc) from exc
         return out
 
+    async def queued(self, endpoint_id: str) -> int:
+        """How many messages the endpoint's retry queue holds."""
+        try:
+            return int(await self._queue.count_documents({"endpoint_id": endpoint_id}))
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+
     async def oldest_queued(self, endpoint_id: str) -> datetime | None:
         try:
             doc = await self._queue.find_one({"endpoint_id": endpoint_id},

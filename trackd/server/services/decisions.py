@@ -121,6 +121,9 @@ class DecisionService(decisions_pb2_grpc.DecisionServiceServicer):
             await context.abort_with_status(to_status(exc))
             return
         try:
+            # Key and scope accepted, stream open: said at once (as Subscribe does), so
+            # the console's live stream knows it before the first decision.
+            await context.send_initial_metadata(())
             seen: set[str] = set()
             if request.HasField("since"):
                 # Opened first, read second: a decision recorded in between comes twice,

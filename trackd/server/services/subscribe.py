@@ -104,6 +104,9 @@ class Subscriptions:
             await context.abort_with_status(to_status(exc))
             return
         try:
+            # The stream is open (key, scope and cursor accepted): said at once, not with
+            # the first event, so a caller (the console's live stream) knows it before any.
+            await context.send_initial_metadata(())
             while True:
                 try:
                     batch = await stream.next_batch(READ_BATCH)
