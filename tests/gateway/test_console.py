@@ -108,6 +108,10 @@ async def test_the_key_comes_only_from_the_authorization_header(
         assert await response.json() == {"error": {
             "code": "unauthorized", "message": "no API key: send an API key holding "
             "events:read as: Authorization: Bearer <key>"}}
+    # Not ASCII: gRPC metadata cannot carry it, so it never leaves the gateway.
+    response = await http.get(path, headers=bearer("trk_\u00e9t\u00e9"))
+    assert (response.status, await response.json()) == (401, {"error": {
+        "code": "unauthorized", "message": "invalid API key"}})
     unknown = await http.get(path, headers=bearer("trk_" + "0" * 40))
     assert unknown.status == 401
     assert (await unknown.json())["error"]["code"] == "unauthorized"
@@ -175,6 +179,15 @@ async def test_streams_carry_events_and_decisions(http: Client, make_key: KeyFac
     # The field as VibeFollow's answer named it.
     assert (await bad.json())["errors"][0]["field"] == "properties.$bad"
     assert (decision["field"], decision["description"]) == ("properties.$bad", KEY_RULE)
+
+    # A door whose answer is not the table's: Amplitude refuses a bad event with 400.
+    amplitude = await http.post("/2/httpapi", json={"api_key": writer, "events": [
+        {"user_id": "user_1", "event_type": "bad", "event_properties": {"$bad": 1}}]})
+    assert amplitude.status == 400, await amplitude.text()
+    decision = await first(decisions, "decision",
+                           lambda data: data["request_id"] == amplitude.headers["X-Request-Id"])
+    assert (decision["source"], decision["http_status"], decision["grpc_code"]) == (
+        "amplitude", 400, "INVALID_ARGUMENT")
     events.close()
     decisions.close()
 

@@ -55,6 +55,10 @@ REFUSALS: list[tuple[str, str, Any, int, dict[str, Any]]] = [
      invalid("previousId is required for an alias call")),
     ("group without groupId", "/v1/group", {"userId": "u1"}, 400,
      invalid("groupId is required for a group call")),
+    ("clock-skew correction past year 9999", "/v1/track",
+     {**TRACK, "originalTimestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z"},
+     400, invalid("originalTimestamp must be between 0001-01-01T00:00:00Z and "
+                  "9999-12-31T23:59:59Z")),
     ("message id too long", "/v1/track", {**TRACK, "messageId": "m" * 257}, 400,
      invalid("messageId string should have at most 256 characters")),
     ("user id not a string", "/v1/track", {**TRACK, "userId": 7}, 400,

@@ -191,3 +191,19 @@ async def test_observe_counts_each_kind(
     assert (status, headers[HEADER]) == (SUCCESS[dialect], "1")
     (doc,) = await stored_events(store, "acme")
     assert doc["plan_violations"] == [{"kind": kind_name, "field": field, "message": message}]
+
+
+async def test_the_count_adds_up_over_a_request_sent_as_several_calls(
+        http: Client, make_key: Any, store: Store) -> None:
+    """Amplitude takes 2,000 events a request; trackd sends them 500 to a BatchTrack call,
+    and the header counts every call's violations, not the last one's."""
+    key = await make_key("acme", ALL_SCOPES)
+    await set_plan(store, "acme")
+    events = [{"user_id": f"user-{i}", "event_type": "user_signed_up", "insert_id": f"e-{i}",
+               "event_properties": {"plan": "pro"}} for i in range(600)]
+    events[3]["event_properties"] = {"plan": 2}  # in the first call
+    events[550]["event_properties"] = {"plan": 3}  # in the second
+    response = await http.post("/batch", json={"api_key": key, "events": events})
+    assert response.status == 200, await response.text()
+    assert response.headers[HEADER] == "2"
+    assert len(await stored_events(store, "acme")) == 600

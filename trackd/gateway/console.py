@@ -63,15 +63,18 @@ STUBS = web.AppKey("console_stubs", ConsoleStubs)
 
 
 class Unauthorized(Exception):
-    """No usable Authorization header."""
+    """No usable Authorization header; the 401 answer's message is the argument."""
 
 
 def credentials(request: web.Request) -> list[tuple[str, str]]:
-    """The call metadata for this request's key; raises a 401 answer when there is none."""
+    """The call metadata for this request's key; raises Unauthorized when there is none,
+    or when it could not travel as gRPC metadata (only printable ASCII can)."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     key = key.strip()
-    if scheme.lower() != "bearer" or not key or any(c in key for c in "\r\n"):
-        raise Unauthorized
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized(f"no API key: {KEY_HELP}")
+    if not (key.isascii() and key.isprintable()):
+        raise Unauthorized("invalid API key")
     request_id = sane_request_id(request.headers.get("X-Request-Id")) or new_request_id()
     return [("authorization", f"Bearer {key}"), (REQUEST_ID_METADATA, request_id)]
 
@@ -81,8 +84,8 @@ def refused(error: grpc.aio.AioRpcError) -> web.Response:
     return render_plain(problem_from_rpc_error(error))
 
 
-def no_key() -> web.Response:
-    return render_plain(Problem(401, f"no API key: {KEY_HELP}"))
+def unauthorized(refusal: Unauthorized) -> web.Response:
+    return render_plain(Problem(401, str(refusal)))
 
 
 def iso(stamp: timestamp_pb2.Timestamp) -> str:
@@ -116,8 +119,8 @@ async def overview(request: web.Request) -> web.Response:
     """GET /console/api/overview."""
     try:
         metadata = credentials(request)
-    except Unauthorized:
-        return no_key()
+    except Unauthorized as refusal:
+        return unauthorized(refusal)
     stubs = request.app[STUBS]
     timeout = request.app[GATEWAY_SETTINGS].rpc_timeout_seconds
     try:

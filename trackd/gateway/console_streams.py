@@ -41,15 +41,19 @@ from trackd.gateway.console import (
     Unauthorized,
     credentials,
     iso,
-    no_key,
     refused,
     struct_json,
+    unauthorized,
 )
+from trackd.gateway.dialects.amplitude import AMPLITUDE
 from trackd.gateway.dialects.cueflow import CUEFLOW
 from trackd.gateway.dialects.databuddy import DATABUDDY
 from trackd.gateway.dialects.flywheel import FLYWHEEL
+from trackd.gateway.dialects.mixpanel import MIXPANEL
+from trackd.gateway.dialects.posthog import POSTHOG
+from trackd.gateway.dialects.segment import SEGMENT
 from trackd.gateway.dialects.vibefollow import VIBEFOLLOW
-from trackd.gateway.grpc_errors import HTTP_STATUS, problem_from_rpc_error
+from trackd.gateway.grpc_errors import HTTP_STATUS, Problem, problem_from_rpc_error
 from trackd.gateway.settings import GATEWAY_SETTINGS
 from trackd.v1 import decisions_pb2, plans_pb2, tracking_pb2
 
@@ -57,7 +61,8 @@ HEARTBEAT_SECONDS = 10.0
 DECISIONS_REPLAY_SECONDS = 600
 # Messages read ahead of a slow page; past this the RPC waits (HTTP/2 flow control).
 QUEUE = 256
-DIALECTS = {dialect.name: dialect for dialect in (VIBEFOLLOW, FLYWHEEL, DATABUDDY, CUEFLOW)}
+DIALECTS = {dialect.name: dialect for dialect in (
+    VIBEFOLLOW, FLYWHEEL, DATABUDDY, CUEFLOW, SEGMENT, POSTHOG, AMPLITUDE, MIXPANEL)}
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 OPEN = web.AppKey("console_open_streams", set)
 # Refusals answered as plain JSON before a stream starts: the key's, and the service's
@@ -94,13 +99,16 @@ def event_json(item: tracking_pb2.SubscribeResponse) -> dict[str, Any]:
             "violations": violations_json(item.plan_violations), "cursor": item.cursor}
 
 
-def http_status(source: str, code: int) -> int | None:
+def http_status(source: str, code: int, reason: str) -> int | None:
     """What the door's dialect answered a request refused with ``code`` (None for gRPC)."""
     dialect = DIALECTS.get(source)
     status_code = _CODES.get(code)
     if dialect is None or status_code is None:
         return None
-    return dialect.status_overrides.get(status_code) or HTTP_STATUS.get(status_code, 500)
+    status = dialect.status_overrides.get(status_code) or HTTP_STATUS.get(status_code, 500)
+    # Rendered, because a renderer may answer another status (Amplitude's bad key is
+    # its 400, the one status its SDK does not retry).
+    return dialect.render(Problem(status, "", reason=reason)).status
 
 
 def decision_json(item: decisions_pb2.WatchDecisionsResponse) -> tuple[str, dict[str, Any]]:
@@ -116,7 +124,7 @@ def decision_json(item: decisions_pb2.WatchDecisionsResponse) -> tuple[str, dict
         "id": d.id, "kind": KINDS.get(d.kind, "unspecified"), "time": iso(d.time),
         "request_id": d.request_id, "source": d.source, "method": d.method,
         "grpc_code": code.name if code and d.code else None,
-        "http_status": http_status(d.source, d.code) if d.code else None,
+        "http_status": http_status(d.source, d.code, d.reason) if d.code else None,
         # The field as the door's answer named it (VibeFollow's `properties.$a`, not the
         # RPC's `event.properties.$a`).
         "reason": d.reason, "field": dialect.field_name(d.field) if dialect and d.field
@@ -151,8 +159,8 @@ async def _stream(request: web.Request, open_call: Callable[[list[tuple[str, str
                   render: Callable[[Any], tuple[str, dict[str, Any]]]) -> web.StreamResponse:
     try:
         metadata = credentials(request)
-    except Unauthorized:
-        return no_key()
+    except Unauthorized as missing:
+        return unauthorized(missing)
     call = open_call(metadata)
     refusal: grpc.aio.AioRpcError | None = None
     try:  # the key, checked by the stream itself before the answer starts

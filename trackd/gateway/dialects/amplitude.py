@@ -234,7 +234,7 @@ async def _read(request: web.Request) -> tuple[list[tuple[str, str]], AmplitudeB
 
 @AMPLITUDE.handler
 async def upload(request: web.Request) -> web.StreamResponse:
-    """POST /2/httpapi, /batch: events, all stored or none."""
+    """POST /2/httpapi, /batch: events, stored all or none per 500 (each BatchTrack call)."""
     metadata, body = await _read(request)
     events = body["events"]
     if not events:

@@ -174,7 +174,7 @@ async def call(
     response: ResponseT = await rpc  # a grpc.aio call: awaited, then its metadata read
     _keep_rate_limit_fields(request, await rpc.trailing_metadata())
     if violations := _plan_violations(response):
-        request[_PLAN_VIOLATIONS] = violations
+        request[_PLAN_VIOLATIONS] = request.get(_PLAN_VIOLATIONS, 0) + violations
     return response
 
 

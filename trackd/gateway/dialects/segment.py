@@ -47,7 +47,14 @@ from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from trackd.gateway.body import parse_json, read_body
-from trackd.gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, properties_json, timestamp
+from trackd.gateway.convert import (
+    DEPTH_IDENTIFY_TRAITS,
+    OUT_OF_RANGE,
+    UnencodableValue,
+    fill_struct,
+    properties_json,
+    timestamp,
+)
 from trackd.gateway.dialects.base import Dialect, Handler, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import (
     Calls,
@@ -152,7 +159,13 @@ def _time(message: SegmentMessage, sent_at: datetime | None, received: datetime,
     if when is None and (original := message.get("originalTimestamp")) is not None:
         path = _at(prefix, "originalTimestamp")
         sent = message.get("sentAt") or sent_at
-        when = original if sent is None else received - (_utc(sent) - _utc(original))
+        if sent is None:
+            when = original
+        else:  # the client's clock skew taken out: may land outside any datetime
+            try:
+                when = received - (_utc(sent) - _utc(original))
+            except OverflowError as exc:
+                raise UnencodableValue(path, OUT_OF_RANGE) from exc
     if when is not None:
         event.timestamp.CopyFrom(timestamp(when, path))
     return event

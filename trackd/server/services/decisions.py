@@ -16,6 +16,7 @@ from trackd.server.auth import SCOPE_EVENTS_READ, Authenticator
 from trackd.server.errors import ServiceError, Unavailable, storage_call, to_status
 from trackd.server.messages import timestamp_message
 from trackd.server.plans.verdict import messages
+from trackd.server.request_times import timestamp_field
 from trackd.storage import StorageError, StorageUnavailable
 from trackd.storage.decisions import DecisionLog
 from trackd.storage.event_feed import StreamsUnsupported
@@ -109,6 +110,8 @@ class DecisionService(decisions_pb2_grpc.DecisionServiceServicer):
     ) -> AsyncIterator[decisions_pb2.WatchDecisionsResponse]:
         try:
             project = (await self._auth.authenticate(context, SCOPE_EVENTS_READ)).project_id
+            since = timestamp_field(request.since, "since") if request.HasField("since") \
+                else None
             stream = self._log.stream(project)
             try:
                 await stream.open()
@@ -125,10 +128,9 @@ class DecisionService(decisions_pb2_grpc.DecisionServiceServicer):
             # the console's live stream knows it before the first decision.
             await context.send_initial_metadata(())
             seen: set[str] = set()
-            if request.HasField("since"):
+            if since is not None:
                 # Opened first, read second: a decision recorded in between comes twice,
                 # once from each; the ids tell them apart.
-                since = request.since.ToDatetime(tzinfo=UTC)
                 for doc in await storage_call(self._log.since(project, since, MAX_REPLAY)):
                     seen.add(doc["id"])
                     yield response_of(doc)

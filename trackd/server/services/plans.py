@@ -17,6 +17,7 @@ from trackd.server.plans import manage
 from trackd.server.plans.book import PlanBook
 from trackd.server.plans.rules import PlanError
 from trackd.server.plans.verdict import kind_value, messages
+from trackd.server.request_times import duration_field
 from trackd.storage import Store
 from trackd.storage.indexes import PLAN_VIOLATIONS_TTL_SECONDS
 from trackd.storage.quarantine import QuarantinedEvent
@@ -90,7 +91,7 @@ class TrackingPlanService(plans_pb2_grpc.TrackingPlanServiceServicer):
         self, request: plans_pb2.GetViolationReportRequest, context: grpc.aio.ServicerContext
     ) -> plans_pb2.GetViolationReportResponse:
         project_id = await self._project(context)
-        period = request.since.ToTimedelta() if request.HasField("since") \
+        period = duration_field(request.since, "since") if request.HasField("since") \
             else DEFAULT_REPORT_PERIOD
         if not timedelta(0) < period <= timedelta(seconds=PLAN_VIOLATIONS_TTL_SECONDS):
             raise InvalidArgument.one("since", "must be more than 0 and at most 30 days")

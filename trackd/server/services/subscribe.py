@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from datetime import UTC
 from typing import Any
 
 import grpc
@@ -29,6 +28,7 @@ from trackd.server.errors import (
 )
 from trackd.server.messages import event_message
 from trackd.server.plans.verdict import messages
+from trackd.server.request_times import timestamp_field
 from trackd.storage import StorageError, StorageUnavailable
 from trackd.storage.event_feed import BadPosition, EventStream, HistoryLost, StreamsUnsupported
 from trackd.storage.streams import EMPTY_ANSWER_GAP_SECONDS
@@ -80,7 +80,7 @@ class Subscriptions:
         if start == "cursor":
             after = decode_cursor(request.cursor, project)
         elif start == "since":
-            at = request.since.ToDatetime(tzinfo=UTC)
+            at = timestamp_field(request.since, "since")
         stream = EventStream(self._db, project, after=after, at=at, names=names or None)
         try:
             await stream.open()

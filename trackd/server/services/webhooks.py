@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 import grpc
 
 from trackd.server.auth import SCOPE_WEBHOOKS_MANAGE, Authenticator
 from trackd.server.errors import InvalidArgument, storage_call
 from trackd.server.messages import timestamp_message
+from trackd.server.request_times import timestamp_field
 from trackd.server.webhooks import EndpointView, Webhooks
 from trackd.storage.webhooks import FAILING, GONE, Endpoint
 from trackd.v1 import webhooks_pb2, webhooks_pb2_grpc
@@ -111,9 +110,10 @@ class WebhookService(webhooks_pb2_grpc.WebhookServiceServicer):
         if request.failed:
             queued = await storage_call(self._webhooks.replay_failed(request.id, project))
         else:
-            until = request.until.ToDatetime(tzinfo=UTC) if request.HasField("until") else None
+            until = timestamp_field(request.until, "until") if request.HasField("until") \
+                else None
             queued = await storage_call(self._webhooks.replay_range(
-                request.id, project, request.since.ToDatetime(tzinfo=UTC), until))
+                request.id, project, timestamp_field(request.since, "since"), until))
         return webhooks_pb2.ReplayResponse(queued=queued)
 
     async def ListAttempts(
