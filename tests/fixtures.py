@@ -74,7 +74,9 @@ def mongodb_uri() -> str:
 @pytest.fixture
 async def store(mongodb_uri: str) -> AsyncIterator[Store]:
     name = f"t_{uuid.uuid4().hex[:16]}"
-    store = await connect(mongodb_uri, name)
+    # reachable_within: on a loaded machine the first connection can take longer than
+    # the 1 s server selection trackd serves with; setting up is not what is tested.
+    store = await connect(mongodb_uri, name, reachable_within=30)
     yield store
     await store.client.drop_database(name)
     await store.close()
