@@ -33,7 +33,7 @@ FAILING = "failing 5 days"
 
 @dataclass(frozen=True)
 class Secret:
-    value: str  # whsec_<base64>
+    value: str = field(repr=False)  # whsec_<base64>; never in a repr (logs, tracebacks)
     expires_at: datetime | None = None  # a rotated-out secret signs until then
 
 
