@@ -117,6 +117,7 @@ class Lane:
         except* LeaseLost:
             log.info("webhook endpoint %s: lease given up (taken over, disabled or deleted)",
                      self.endpoint.id)
+            await self.flush_records()  # the attempts made meanwhile were made all the same
         finally:
             await retries.close()
 
@@ -144,6 +145,7 @@ class Lane:
             self.endpoint = endpoint
             if (self.failing_since is not None and (now_utc() - self.failing_since)
                     .total_seconds() > self.config.disable_after_failing_seconds):
+                self.note(None, f"{FAILING}: {self.last_error}", "disabled", 0, 0.0)
                 raise Disable(FAILING)
 
     # --- the live path ----------------------------------------------------------------
@@ -178,14 +180,18 @@ class Lane:
                 await asyncio.sleep(max(0.0, asked + EMPTY_ANSWER_GAP_SECONDS
                                         - time.monotonic()))
                 asked = time.monotonic()
+                limit = self.config.read_batch
                 if self.failures_in_a_row >= PAUSE_AFTER_FAILURES:
                     # The receiver fails everything: queueing each new event would only
                     # cost the database a write per event. The stream waits (the events
                     # wait in the database) while the retry loop probes; a success
-                    # resumes it.
+                    # resumes it. With nothing queued (all dead-lettered) no retry is
+                    # left to probe: the next event goes alone, as the probe.
                     self._live_oldest = self._live_oldest or now_utc()
-                    continue
-                batch = await stream.next_batch(self.config.read_batch)
+                    if await self.queue.oldest_queued(self.endpoint.id) is not None:
+                        continue
+                    limit = 1
+                batch = await stream.next_batch(limit)
                 if batch:
                     docs = [doc for _, doc in batch]
                     self._live_oldest = docs[0]["received_at"]
@@ -243,7 +249,10 @@ class Lane:
         first = await self._endpoints.take_seq(self.endpoint.id, len(chain))
         for offset, message in enumerate(chain):
             message.seq = first + offset
-        await self.queue.enqueue(self.endpoint.id, chain)
+        # A message queued already (made again after a crash) was counted when it was
+        # queued: only what this call added stays counted.
+        for message in await self.queue.queued_already(self.endpoint.id, chain):
+            self.unblock(message)
 
     def unblock(self, message: Message) -> None:
         for key in message.keys:

@@ -113,6 +113,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("endpoint_id", ASCENDING), ("msg_id", ASCENDING)], unique=True,
                    name="endpoint_msg_unique"),
         IndexModel([("endpoint_id", ASCENDING), ("seq", ASCENDING)], name="endpoint_seq"),
+        IndexModel([("endpoint_id", ASCENDING), ("oldest_at", ASCENDING)],
+                   name="endpoint_oldest"),  # the lag's oldest queued message
     ],
     WEBHOOK_DEAD_LETTERS: [
         IndexModel([("endpoint_id", ASCENDING), ("msg_id", ASCENDING)], unique=True,
