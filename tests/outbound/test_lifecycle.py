@@ -217,6 +217,7 @@ async def test_management_needs_the_scope_and_stays_in_the_project(
 async def test_an_endpoint_failing_for_the_whole_window_is_disabled(
         store: Store, webhooks: webhooks_pb2_grpc.WebhookServiceStub,
         tracking: tracking_pb2_grpc.TrackingServiceStub, key: str) -> None:
+    disabled_before = sample("trackd_webhook_attempts_total", outcome="disabled")
     async with receiving(lambda h, b: Reply(500)) as receiver, \
             delivering(store, retry_schedule=(0.2,) * 50, disable_after_failing_seconds=1.0):
         created = await create(webhooks, key, receiver.url)
@@ -231,3 +232,8 @@ async def test_an_endpoint_failing_for_the_whole_window_is_disabled(
         webhooks_pb2.GetEndpointRequest(id=created.endpoint.id), metadata=auth(key))
     assert got.endpoint.last_error == "HTTP 500"
     assert got.endpoint.queued == 1  # kept, for when it is enabled again
+    # Recorded and counted as a disabled attempt, as a 410's disable is.
+    assert sample("trackd_webhook_attempts_total", outcome="disabled") - disabled_before == 1
+    newest = (await store.deliveries.attempts(created.endpoint.id, 1))[0]
+    assert (newest["outcome"], newest["error"], newest["msg_id"]) == \
+        ("disabled", "failing 5 days: HTTP 500", "")
