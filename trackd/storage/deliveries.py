@@ -10,7 +10,8 @@
   written in buckets (a document per endpoint per write, up to 1000 records).
 
 A message keeps its ``msg_id`` and its ``body`` (bytes) wherever it goes: a receiver sees
-the same webhook-id and the same bytes on every attempt and replay.
+the same webhook-id and the same bytes on every attempt, and when its dead letter is
+replayed (a message made again from its events: :mod:`trackd.outbound.messages`).
 """
 
 from __future__ import annotations
