@@ -199,17 +199,25 @@ async def test_management_needs_the_scope_and_stays_in_the_project(
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     listed = await webhooks.ListEndpoints(webhooks_pb2.ListEndpointsRequest(), metadata=auth(key))
     assert [e.id for e in listed.endpoints] == [created.endpoint.id]
-    assert "secret" not in str(listed)
+    assert created.secret.startswith("whsec_")
+    assert created.secret not in str(listed)
+    assert "whsec_" not in str(listed)
     with pytest.raises(grpc.aio.AioRpcError) as bad:
         await create(webhooks, key, "http://127.0.0.1:9/hook", batch_size=501)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "batch_size" in (bad.value.details() or "")
-    assert [e.id for e in (await store.webhooks.listing("acme"))] == [created.endpoint.id]
+    stored = await store.webhooks.listing("acme")
+    assert [e.id for e in stored] == [created.endpoint.id]
+    # What a log line or a traceback would show of an endpoint: never its secret.
+    assert stored[0].signing_secrets(datetime.now(UTC)) == [created.secret]
+    assert created.secret not in repr(stored)
+    assert "whsec_" not in repr(stored)
 
 
 async def test_an_endpoint_failing_for_the_whole_window_is_disabled(
         store: Store, webhooks: webhooks_pb2_grpc.WebhookServiceStub,
         tracking: tracking_pb2_grpc.TrackingServiceStub, key: str) -> None:
+    disabled_before = sample("trackd_webhook_attempts_total", outcome="disabled")
     async with receiving(lambda h, b: Reply(500)) as receiver, \
             delivering(store, retry_schedule=(0.2,) * 50, disable_after_failing_seconds=1.0):
         created = await create(webhooks, key, receiver.url)
@@ -224,3 +232,8 @@ async def test_an_endpoint_failing_for_the_whole_window_is_disabled(
         webhooks_pb2.GetEndpointRequest(id=created.endpoint.id), metadata=auth(key))
     assert got.endpoint.last_error == "HTTP 500"
     assert got.endpoint.queued == 1  # kept, for when it is enabled again
+    # Recorded and counted as a disabled attempt, as a 410's disable is.
+    assert sample("trackd_webhook_attempts_total", outcome="disabled") - disabled_before == 1
+    newest = (await store.deliveries.attempts(created.endpoint.id, 1))[0]
+    assert (newest["outcome"], newest["error"], newest["msg_id"]) == \
+        ("disabled", "failing 5 days: HTTP 500", "")

@@ -3,11 +3,14 @@ and the end of the schedule (a dead letter)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
+from tests.durability.harness import trackd_command
 from trackd.outbound.config import DEFAULT_RETRY_SCHEDULE, parse_schedule
 from trackd.outbound.schedule import MAX_RETRY_AFTER_SECONDS, next_delay, retry_after_seconds
 
@@ -17,10 +20,26 @@ def test_the_default_schedule_is_svix_s() -> None:
     assert parse_schedule("500ms, 2s,1d") == (0.5, 2, 86400)
 
 
-@pytest.mark.parametrize("text", ["", "5", "5x", "s", "-1s", "5s,,5s"])
-def test_a_malformed_schedule_is_refused_naming_the_part(text: str) -> None:
-    with pytest.raises(ValueError, match=r"duration|negative"):
+@pytest.mark.parametrize(("text", "why"), [
+    ("", "'' is not a duration"), ("5", "'5' is not a duration"),
+    ("5x", "'5x' is not a duration"), ("s", "'s' is not a duration"),
+    ("5s,,5s", "'' is not a duration"), ("-1s", "'-1s' is not more than zero"),
+    ("0s", "'0s' is not more than zero"), ("5s,nans", "'nans' is not a finite duration"),
+    ("infs", "'infs' is not a finite duration"), ("1e400s", "'1e400s' is not a finite"),
+    ("1e306d", "'1e306d' is not a finite"), ("31d", "'31d' is longer than 30 days"),
+    ("1e300s", "'1e300s' is longer than 30 days")])
+def test_a_malformed_schedule_is_refused_naming_the_part(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
         parse_schedule(text)
+
+
+def test_a_bad_schedule_stops_start_up_naming_the_setting(tmp_path: Path) -> None:
+    result = trackd_command("serve", cwd=tmp_path, TRACKD_WEBHOOK_RETRY_SCHEDULE="5s,nans")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "trackd: invalid TRACKD_WEBHOOK_RETRY_SCHEDULE: Value error, 'nans' is not a finite "
+        "duration such as 5s, 5m or 2h (got '5s,nans')"]
+    assert result.stdout == ""
 
 
 def test_jitter_stays_within_its_bounds_and_the_schedule_ends() -> None:

@@ -32,6 +32,10 @@ REFUSED = [
     ("http://[fe80::1]/hook", "link-local"),
     ("http://[fd00::1]/hook", "private"),
     ("http://[::ffff:127.0.0.1]/hook", "loopback"),
+    ("http://[2002:7f00:1::]/hook", "127.0.0.1 is a loopback"),  # 6to4 of 127.0.0.1
+    ("http://[2002:a01:203::1]/hook", "10.1.2.3 is a private"),  # 6to4 of 10.1.2.3
+    ("http://[64:ff9b::a9fe:a9fe]/hook", "169.254.169.254 is a link-local"),  # NAT64
+    ("http://[fec0::1]/hook", "site-local"),
     ("ftp://example.com/hook", "http or https"),
     ("file:///etc/passwd", "http or https"),
     ("https://user:secret@example.com/hook", "credentials"),

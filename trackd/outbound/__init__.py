@@ -4,7 +4,8 @@ What lives here: the delivery configuration (:mod:`trackd.outbound.config`), the
 that keep webhooks from reaching private networks (:mod:`trackd.outbound.addresses`), message
 bodies, ids and signatures (:mod:`trackd.outbound.messages`), the HTTP client with its
 address-checking resolver (:mod:`trackd.outbound.http`), the retry schedule
-(:mod:`trackd.outbound.schedule`), one endpoint's delivery lane (:mod:`trackd.outbound.lane`) and
+(:mod:`trackd.outbound.schedule`), one endpoint's delivery lane (:mod:`trackd.outbound.lane`, how
+its run ends: :mod:`trackd.outbound.lane_endings`) and
 its retry queue (:mod:`trackd.outbound.retries`), the deliverer that takes endpoints' leases and
 runs their lanes (:mod:`trackd.outbound.deliverer`), and its metrics
 (:mod:`trackd.outbound.metrics`).

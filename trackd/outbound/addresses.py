@@ -1,6 +1,8 @@
 """Which webhook URLs are allowed: http(s), no credentials, and (unless private addresses
 are allowed) a host that is not, and does not resolve to, a loopback, private, link-local,
-shared (100.64/10), multicast, reserved or unspecified address.
+site-local (fec0::/10), shared (100.64/10), multicast, reserved or unspecified address.
+An IPv6 address that carries an IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, 6to4
+``2002::/16``, NAT64 ``64:ff9b::/96``) is judged by the IPv4 address it reaches.
 
 The same rule runs twice: when an endpoint is created (:func:`check_url`, resolving the
 name) and at every connection (:mod:`trackd.outbound.http`'s resolver, :func:`refused_address`),
@@ -16,6 +18,7 @@ from urllib.parse import urlsplit
 
 MAX_URL_CHARS = 2048
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known NAT64 prefix (RFC 6052)
 
 
 class UrlRefused(ValueError):
@@ -25,10 +28,17 @@ class UrlRefused(ValueError):
 def refused_address(address: str) -> str | None:
     """Why ``address`` (an IP literal) may not be connected to; None when it may."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     for kind, flag in (("loopback", ip.is_loopback), ("unspecified", ip.is_unspecified),
                        ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
+                       ("site-local", isinstance(ip, ipaddress.IPv6Address)
+                        and ip.is_site_local),
                        ("shared", isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED),
                        ("private", ip.is_private), ("reserved", ip.is_reserved)):
         if flag:

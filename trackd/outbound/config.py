@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 # Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (1 + 7 attempts, ~27.6 h).
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# The longest step: a wait further out is a mistake (and past what a date can hold).
+MAX_STEP_SECONDS = 30 * 86400.0
 
 
 def parse_schedule(text: str) -> tuple[float, ...]:
-    """``5s,5m,2h`` -> seconds; raises ValueError naming what is wrong."""
+    """``5s,5m,2h`` -> seconds; raises ValueError naming what is wrong. Each step is
+    finite, more than zero and at most :data:`MAX_STEP_SECONDS` (30 days)."""
     steps = []
     for part in text.split(","):
         part = part.strip()
@@ -21,8 +25,12 @@ def parse_schedule(text: str) -> tuple[float, ...]:
             value = float(part[: -len(unit)]) * _UNITS[unit]
         except ValueError:
             raise ValueError(f"{part!r} is not a duration such as 5s, 5m, 2h or 500ms") from None
-        if value < 0:
-            raise ValueError(f"{part!r} is negative")
+        if not math.isfinite(value):  # nan, inf, 1e400s
+            raise ValueError(f"{part!r} is not a finite duration such as 5s, 5m or 2h")
+        if value <= 0:
+            raise ValueError(f"{part!r} is not more than zero")
+        if value > MAX_STEP_SECONDS:
+            raise ValueError(f"{part!r} is longer than 30 days")
         steps.append(value)
     return tuple(steps)
 

@@ -53,11 +53,14 @@ class Deliverer:
             room = self.config.max_endpoints - len(self.lanes)
             if room > 0:
                 try:
-                    claimed = await self._endpoints.claim(self.holder, now_utc(), lease, room)
+                    claimed = await self._endpoints.claim(self.holder, now_utc(), lease, room,
+                                                          running=list(self.lanes))
                 except StorageError as exc:
                     log.warning("webhook deliverer: cannot look for endpoints (%s)", exc)
                     claimed = []
                 for endpoint in claimed:
+                    if endpoint.id in self.lanes:  # one lane per endpoint, always
+                        continue
                     lane = Lane(endpoint, self._endpoints, self._queue, self._db, self._sender,
                                 self.config, self.holder)
                     task = asyncio.get_running_loop().create_task(self._run(lane))
@@ -78,7 +81,8 @@ class Deliverer:
             with contextlib.suppress(StorageError):
                 await lane.stop()
         finally:
-            self.lanes.pop(lane.endpoint.id, None)
+            if self.lanes.get(lane.endpoint.id, (None,))[0] is lane:
+                del self.lanes[lane.endpoint.id]
 
     async def close(self) -> None:
         """Stop delivering: save each lane's progress and let its endpoint go."""

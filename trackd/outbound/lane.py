@@ -28,6 +28,7 @@ from typing import Any
 from trackd.outbound import messages, metrics
 from trackd.outbound.config import DeliveryConfig
 from trackd.outbound.http import Answer, Sender
+from trackd.outbound.lane_endings import Disable, LeaseLost, first_disable
 from trackd.outbound.schedule import next_delay, now_utc, retry_after_seconds
 from trackd.storage.deliveries import DeliveryQueue, Message
 from trackd.storage.event_feed import EventStream, HistoryLost
@@ -42,28 +43,6 @@ MAX_BUFFERED_RECORDS = 10_000
 # Consecutive failed attempts after which the live path stops reading new events until
 # an attempt succeeds (an endpoint that is down costs no write per event).
 PAUSE_AFTER_FAILURES = 20
-
-
-class LeaseLost(Exception):
-    """Another instance holds the endpoint now, or it was disabled or deleted."""
-
-
-class Disable(Exception):
-    """The endpoint must be disabled (``reason``)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _first_disable(group: BaseExceptionGroup[Disable]) -> Disable:
-    """The first :class:`Disable` of a group (task groups nest them)."""
-    for exc in group.exceptions:
-        if isinstance(exc, Disable):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_disable(exc)
-    raise AssertionError("a Disable group without a Disable")
 
 
 class Lane:
@@ -120,13 +99,14 @@ class Lane:
                 group.create_task(self._live_loop())
                 group.create_task(retries.run())
         except* Disable as caught:
-            reason = _first_disable(caught).reason
+            reason = first_disable(caught).reason
             log.warning("webhook endpoint %s disabled: %s", self.endpoint.id, reason)
             await self.flush_records()
             await self._endpoints.disable_held(self.endpoint.id, self._holder, reason)
         except* LeaseLost:
             log.info("webhook endpoint %s: lease given up (taken over, disabled or deleted)",
                      self.endpoint.id)
+            await self.flush_records()  # the attempts made meanwhile were made all the same
         finally:
             await retries.close()
 
@@ -157,6 +137,7 @@ class Lane:
             self.endpoint = endpoint
             if (self.failing_since is not None and (now_utc() - self.failing_since)
                     .total_seconds() > self.config.disable_after_failing_seconds):
+                self.note(None, f"{FAILING}: {self.last_error}", "disabled", 0, 0.0)
                 raise Disable(FAILING)
 
     # --- the live path ----------------------------------------------------------------
@@ -191,14 +172,18 @@ class Lane:
                 await asyncio.sleep(max(0.0, asked + EMPTY_ANSWER_GAP_SECONDS
                                         - time.monotonic()))
                 asked = time.monotonic()
+                limit = self.config.read_batch
                 if self.failures_in_a_row >= PAUSE_AFTER_FAILURES:
                     # The receiver fails everything: queueing each new event would only
                     # cost the database a write per event. The stream waits (the events
                     # wait in the database) while the retry loop probes; a success
-                    # resumes it.
+                    # resumes it. With nothing queued (all dead-lettered) no retry is
+                    # left to probe: the next event goes alone, as the probe.
                     self._live_oldest = self._live_oldest or now_utc()
-                    continue
-                batch = await stream.next_batch(self.config.read_batch)
+                    if await self.queue.oldest_queued(self.endpoint.id) is not None:
+                        continue
+                    limit = 1
+                batch = await stream.next_batch(limit)
                 if batch:
                     docs = [doc for _, doc in batch]
                     self._live_oldest = docs[0]["received_at"]
@@ -260,8 +245,12 @@ class Lane:
             first = await self._endpoints.take_seq(self.endpoint.id, len(chain))
             for offset, message in enumerate(chain):
                 message.seq = first + offset
-            self.queued += len(chain)
-            await self.queue.enqueue(self.endpoint.id, chain)
+            # A message queued already (made again after a crash) was counted when it was
+            # queued: only what this call added stays counted.
+            already = await self.queue.queued_already(self.endpoint.id, chain)
+            for message in already:
+                self.unblock(message)
+            self.queued += len(chain) - len(already)
         for message in overflow:
             await self._queue_full(message)
 

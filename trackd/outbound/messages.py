@@ -2,8 +2,11 @@
 
 A message is made once from stored events and never changes: its id is derived from the
 endpoint and its events' ids, and its body from the stored events (its top-level
-``timestamp`` is when its last event was stored), so a message made again (after a
-crash, or by a replay) has the same ``webhook-id`` and the same bytes.
+``timestamp`` is when its last event was stored), so the same events make the same
+``webhook-id`` and the same bytes. With batch size 1 a message made again (after a crash,
+or by a replay from a time) is therefore the same message. A batch is the consecutive
+events of one read (a change-stream answer live, a page of a replay): made again, it may
+group them differently and so get another id; each event keeps its own ``id``.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 # How often the queue is looked at when nothing is due sooner.
 POLL_SECONDS = 0.5
-# Queued messages read per look (heads are found among them, in order).
-WINDOW = 2000
+# Replayed messages counted (adopted) per look.
+ADOPT_PER_LOOK = 2000
 
 
 class RetryLoop:
@@ -40,20 +40,19 @@ class RetryLoop:
     async def run(self) -> None:
         lane = self._lane
         while True:
-            pending = await lane.queue.pending(lane.endpoint.id, WINDOW)
-            new = [m for m in pending if not m.adopted]
+            new = await lane.queue.unadopted(lane.endpoint.id, ADOPT_PER_LOOK)
             if new:
                 for message in new:
                     for key in message.keys:
                         lane.blocked[key] += 1
                 await lane.queue.adopt(lane.endpoint.id, [m.msg_id for m in new])
+            # Every user's first message, over the whole queue: one user's thousands of
+            # queued messages do not hide another user's due retry.
+            heads = await lane.queue.heads(lane.endpoint.id)
             now = now_utc()
-            taken: set[str] = set()
             soonest = POLL_SECONDS
-            for message in pending:
-                head = not taken.intersection(message.keys)
-                taken.update(message.keys)
-                if not head or message.msg_id in self._running:
+            for message in heads:
+                if message.msg_id in self._running:
                     continue
                 due = message.next_at or now
                 if due <= now:

@@ -3,8 +3,10 @@
 Creating checks the URL (:mod:`trackd.outbound.addresses`: http(s), no credentials, no private
 address unless allowed), the filter and the batch size, and starts the endpoint at the
 change stream's current position (it receives what is stored from then on). Replays
-queue messages made exactly as delivery makes them (:func:`trackd.outbound.messages.make_messages`),
-so they keep their ``webhook-id`` and body; the endpoint's deliverer adopts them.
+queue messages made exactly as delivery makes them (:func:`trackd.outbound.messages.make_messages`):
+a dead letter replayed is the same message; a replay from a time makes the same
+``webhook-id`` and body for batch size 1, while batches may group the events differently
+(each event keeps its id). The endpoint's deliverer adopts them.
 ``project_id`` None (the CLI, an operator) reaches any project's endpoint.
 """
 

@@ -10,7 +10,8 @@
   written in buckets (a document per endpoint per write, up to 1000 records).
 
 A message keeps its ``msg_id`` and its ``body`` (bytes) wherever it goes: a receiver sees
-the same webhook-id and the same bytes on every attempt and replay.
+the same webhook-id and the same bytes on every attempt, and when its dead letter is
+replayed (a message made again from its events: :mod:`trackd.outbound.messages`).
 """
 
 from __future__ import annotations
@@ -60,18 +61,19 @@ def _message(doc: dict[str, Any]) -> Message:
                    last_error=doc.get("last_error", ""), adopted=bool(doc.get("adopted", True)))
 
 
-async def _insert(collection: Any, docs: list[dict[str, Any]]) -> int:
-    """Insert, a message already there (same endpoint and msg_id) counting as done."""
+async def _insert(collection: Any, docs: list[dict[str, Any]]) -> set[int]:
+    """Insert, a message already there (same endpoint and msg_id) counting as done;
+    the indexes in ``docs`` of those that were already there."""
     if not docs:
-        return 0
+        return set()
     try:
-        result = await collection.insert_many(docs, ordered=False)
-        return len(result.inserted_ids)
+        await collection.insert_many(docs, ordered=False)
+        return set()
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise translate(exc) from exc
-        return len(docs) - len(errors)
+        return {int(e["index"]) for e in errors}
     except DRIVER_ERRORS as exc:
         raise translate(exc) from exc
 
@@ -84,7 +86,42 @@ class DeliveryQueue:
 
     async def enqueue(self, endpoint_id: str, messages: list[Message]) -> int:
         """Queue ``messages`` (their ``seq`` set); returns how many were new."""
-        return await _insert(self._queue, [_doc(endpoint_id, m) for m in messages])
+        return len(messages) - len(await self.queued_already(endpoint_id, messages))
+
+    async def queued_already(self, endpoint_id: str, messages: list[Message]) -> list[Message]:
+        """Queue ``messages`` (their ``seq`` set); returns those that were queued already
+        (same msg_id: made again after a crash), which stay as they were, not added."""
+        there = await _insert(self._queue, [_doc(endpoint_id, m) for m in messages])
+        return [m for index, m in enumerate(messages) if index in there]
+
+    async def heads(self, endpoint_id: str) -> list[Message]:
+        """Each user's first queued message, in order, without bodies: a message is a
+        head when it is the first of every user it carries. One aggregation finds the
+        smallest ``seq`` per user over the whole queue (no window: a user with many
+        queued messages cannot hide another user's first)."""
+        try:
+            firsts = {row["_id"]: int(row["seq"]) async for row in await self._queue.aggregate([
+                {"$match": {"endpoint_id": endpoint_id}},
+                {"$project": {"_id": 0, "keys": 1, "seq": 1}},
+                {"$unwind": "$keys"},
+                {"$group": {"_id": "$keys", "seq": {"$min": "$seq"}}}])}
+            docs = await self._queue.find(
+                {"endpoint_id": endpoint_id, "seq": {"$in": sorted(set(firsts.values()))}},
+                {"body": 0}).sort("seq", ASCENDING).to_list(None)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+        return [m for m in map(_message, docs) if all(firsts.get(k) == m.seq for k in m.keys)]
+
+    async def unadopted(self, endpoint_id: str, limit: int) -> list[Message]:
+        """Up to ``limit`` messages a replay queued that the deliverer has not counted
+        yet, in order, without bodies."""
+        try:
+            docs = await self._queue.find({"endpoint_id": endpoint_id, "adopted": False},
+                                          {"body": 0}).sort("seq", ASCENDING) \
+                .limit(limit).to_list(None)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc) from exc
+        return [_message(doc) for doc in docs]
 
     async def pending(self, endpoint_id: str, limit: int) -> list[Message]:
         """The endpoint's queued messages in order, at most ``limit``, without their

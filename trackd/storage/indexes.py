@@ -116,6 +116,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     WEBHOOK_QUEUE: [
         _ascending("endpoint_id", "msg_id", unique=True, name="endpoint_msg_unique"),
         _ascending("endpoint_id", "seq", name="endpoint_seq"),
+        _ascending("endpoint_id", "oldest_at", name="endpoint_oldest"),  # the lag's oldest
     ],
     WEBHOOK_DEAD_LETTERS: [
         _ascending("endpoint_id", "msg_id", unique=True, name="endpoint_msg_unique"),

@@ -33,7 +33,7 @@ FAILING = "failing 5 days"
 
 @dataclass(frozen=True)
 class Secret:
-    value: str  # whsec_<base64>
+    value: str = field(repr=False)  # whsec_<base64>; never in a repr (logs, tracebacks)
     expires_at: datetime | None = None  # a rotated-out secret signs until then
 
 
@@ -159,15 +159,19 @@ class EndpointRepository:
 
     # --- leases and progress (the deliverer) ---------------------------------------------
 
-    async def claim(self, holder: str, now: datetime, lease: timedelta,
-                    limit: int) -> list[Endpoint]:
+    async def claim(self, holder: str, now: datetime, lease: timedelta, limit: int,
+                    running: list[str] | None = None) -> list[Endpoint]:
         """Take the lease of enabled endpoints nobody holds (or whose holder stopped
-        renewing), up to ``limit``."""
+        renewing), up to ``limit``, but none of ``running`` (the endpoints the caller
+        delivers already: its own lease lapsing, under a stall, must not give it a second
+        lane for one endpoint)."""
         claimed: list[Endpoint] = []
+        free: dict[str, Any] = {
+            "enabled": True, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]}
+        if running:
+            free["_id"] = {"$nin": running}
         try:
-            candidates = await self._endpoints.find(
-                {"enabled": True, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
-                {"_id": 1}).limit(limit).to_list(None)
+            candidates = await self._endpoints.find(free, {"_id": 1}).limit(limit).to_list(None)
             for candidate in candidates:
                 doc = await self._endpoints.find_one_and_update(
                     {"_id": candidate["_id"], "enabled": True,
