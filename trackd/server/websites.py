@@ -160,9 +160,10 @@ class WebsiteGuard:
     async def authorize(self, writer: Writer, docs: list[dict[str, Any]],
                         paths: Sequence[str]) -> None:
         """Check (and default) the website of each event document before it is stored."""
-        for doc in docs:
-            if writer.website_id and not doc.get("website_id"):
-                doc["website_id"] = writer.website_id
+        if writer.website_id:
+            for doc in docs:
+                if not doc.get("website_id"):
+                    doc["website_id"] = writer.website_id
         await self.authorize_websites(writer, [doc.get("website_id") or "" for doc in docs],
                                       paths)
 
@@ -171,6 +172,9 @@ class WebsiteGuard:
         principal = writer.principal
         named = sorted({website_id for website_id in website_ids if website_id})
         known = await self.websites(named) if named else {}
+        if not principal.websites and all(
+                website.project_id == principal.project_id for website in known.values()):
+            return  # no event can be refused: the paths are not needed
         for website_id, path in zip(website_ids, paths, strict=True):
             website = known.get(website_id)
             if website is not None and website.project_id != principal.project_id:
