@@ -142,11 +142,18 @@ class WebsiteGuard:
 
     async def writer(self, context: grpc.aio.ServicerContext[Any, Any]) -> Writer:
         """Authenticate a tracking call: by API key, else by website id."""
-        website_id = _metadata(context, WEBSITE_ID_METADATA)
+        # One pass over the call's metadata for both questions (this runs for every call).
+        website_id: str | None = None
+        has_key = False
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                has_key = True
+            elif website_id is None and key == WEBSITE_ID_METADATA and isinstance(value, str):
+                website_id = value.strip()
+        website_id = website_id or ""
         if len(website_id) > CONTEXT_LIMITS["website_id"]:
             raise InvalidArgument.one(
                 WEBSITE_ID_METADATA, f"must be at most {CONTEXT_LIMITS['website_id']} characters")
-        has_key = any(key == "authorization" for key, _ in context.invocation_metadata() or ())
         if has_key or not website_id:
             principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
             return Writer(principal, website_id)
