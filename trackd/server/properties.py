@@ -184,9 +184,9 @@ def _clean(values: dict[str, Any] | list[Any], depth: int) -> bool:
     property of every event."""
     if depth > MAX_PROPERTY_DEPTH:
         return False
-    if type(values) is list:
+    if isinstance(values, list):
         return all(_clean_value(value, depth) for value in values)
-    for key, value in values.items():  # type: ignore[union-attr]  # a dict, by elimination
+    for key, value in values.items():
         if not key or key[0] == "$" or "\x00" in key or len(key) > MAX_PROPERTY_KEY_CHARS:
             return False
         kind = type(value)
