@@ -7,10 +7,11 @@ In one process, no network and no database, ``time.process_time`` around each ha
 body's validation):
 
 - ``struct``: gateway ``fill_struct`` and ``BatchTrackRequest`` encoding; server decoding
-  and the Struct walk of :func:`trackd.server.validation.event_document` (with its JSON size check);
+  and the Struct walk of :class:`trackd.server.validation.EventDocuments` (with its JSON
+  size check);
 - ``json bytes``: the gateway's :func:`trackd.gateway.convert.properties_json` (the same checks
   as ``fill_struct``, then ``orjson.dumps``) into ``properties_json`` and the encoding;
-  the server decodes and :func:`trackd.server.validation.event_document` ``orjson.loads`` the
+  the server decodes and :class:`trackd.server.validation.EventDocuments` ``orjson.loads`` the
   bytes (the second and last parse) and walks the plain dict by the Struct's rules.
 
 ``python -m bench.hop_batch [--events 500] [--rounds 20]`` prints the table; ``bench/run
@@ -26,8 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trackd.gateway.convert import fill_struct, properties_json
-from trackd.server.errors import FieldViolation
-from trackd.server.validation import event_document
+from trackd.server.validation import EventDocuments
 from trackd.v1 import tracking_pb2
 
 SHAPES: dict[str, Callable[[int], dict[str, Any]]] = {
@@ -41,6 +41,15 @@ SHAPES: dict[str, Callable[[int], dict[str, Any]]] = {
         "nested": {"a": {"b": {"c": n}}},
     },
 }
+
+
+def documents(request: tracking_pb2.BatchTrackRequest, now: datetime) -> list[Any]:
+    """The server's half: the batch's event documents (what TrackingService builds);
+    the violations found."""
+    builder = EventDocuments("p", scope="BatchTrack", idempotency_key="", via="grpc",
+                             request_id="", received_at=now)
+    builder.documents(request.events)
+    return builder.violations
 
 
 def measure(shape: str, events: int, rounds: int) -> dict[str, float]:
@@ -60,9 +69,7 @@ def measure(shape: str, events: int, rounds: int) -> dict[str, float]:
         wire = request.SerializeToString()
         middle = time.process_time()
         decoded = tracking_pb2.BatchTrackRequest.FromString(wire)
-        violations: list[FieldViolation] = []
-        for i, event in enumerate(decoded.events):
-            event_document(event, f"events[{i}]", "p", now, event.event_id, violations)
+        violations = documents(decoded, now)
         done = time.process_time()
         timings["struct.gateway"] += middle - started
         timings["struct.server"] += done - middle
@@ -77,9 +84,7 @@ def measure(shape: str, events: int, rounds: int) -> dict[str, float]:
         wire = request.SerializeToString()
         middle = time.process_time()
         decoded = tracking_pb2.BatchTrackRequest.FromString(wire)
-        violations = []
-        for i, event in enumerate(decoded.events):
-            event_document(event, f"events[{i}]", "p", now, event.event_id, violations)
+        violations = documents(decoded, now)
         done = time.process_time()
         timings["json.gateway"] += middle - started
         timings["json.server"] += done - middle

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,17 +140,22 @@ class DecisionRecorder:
         stored = len(docs) - len(duplicates)
         if stored:
             self._count(project, now, STORED, "", stored)
-            names = self._names[project]
+            # Counted by name once per call, each name in the order it first appears,
+            # which decides as counting event by event would which names get a counter
+            # of their own and which fall under OTHER_NAMES.
+            by_name: Counter[str] = Counter()
             for doc, fresh in zip(docs, new, strict=True):
                 if fresh:
-                    name = doc["name"]
-                    if name not in names and len(names) >= self.limits.names:
-                        name = OTHER_NAMES
-                    else:
-                        names.add(name)
-                    self._count(project, now, NAME, name)
+                    by_name[doc["name"]] += 1
                     for violation in doc.get("plan_violations", ()):
                         self._count_violation(project, now, violation["kind"], doc["name"])
+            names = self._names[project]
+            for name, count in by_name.items():
+                if name not in names and len(names) >= self.limits.names:
+                    name = OTHER_NAMES
+                else:
+                    names.add(name)
+                self._count(project, now, NAME, name, count)
         if duplicates:
             self._count(project, now, DUPLICATE, "", len(duplicates))
             listed = duplicates[:MAX_LISTED_IDS]

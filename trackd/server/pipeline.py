@@ -223,16 +223,20 @@ class WritePipeline:
             self.stats.events_written += len(docs) - len(outcome.duplicate) - len(outcome.failed)
             self._down_until = 0.0
             offset = 0
+            duplicate, failed = outcome.duplicate, outcome.failed
             for item in flush.items:
                 indexes = range(offset, offset + len(item.docs))
                 offset += len(item.docs)
                 if item.future.done():
                     continue
-                failures = [outcome.failed[i] for i in indexes if i in outcome.failed]
+                # Most flushes hold no duplicate and no failure: then no event is looked up.
+                failures = [failed[i] for i in indexes if i in failed] if failed else None
                 if failures:
                     item.future.set_exception(StorageError(failures[0]))
+                elif duplicate:
+                    item.future.set_result([i not in duplicate for i in indexes])
                 else:
-                    item.future.set_result([i not in outcome.duplicate for i in indexes])
+                    item.future.set_result([True] * len(indexes))
         finally:
             self._queued_events -= flush.size
             metrics.WRITE_QUEUE.dec(flush.size)

@@ -178,33 +178,37 @@ class _PlainProperties(_Walker[Any]):
 
 def _clean(values: dict[str, Any] | list[Any], depth: int) -> bool:
     """Whether ``values`` (at ``depth``) is stored exactly as parsed: no rule broken, no
-    number to normalize. One pass building nothing; :class:`_PlainProperties` does the
-    rest when it is not."""
+    number to normalize. One pass over the entries, each key checked with its value,
+    building nothing; :class:`_PlainProperties` does the rest when it is not. The rules
+    are :func:`valid_property_key`'s and :func:`_number`'s, inlined: this runs for every
+    property of every event."""
     if depth > MAX_PROPERTY_DEPTH:
         return False
-    if type(values) is dict:
-        for key in values:
-            if not valid_property_key(key) or len(key) > MAX_PROPERTY_KEY_CHARS:
-                return False
-        items: Any = values.values()
-    else:
-        items = values
-    for value in items:
+    if isinstance(values, list):
+        return all(_clean_value(value, depth) for value in values)
+    for key, value in values.items():
+        if not key or key[0] == "$" or "\x00" in key or len(key) > MAX_PROPERTY_KEY_CHARS:
+            return False
         kind = type(value)
         if kind is str or kind is bool or value is None:
             continue
-        if kind is int:
-            if not -_EXACT_INT <= value <= _EXACT_INT:
-                return False
-        elif kind is float:
-            if value.is_integer() or not math.isfinite(value):
-                return False
-        elif kind is dict or kind is list:
-            if not _clean(value, depth + 1):
-                return False
-        else:
-            return False  # pragma: no cover - orjson decodes no other types
+        if not _clean_value(value, depth):
+            return False
     return True
+
+
+def _clean_value(value: Any, depth: int) -> bool:
+    """Whether ``value`` (in an object or array at ``depth``) is stored as parsed."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_EXACT_INT <= value <= _EXACT_INT)
+    if kind is float:
+        return not value.is_integer() and math.isfinite(value)
+    if kind is dict or kind is list:
+        return _clean(value, depth + 1)
+    return False  # pragma: no cover - orjson decodes no other types
 
 
 def _duplicate_key(raw: bytes) -> str | None:
@@ -267,9 +271,33 @@ def json_object(raw: bytes, json_path: str,
     return values
 
 
+def properties_as_sent(raw: bytes) -> dict[str, Any] | None:
+    """``properties_json`` as stored, when it is stored as sent: one compact JSON object
+    (the form the gateway's ``orjson.dumps`` writes) of at most
+    :data:`MAX_PROPERTY_KEYS` keys breaking no rule, holding no number to normalize and
+    within the size limit. None for anything else, which :func:`json_properties` then
+    reads with the field paths of its violations.
+
+    The event's one walk of its properties: parsed once (orjson), each entry checked once
+    (:func:`_clean`), encoded once to compare with ``raw``, which also measures the size
+    and settles that no key is there twice (orjson keeps the last of duplicate keys, so
+    the bytes of an object with one differ from its encoding). No path string is built.
+    """
+    try:
+        values = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(values) is not dict or len(values) > MAX_PROPERTY_KEYS \
+            or len(raw) > MAX_PROPERTIES_BYTES or not _clean(values, 1) \
+            or orjson.dumps(values) != raw:
+        return None
+    return values
+
+
 def json_properties(raw: bytes, path: str,
                      violations: list[FieldViolation]) -> dict[str, Any]:
-    """``properties_json`` of the event at ``path`` as stored, by the Struct's rules."""
+    """``properties_json`` of the event at ``path`` as stored, by the Struct's rules
+    (:func:`properties_as_sent` is the short way for properties stored as sent)."""
     json_path = f"{path}.properties_json"
     values = json_object(raw, json_path, violations)
     if values is None:

@@ -1,5 +1,5 @@
 """A tracking request's events and users checked against the server's rules, and each
-turned into what is stored: :func:`event_document` and :func:`user_change`.
+turned into what is stored: :class:`EventDocuments` and :func:`user_change`.
 
 Every limit is checked here, once, for gRPC and REST alike; a rule only one vendor's
 REST API has lives in that dialect's gateway module instead. Field paths in violations
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -28,6 +29,7 @@ from trackd.server.properties import (
     check_size,
     json_object,
     json_properties,
+    properties_as_sent,
     struct_properties,
     too_many_keys,
     valid_trait_key,
@@ -103,60 +105,144 @@ def derived_event_id(scope: str, idempotency_key: str, index: int) -> str:
     return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{scope}\n{idempotency_key}\n{index}"))
 
 
-def event_document(
-    event: tracking_pb2.Event,
-    path: str,
-    project_id: str,
-    received_at: datetime,
-    event_id: str,
-    violations: list[FieldViolation],
-) -> dict[str, Any]:
-    """The stored form of ``event``; appends to ``violations`` what is wrong with it."""
-    if not event.name:
-        violations.append(FieldViolation(f"{path}.name", "is required"))
-    _check_length(violations, f"{path}.name", event.name, MAX_NAME_CHARS)
-    _check_length(violations, f"{path}.event_id", event.event_id, MAX_ID_CHARS)
-    _check_length(violations, f"{path}.external_user_id", event.external_user_id, MAX_ID_CHARS)
-    _check_length(violations, f"{path}.anonymous_id", event.anonymous_id, MAX_ID_CHARS)
-    if not event.external_user_id and not event.anonymous_id:
-        violations.append(FieldViolation(
-            f"{path}.external_user_id", "is required when anonymous_id is empty"))
+def event_path(index: int | None) -> str:
+    """The request's path of an event: ``event`` (a single event, ``index`` None) or
+    ``events[3]``."""
+    return "event" if index is None else f"events[{index}]"
 
-    timestamp = received_at
-    if event.HasField("timestamp"):
-        timestamp = checked_datetime(event.timestamp, f"{path}.timestamp",
-                                     violations) or received_at
 
-    properties: dict[str, Any] = {}
-    if event.properties_json:
-        if event.HasField("properties"):
-            violations.append(FieldViolation(f"{path}.properties_json", BOTH_ENCODINGS))
+class EventPaths(Sequence[str]):
+    """The paths of a batch's ``count`` events (``events[0]``, ...), each made only when
+    read: they name fields in refusals, which most batches never have."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [event_path(i) for i in range(self._count)[index]]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        return event_path(index % self._count)
+
+
+class EventDocuments:
+    """One request's events turned into the documents stored, one pass per event: each
+    field is checked as it is copied into the document, and the properties are parsed
+    and checked in one walk (:func:`trackd.server.properties.properties_as_sent`).
+    What is the same for every event of the request is settled once, here: the project,
+    the clock (``received_at``), the door it came in by (``via``: a REST dialect or
+    grpc, which webhooks and Subscribe say) and its request id, and how an event sent
+    without an id gets one. A path string is made only for a violation.
+
+    :meth:`document` appends to :attr:`violations` what is wrong with an event; the
+    caller refuses the request when there are any, after every event was read, so one
+    refusal lists them all, in request order.
+    """
+
+    def __init__(self, project_id: str, *, scope: str, idempotency_key: str, via: str,
+                 request_id: str, received_at: datetime | None = None) -> None:
+        self.violations: list[FieldViolation] = validate_idempotency_key(idempotency_key)
+        self.received_at = received_at or datetime.now(UTC)
+        self._project_id = project_id
+        self._scope = scope
+        self._idempotency_key = idempotency_key
+        self._via = via
+        self._request_id = request_id
+
+    def documents(self, events: Iterable[tracking_pb2.Event], *,
+                  single: bool = False) -> list[dict[str, Any]]:
+        """The documents of ``events`` (one event: ``single``, its path ``event``)."""
+        if single:
+            return [self.document(event, 0, None) for event in events]
+        return [self.document(event, index, index) for index, event in enumerate(events)]
+
+    def document(self, event: tracking_pb2.Event, index: int,
+                 path_index: int | None) -> dict[str, Any]:
+        """The stored form of ``event``, the ``index``-th of its request (which derives
+        its id when it has none), at ``event_path(path_index)``."""
+        name = event.name
+        given_id = event.event_id
+        user_id = event.external_user_id
+        anonymous_id = event.anonymous_id
+        if not name or len(name) > MAX_NAME_CHARS or len(given_id) > MAX_ID_CHARS \
+                or len(user_id) > MAX_ID_CHARS or len(anonymous_id) > MAX_ID_CHARS \
+                or not (user_id or anonymous_id):
+            self._identity_violations(event, event_path(path_index))
+        if given_id:
+            event_id = given_id
+        elif self._idempotency_key:
+            event_id = derived_event_id(self._scope, self._idempotency_key, index)
         else:
-            properties = json_properties(event.properties_json, path, violations)
-    elif event.HasField("properties"):
-        properties = struct_properties(event.properties, path, violations)
+            event_id = str(uuid.uuid4())
 
-    doc: dict[str, Any] = {
-        "project_id": project_id,
-        "event_id": event_id,
-        "name": event.name,
-        "user_id": event.external_user_id or None,
-        "anonymous_id": event.anonymous_id or None,
-        "timestamp": timestamp,
-        "received_at": received_at,
-        "properties": properties,
-    }
-    if event.client_context_json:
-        client_context = _client_context(event.client_context_json, path, violations)
-        if client_context is not None:
-            doc["client_context"] = client_context
-    if event.HasField("context"):
-        for name, limit in CONTEXT_LIMITS.items():
-            value: str = getattr(event.context, name)
-            if value:
-                _check_length(violations, f"{path}.context.{name}", value, limit)
-                doc[name] = value
-    return doc
+        received_at = self.received_at
+        timestamp = received_at
+        if event.HasField("timestamp"):
+            timestamp = checked_datetime(event.timestamp, f"{event_path(path_index)}.timestamp",
+                                         self.violations) or received_at
+
+        properties: dict[str, Any] = {}
+        raw = event.properties_json
+        if raw:
+            if event.HasField("properties"):
+                self.violations.append(FieldViolation(
+                    f"{event_path(path_index)}.properties_json", BOTH_ENCODINGS))
+            else:
+                as_sent = properties_as_sent(raw)
+                properties = as_sent if as_sent is not None \
+                    else json_properties(raw, event_path(path_index), self.violations)
+        elif event.HasField("properties"):
+            properties = struct_properties(event.properties, event_path(path_index),
+                                           self.violations)
+
+        doc: dict[str, Any] = {
+            "project_id": self._project_id,
+            "event_id": event_id,
+            "name": name,
+            "user_id": user_id or None,
+            "anonymous_id": anonymous_id or None,
+            "timestamp": timestamp,
+            "received_at": received_at,
+            "properties": properties,
+        }
+        if event.client_context_json:
+            client_context = _client_context(event.client_context_json,
+                                             event_path(path_index), self.violations)
+            if client_context is not None:
+                doc["client_context"] = client_context
+        if event.HasField("context"):
+            context = event.context
+            for field, limit in CONTEXT_LIMITS.items():
+                value: str = getattr(context, field)
+                if value:
+                    _check_length(self.violations, f"{event_path(path_index)}.context.{field}",
+                                  value, limit)
+                    doc[field] = value
+        doc["via"] = self._via
+        doc["request_id"] = self._request_id
+        return doc
+
+    def _identity_violations(self, event: tracking_pb2.Event, path: str) -> None:
+        """What is wrong with an event's name and ids, in the order refusals list it."""
+        violations = self.violations
+        if not event.name:
+            violations.append(FieldViolation(f"{path}.name", "is required"))
+        _check_length(violations, f"{path}.name", event.name, MAX_NAME_CHARS)
+        _check_length(violations, f"{path}.event_id", event.event_id, MAX_ID_CHARS)
+        _check_length(violations, f"{path}.external_user_id", event.external_user_id,
+                      MAX_ID_CHARS)
+        _check_length(violations, f"{path}.anonymous_id", event.anonymous_id, MAX_ID_CHARS)
+        if not event.external_user_id and not event.anonymous_id:
+            violations.append(FieldViolation(
+                f"{path}.external_user_id", "is required when anonymous_id is empty"))
 
 
 # --- users -------------------------------------------------------------------------

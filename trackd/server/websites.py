@@ -142,11 +142,18 @@ class WebsiteGuard:
 
     async def writer(self, context: grpc.aio.ServicerContext[Any, Any]) -> Writer:
         """Authenticate a tracking call: by API key, else by website id."""
-        website_id = _metadata(context, WEBSITE_ID_METADATA)
+        # One pass over the call's metadata for both questions (this runs for every call).
+        website_id: str | None = None
+        has_key = False
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                has_key = True
+            elif website_id is None and key == WEBSITE_ID_METADATA and isinstance(value, str):
+                website_id = value.strip()
+        website_id = website_id or ""
         if len(website_id) > CONTEXT_LIMITS["website_id"]:
             raise InvalidArgument.one(
                 WEBSITE_ID_METADATA, f"must be at most {CONTEXT_LIMITS['website_id']} characters")
-        has_key = any(key == "authorization" for key, _ in context.invocation_metadata() or ())
         if has_key or not website_id:
             principal = await self._auth.authenticate(context, SCOPE_TRACK_EVENTS)
             return Writer(principal, website_id)
@@ -160,9 +167,10 @@ class WebsiteGuard:
     async def authorize(self, writer: Writer, docs: list[dict[str, Any]],
                         paths: Sequence[str]) -> None:
         """Check (and default) the website of each event document before it is stored."""
-        for doc in docs:
-            if writer.website_id and not doc.get("website_id"):
-                doc["website_id"] = writer.website_id
+        if writer.website_id:
+            for doc in docs:
+                if not doc.get("website_id"):
+                    doc["website_id"] = writer.website_id
         await self.authorize_websites(writer, [doc.get("website_id") or "" for doc in docs],
                                       paths)
 
@@ -171,6 +179,9 @@ class WebsiteGuard:
         principal = writer.principal
         named = sorted({website_id for website_id in website_ids if website_id})
         known = await self.websites(named) if named else {}
+        if not principal.websites and all(
+                website.project_id == principal.project_id for website in known.values()):
+            return  # no event can be refused: the paths are not needed
         for website_id, path in zip(website_ids, paths, strict=True):
             website = known.get(website_id)
             if website is not None and website.project_id != principal.project_id:

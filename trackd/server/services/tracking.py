@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -25,7 +24,7 @@ from trackd.server.idempotency import IdempotencyGuard
 from trackd.server.metrics import GRPC_SOURCE
 from trackd.server.observability import current_call, note_events, note_written
 from trackd.server.pipeline import PipelineClosed, PipelineOverloaded, WritePipeline
-from trackd.server.plans.verdict import PlanJudge, messages
+from trackd.server.plans.verdict import PlanJudge, Verdict, messages
 from trackd.server.services.carried import track_events
 from trackd.server.services.subscribe import Subscriptions
 from trackd.server.services.users import USER_NOT_FOUND
@@ -33,8 +32,8 @@ from trackd.server.validation import (
     CONTEXT_LIMITS,
     MAX_BATCH_EVENTS,
     MAX_ID_CHARS,
-    derived_event_id,
-    event_document,
+    EventDocuments,
+    EventPaths,
     user_change,
     validate_idempotency_key,
 )
@@ -46,6 +45,11 @@ from trackd.v1 import tracking_pb2, tracking_pb2_grpc, users_pb2
 TRACK_EVENT = "TrackEvent"
 BATCH_TRACK = "BatchTrack"
 IDENTIFY = "Identify"
+# The path of a TrackEvent's one event in refusals and plan violations.
+_SINGLE_PATH = ("event",)
+
+ResponseT = TypeVar("ResponseT", tracking_pb2.TrackEventResponse,
+                    tracking_pb2.BatchTrackResponse)
 
 
 class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
@@ -72,26 +76,22 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         principal = writer.principal
         docs = self._documents(principal.project_id, TRACK_EVENT, request.idempotency_key,
                                [request.event], single=True)
-        await self._websites.authorize(writer, docs, ["event"])
+        await self._websites.authorize(writer, docs, _SINGLE_PATH)
         if request.validate_only:
             await self._resolve_users(principal.project_id, docs, request.unknown_user)
             return tracking_pb2.TrackEventResponse(event_id=request.event.event_id)
 
-        async def store() -> tracking_pb2.TrackEventResponse:
-            await self._resolve_users(principal.project_id, docs, request.unknown_user)
-            verdict = await self._plans.judge(principal.project_id, docs, ["event"])
-            (new,) = await self._write(docs)
+        def respond(new: list[bool], verdict: Verdict | None) -> tracking_pb2.TrackEventResponse:
             response = tracking_pb2.TrackEventResponse(event_id=docs[0]["event_id"],
-                                                       duplicate=not new)
+                                                       duplicate=not new[0])
             if verdict is not None:
-                await self._plans.record(principal.project_id, docs, verdict, [new])
                 response.plan_version = verdict.plan_version
                 response.violations.extend(messages(verdict.violations[0], "event"))
             return response
 
-        return await self._idempotency.run(
-            principal.project_id, TRACK_EVENT, request.idempotency_key, request,
-            tracking_pb2.TrackEventResponse, store)
+        return await self._store_once(principal.project_id, TRACK_EVENT, request,
+                                      tracking_pb2.TrackEventResponse, docs, _SINGLE_PATH,
+                                      respond)
 
     async def BatchTrack(
         self, request: tracking_pb2.BatchTrackRequest, context: grpc.aio.ServicerContext
@@ -105,28 +105,23 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
                 "events", f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {count}")
         docs = self._documents(principal.project_id, BATCH_TRACK, request.idempotency_key,
                                request.events, single=False)
-        paths = [f"events[{i}]" for i in range(count)]
+        paths = EventPaths(count)
         await self._websites.authorize(writer, docs, paths)
 
-        async def store() -> tracking_pb2.BatchTrackResponse:
-            await self._resolve_users(principal.project_id, docs, request.unknown_user)
-            verdict = await self._plans.judge(principal.project_id, docs, paths)
-            new = await self._write(docs)
+        def respond(new: list[bool], verdict: Verdict | None) -> tracking_pb2.BatchTrackResponse:
             stored = sum(new)
             response = tracking_pb2.BatchTrackResponse(
                 event_ids=[doc["event_id"] for doc in docs],
                 stored_count=stored, duplicate_count=count - stored)
             if verdict is not None:
-                await self._plans.record(principal.project_id, docs, verdict, new)
                 response.plan_version = verdict.plan_version
                 response.event_violations.extend(
                     tracking_pb2.EventViolations(index=i, violations=messages(found, paths[i]))
                     for i, found in enumerate(verdict.violations) if found)
             return response
 
-        return await self._idempotency.run(
-            principal.project_id, BATCH_TRACK, request.idempotency_key, request,
-            tracking_pb2.BatchTrackResponse, store)
+        return await self._store_once(principal.project_id, BATCH_TRACK, request,
+                                      tracking_pb2.BatchTrackResponse, docs, paths, respond)
 
     async def TrackEvents(
         self, request: tracking_pb2.TrackEventsRequest, context: grpc.aio.ServicerContext
@@ -200,28 +195,39 @@ class TrackingService(tracking_pb2_grpc.TrackingServiceServicer):
         *,
         single: bool,
     ) -> list[dict[str, Any]]:
-        violations: list[FieldViolation] = validate_idempotency_key(idempotency_key)
-        now = datetime.now(UTC)
-        docs = []
-        for index, event in enumerate(events):
-            if event.event_id:
-                event_id = event.event_id
-            elif idempotency_key:
-                event_id = derived_event_id(scope, idempotency_key, index)
-            else:
-                event_id = str(uuid.uuid4())
-            path = "event" if single else f"events[{index}]"
-            docs.append(event_document(event, path, project_id, now, event_id, violations))
-        if violations:
-            raise InvalidArgument(violations)
-        # The door it came in by (a REST dialect, or grpc): webhooks and Subscribe say it.
+        """The request's event documents, built in one pass; InvalidArgument listing
+        every violation when any event (or the idempotency key) breaks a rule."""
         call = current_call()
-        via = call.source if call is not None else GRPC_SOURCE
-        request_id = call.request_id if call is not None else ""
-        for doc in docs:
-            doc["via"] = via
-            doc["request_id"] = request_id
+        builder = EventDocuments(
+            project_id, scope=scope, idempotency_key=idempotency_key,
+            via=call.source if call is not None else GRPC_SOURCE,
+            request_id=call.request_id if call is not None else "")
+        docs = builder.documents(events, single=single)
+        if builder.violations:
+            raise InvalidArgument(builder.violations)
         return docs
+
+    async def _store_once(
+        self, project_id: str, method: str,
+        request: tracking_pb2.TrackEventRequest | tracking_pb2.BatchTrackRequest,
+        response_type: type[ResponseT], docs: list[dict[str, Any]], paths: Sequence[str],
+        respond: Callable[[list[bool], Verdict | None], ResponseT],
+    ) -> ResponseT:
+        """Store ``docs`` once per idempotency key (a repeat replays the first answer):
+        apply the unknown-user policy, judge them by the project's plan (which may
+        refuse them), write them durably, log their plan violations, and answer with
+        ``respond(new, verdict)`` (``new[i]``: ``docs[i]`` was stored by this call)."""
+
+        async def store() -> ResponseT:
+            await self._resolve_users(project_id, docs, request.unknown_user)
+            verdict = await self._plans.judge(project_id, docs, paths)
+            new = await self._write(docs)
+            if verdict is not None:
+                await self._plans.record(project_id, docs, verdict, new)
+            return respond(new, verdict)
+
+        return await self._idempotency.run(project_id, method, request.idempotency_key,
+                                           request, response_type, store)
 
     async def _resolve_users(
         self, project_id: str, docs: list[dict[str, Any]], policy: int
