@@ -34,6 +34,7 @@ from trackd.server.properties import (
     too_many_keys,
     valid_trait_key,
 )
+from trackd.server.request_times import OUT_OF_RANGE
 from trackd.storage.users import UserChange
 from trackd.v1 import tracking_pb2, users_pb2
 
@@ -63,9 +64,10 @@ BOTH_ENCODINGS = "must not be set together with properties: set at most one of t
 def checked_datetime(value: Any, path: str,
                      violations: list[FieldViolation]) -> datetime | None:
     """A Timestamp as a datetime; None, with a violation, when out of Timestamp's range
-    (beyond it the conversion fails). Every Timestamp a request carries is read so."""
+    (beyond it the conversion fails). Every Timestamp an event carries is read so; a
+    request's own times (a ``since``) by :mod:`trackd.server.request_times`."""
     if not timestamp_in_range(value.seconds, value.nanos):
-        violations.append(FieldViolation(path, "is out of range"))
+        violations.append(FieldViolation(path, OUT_OF_RANGE))
         return None
     moment: datetime = value.ToDatetime(tzinfo=UTC)
     return moment
