@@ -37,7 +37,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     StringConstraints,
-    TypeAdapter,
     ValidationError,
     with_config,
 )
@@ -50,6 +49,7 @@ from trackd.gateway.convert import (
     properties_json,
     timestamp_from_millis,
 )
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects.base import Dialect, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import Calls, client_context_json, key_metadata, send
 from trackd.gateway.grpc_errors import Problem, ProblemError
@@ -110,7 +110,7 @@ class AmplitudeBody(TypedDict):
     options: NotRequired[AmplitudeOptions | None]
 
 
-BODY = TypeAdapter(AmplitudeBody)
+BODY = BodySchema(AmplitudeBody)
 
 EVENT_NAMES: Mapping[str, str] = {
     "name": "event_type", "external_user_id": "user_id", "anonymous_id": "device_id",
@@ -215,7 +215,7 @@ class _KeyOnly(TypedDict, total=False):
     api_key: Any
 
 
-_KEY_ONLY = TypeAdapter(_KeyOnly)
+_KEY_ONLY = BodySchema(_KeyOnly)
 
 
 async def _read(request: web.Request) -> tuple[list[tuple[str, str]], AmplitudeBody]:

@@ -50,7 +50,7 @@ from typing import (
 import grpc
 from aiohttp import web
 from google.protobuf import timestamp_pb2
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
+from pydantic import ConfigDict, StringConstraints, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.convert import (
@@ -60,6 +60,7 @@ from trackd.gateway.convert import (
     struct_values,
     timestamp,
 )
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects.base import (
     Dialect,
     bearer_metadata,
@@ -169,9 +170,9 @@ class NewContact(_ContactFields, total=False):
     email: Required[NonEmpty]
 
 
-EVENT = TypeAdapter(CueflowEvent)
-CONTACT_CHANGE = TypeAdapter(ContactChange)
-NEW_CONTACT = TypeAdapter(NewContact)
+EVENT = BodySchema(CueflowEvent)
+CONTACT_CHANGE = BodySchema(ContactChange)
+NEW_CONTACT = BodySchema(NewContact)
 
 
 def _iso_datetime(moment: datetime) -> str:

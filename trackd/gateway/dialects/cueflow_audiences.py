@@ -41,10 +41,11 @@ from typing import (
 
 from aiohttp import web
 from google.protobuf import duration_pb2, struct_pb2
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.convert import DEPTH_RULE_VALUE, fill_struct, timestamp
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects.base import bearer_metadata, call, json_response
 from trackd.gateway.dialects.cueflow import CUEFLOW
 from trackd.gateway.grpc_errors import Problem, ProblemError
@@ -130,8 +131,8 @@ class EvaluateBody(AudienceBody):
     cursor: NotRequired[str | None]
 
 
-EVALUATE = TypeAdapter(EvaluateBody)
-AUDIENCE = TypeAdapter(AudienceBody)
+EVALUATE = BodySchema(EvaluateBody)
+AUDIENCE = BodySchema(AudienceBody)
 
 
 _invalid = AUDIENCE_API.invalid

@@ -49,9 +49,10 @@ from typing import (
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
+from pydantic import ConfigDict, StringConstraints, with_config
 from typing_extensions import TypedDict
 
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects.base import (
     Dialect,
     Handler,
@@ -157,9 +158,9 @@ class DatabuddyIdentify(TypedDict):
     websiteId: UUID
 
 
-TRACK_BODY: TypeAdapter[DatabuddyEvent | list[DatabuddyEvent]] = TypeAdapter(
+TRACK_BODY: BodySchema[DatabuddyEvent | list[DatabuddyEvent]] = BodySchema(
     DatabuddyEvent | list[DatabuddyEvent])
-IDENTIFY_BODY = TypeAdapter(DatabuddyIdentify)
+IDENTIFY_BODY = BodySchema(DatabuddyIdentify)
 
 
 # --- the dialect ------------------------------------------------------------------------

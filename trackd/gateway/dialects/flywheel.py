@@ -26,10 +26,11 @@ from collections.abc import Mapping
 from typing import Any, NotRequired  # pydantic needs typing_extensions.TypedDict on 3.11
 
 from aiohttp import web
-from pydantic import AwareDatetime, ConfigDict, TypeAdapter, with_config
+from pydantic import AwareDatetime, ConfigDict, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.convert import properties_json, timestamp
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects.base import Dialect, call, json_response, retry_headers
 from trackd.gateway.grpc_errors import Problem, ProblemError
 from trackd.gateway.settings import TRACKING, USERS
@@ -104,7 +105,7 @@ class FlywheelBody(TypedDict):
     event: FlywheelEvent
 
 
-BODY = TypeAdapter(FlywheelBody)
+BODY = BodySchema(FlywheelBody)
 
 
 def _field_name(path: str) -> str:

@@ -41,11 +41,12 @@ from typing import (
 
 from aiohttp import web
 from google.protobuf import timestamp_pb2
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, StringConstraints, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.body import describe, field_path, inflate, parse_json, read_body
 from trackd.gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, properties_json, timestamp
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects.base import Dialect, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import Calls, client_context_json, key_metadata, send
 from trackd.gateway.grpc_errors import Problem, ProblemError
@@ -88,8 +89,8 @@ class PostHogEvent(TypedDict):
 
 # The body: ``{"batch": [...], ...}``, one event, or an array of events; each event is
 # validated on its own (PostHogEvent), so an error names its place (``batch[3].event``).
-BODY: TypeAdapter[list[Any] | dict[str, Any]] = TypeAdapter(list[Any] | dict[str, Any])
-EVENT = TypeAdapter(PostHogEvent)
+BODY: BodySchema[list[Any] | dict[str, Any]] = BodySchema(list[Any] | dict[str, Any])
+EVENT = BodySchema(PostHogEvent)
 
 EVENT_FIELDS: Mapping[str, str] = {
     "name": "event", "external_user_id": "distinct_id", "event_id": "uuid",

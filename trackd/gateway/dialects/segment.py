@@ -43,11 +43,12 @@ from typing import (
 )
 
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, StringConstraints, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.body import parse_json, read_body
 from trackd.gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, properties_json, timestamp
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects.base import Dialect, Handler, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import (
     Calls,
@@ -116,8 +117,8 @@ class SegmentBatch(TypedDict):
     writeKey: NotRequired[str | None]
 
 
-BATCH = TypeAdapter(SegmentBatch)
-MESSAGE = TypeAdapter(SegmentMessage)
+BATCH = BodySchema(SegmentBatch)
+MESSAGE = BodySchema(SegmentMessage)
 
 # The RPCs' field names -> a message's, by what the message became.
 EVENT_FIELDS: Mapping[str, str] = {
@@ -240,10 +241,10 @@ class _KeyOnly(TypedDict, total=False):
     writeKey: Any
 
 
-_KEY_ONLY = TypeAdapter(_KeyOnly)
+_KEY_ONLY = BodySchema(_KeyOnly)
 
 
-async def _read(request: web.Request, adapter: TypeAdapter[BodyT]) -> tuple[
+async def _read(request: web.Request, adapter: BodySchema[BodyT]) -> tuple[
         list[tuple[str, str]], BodyT]:
     """The call metadata of the request's key, then its body parsed against ``adapter``.
 

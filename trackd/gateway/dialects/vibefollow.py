@@ -24,7 +24,7 @@ from typing import (
 
 import grpc
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, StringConstraints, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.body import describe, field_path
@@ -35,6 +35,7 @@ from trackd.gateway.convert import (
     properties_json,
     timestamp,
 )
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects.base import (
     Dialect,
     bearer_metadata,
@@ -70,8 +71,8 @@ class VibeFollowBatch(TypedDict):
     events: list[VibeFollowEvent]
 
 
-EVENT = TypeAdapter(VibeFollowEvent)
-BATCH = TypeAdapter(VibeFollowBatch)
+EVENT = BodySchema(VibeFollowEvent)
+BATCH = BodySchema(VibeFollowBatch)
 
 ACCEPTED = {"data": {"accepted": True}}
 
@@ -194,8 +195,8 @@ class VibeFollowUsers(TypedDict):
     users: list[Any]
 
 
-USER = TypeAdapter(VibeFollowUser)
-USERS_BULK = TypeAdapter(VibeFollowUsers)
+USER = BodySchema(VibeFollowUser)
+USERS_BULK = BodySchema(VibeFollowUsers)
 
 # Trait keys that are first-class profile fields -> the User field each fills; the other
 # traits are kept as free-form traits. Either spelling (signupDate, signup_date) counts.

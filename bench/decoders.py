@@ -1,0 +1,91 @@
+"""``bench/run decoders``: what decoding and validating a REST body costs, per event, with
+pydantic (a ``TypeAdapter`` over the dialect's TypedDict, ``validate_json`` from the raw
+bytes, strict) and with msgspec (the same TypedDict compiled by
+:class:`trackd.gateway.decoding.BodySchema`: ``msgspec.json.Decoder``, strict), on the
+bodies the ingest bench sends (:func:`bench.floor.body`, the bytes of ``bench/post.lua``):
+one VibeFollow event and a batch of ``--batch`` events.
+
+Then the same end to end as far as the gateway goes before its RPC: decode, validate and
+convert every event into the ``BatchTrackRequest`` (or ``TrackEventRequest``) the gateway
+sends, with trackd's own conversion (:mod:`trackd.gateway.dialects.vibefollow`). Prints
+microseconds per event, best of five rounds, and pydantic ÷ msgspec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench.floor import body
+from trackd.gateway.decoding import BodySchema
+from trackd.gateway.dialects import vibefollow
+from trackd.v1 import tracking_pb2
+
+
+def per_event(work: Callable[[], object], events: int, seconds: float) -> float:
+    """Microseconds per event, best of five rounds of about ``seconds`` / 5 each."""
+    started = time.perf_counter()
+    work()
+    once = max(time.perf_counter() - started, 1e-7)
+    rounds = max(1, int(seconds / 5 / once))
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(rounds):
+            work()
+        best = min(best, (time.perf_counter() - started) / rounds)
+    return best / events * 1e6
+
+
+def _batch_request(items: list[Any]) -> tracking_pb2.BatchTrackRequest:
+    return tracking_pb2.BatchTrackRequest(
+        events=[vibefollow._event(item, f"events[{i}].")  # noqa: SLF001 - the gateway's own
+                for i, item in enumerate(items)])
+
+
+def _single_request(item: Any) -> tracking_pb2.TrackEventRequest:
+    return tracking_pb2.TrackEventRequest(event=vibefollow._event(item, ""))  # noqa: SLF001
+
+
+def rows(batch: int, seconds: float) -> list[tuple[str, int, float, float]]:
+    """(label, events, pydantic µs/event, msgspec µs/event) for each measurement."""
+    schemas: dict[str, BodySchema[Any]] = {"batch": vibefollow.BATCH,
+                                           "single": vibefollow.EVENT}
+    bodies = {"batch": body("decoders", batch), "single": body("decoders", 0)}
+    out = []
+    for kind, events in (("batch", batch), ("single", 1)):
+        schema, raw = schemas[kind], bodies[kind]
+        assert schema.validate_json(raw) == schema.adapter.validate_json(raw)
+        pydantic_decode = per_event(lambda: schema.adapter.validate_json(raw), events, seconds)
+        msgspec_decode = per_event(lambda: schema.validate_json(raw), events, seconds)
+        out.append((f"decode + validate, {kind}", events, pydantic_decode, msgspec_decode))
+        convert: Callable[[Any], object] = (
+            (lambda value: _batch_request(value["events"])) if kind == "batch"
+            else _single_request)
+        pydantic_all = per_event(lambda: convert(schema.adapter.validate_json(raw)),
+                                 events, seconds)
+        msgspec_all = per_event(lambda: convert(schema.validate_json(raw)), events, seconds)
+        out.append((f"decode + validate + convert to Events, {kind}", events,
+                    pydantic_all, msgspec_all))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run decoders", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=500, help="events per batch (default 500)")
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="seconds per measurement (default 2)")
+    args = parser.parse_args(argv)
+    print(f"{'VibeFollow body':<48} {'events':>6} {'pydantic µs/ev':>15} "
+          f"{'msgspec µs/ev':>14} {'ratio':>6}")
+    for label, events, pydantic_us, msgspec_us in rows(args.batch, args.seconds):
+        print(f"{label:<48} {events:>6} {pydantic_us:>15.2f} {msgspec_us:>14.2f} "
+              f"{pydantic_us / msgspec_us:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

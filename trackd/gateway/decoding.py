@@ -1,0 +1,217 @@
+"""Request body shapes, decoded and validated in one compiled pass.
+
+A dialect declares each body once, as a TypedDict configured for pydantic (strict, unknown
+fields ignored or, where said, kept; string limits as ``StringConstraints``).
+:class:`BodySchema` compiles it twice:
+
+- a msgspec decoder (C: one pass from the raw bytes to the dicts, checking types and
+  limits on the way), which answers every body it accepts;
+- pydantic's ``TypeAdapter``, which judges every body msgspec refuses. It stays the
+  definition of the contract: what a body that fails says (the first error, its path
+  and wording, in :mod:`trackd.gateway.body`) is pydantic's, and so is every body
+  msgspec refuses but pydantic takes (a ``NaN``, an integer beyond 64 bits, a date-time
+  without seconds).
+
+So the msgspec decoder only ever accepts a subset of what pydantic accepts, with the same
+values. Where msgspec alone would differ, the decoder type is narrowed:
+
+- a body nested deeper than :data:`MAX_FAST_DEPTH` (:func:`shallow`) goes to pydantic
+  without being decoded, since pydantic refuses one nested past 200 levels as not JSON
+  and msgspec would go on;
+- date-times are parsed by pydantic itself (``dec_hook``): msgspec rounds a fraction
+  past microseconds where pydantic cuts it, and reads fewer forms.
+
+Imports: msgspec, pydantic, orjson; nothing of trackd.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import types
+import typing
+from collections.abc import Callable
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
+
+import msgspec
+import orjson
+from pydantic import AwareDatetime, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import NotRequired, Required, TypedDict, is_typeddict
+
+T = TypeVar("T")
+
+# How deep msgspec may decode a body itself: deeper goes to pydantic, which refuses a
+# body nested past 200 levels as not JSON, where msgspec would go on.
+MAX_FAST_DEPTH = 128
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def shallow(raw: bytes, limit: int = MAX_FAST_DEPTH) -> bool:
+    """Whether ``raw`` surely nests at most ``limit`` arrays and objects deep.
+
+    Brackets inside strings are counted too, so a shallow body may be taken for a deep
+    one (and judged by pydantic), never the other way round. Each pass drops the
+    innermost pairs, one level; what no pass can pair counts as that many more levels.
+    """
+    brackets = raw.translate(_BRACKETS, _NOT_BRACKETS)
+    levels = 0
+    while brackets.count(b"(") + levels > limit:
+        paired = brackets.replace(b"()", b"")
+        if len(paired) == len(brackets):
+            return False
+        brackets = paired
+        levels += 1
+    return True
+
+
+class _DatetimeMeta(type):
+    def __instancecheck__(cls, instance: object) -> bool:  # the hook returns a datetime
+        return isinstance(instance, _dt.datetime)
+
+
+class _Datetime(metaclass=_DatetimeMeta):
+    """Stands for ``datetime`` in a msgspec type: parsed by :func:`_dec_hook`."""
+
+
+class _AwareDatetime(metaclass=_DatetimeMeta):
+    """Stands for pydantic's ``AwareDatetime`` likewise."""
+
+
+_DATETIMES: dict[type, TypeAdapter[Any]] = {
+    _Datetime: TypeAdapter(_dt.datetime, config={"strict": True}),
+    _AwareDatetime: TypeAdapter(AwareDatetime, config={"strict": True}),
+}
+
+
+def _dec_hook(kind: type, value: Any) -> Any:
+    adapter = _DATETIMES.get(kind)
+    if adapter is None or not isinstance(value, str):
+        raise TypeError(f"not a {kind.__name__}")
+    try:  # exactly as pydantic reads it inside the body (validate_json, strict)
+        return adapter.validate_json(orjson.dumps(value))
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _fast(shape: Any, extra_allowed: list[Any]) -> Any:
+    """The msgspec type for a pydantic ``shape`` (see the module's docstring)."""
+    if shape is _dt.datetime:
+        return _Datetime
+    if shape is AwareDatetime:
+        return _AwareDatetime
+    origin = get_origin(shape)
+    args = get_args(shape)
+    if origin is Annotated:
+        metas = [_meta(meta) for meta in shape.__metadata__ if _meta(meta) is not None]
+        inner = _fast(args[0], extra_allowed)
+        return Annotated[inner, *metas] if metas else inner  # type: ignore[valid-type]
+    if is_typeddict(shape):
+        return _typed_dict(shape, extra_allowed)
+    if origin is list:
+        return list[_fast(args[0], extra_allowed)]  # type: ignore[misc]
+    if origin is dict:
+        return dict[str, _fast(args[1], extra_allowed)]  # type: ignore[misc]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_fast(arg, extra_allowed) for arg in args)]  # noqa: UP007
+    if origin is Literal or shape in (str, int, float, bool, type(None), None) \
+            or isinstance(shape, type):
+        return shape
+    raise TypeError(f"no msgspec type for {shape!r}")  # pragma: no cover - a new shape
+
+
+def _meta(meta: Any) -> msgspec.Meta | None:
+    """pydantic's string limits as msgspec's; other metadata (a BeforeValidator) adds no
+    constraint msgspec could check, and pydantic still judges what msgspec refuses."""
+    if not isinstance(meta, StringConstraints):
+        return None
+    if (meta.strip_whitespace, meta.to_upper, meta.to_lower, meta.pattern) != (
+            None, None, None, None):  # pragma: no cover - no body uses them
+        raise TypeError(f"no msgspec constraint for {meta!r}")
+    return msgspec.Meta(min_length=meta.min_length, max_length=meta.max_length)
+
+
+def _typed_dict(shape: Any, extra_allowed: list[Any]) -> Any:
+    hints = get_type_hints(shape, include_extras=True)
+    fields: dict[str, Any] = {}
+    for name, hint in hints.items():
+        # Under ``from __future__ import annotations`` the class cannot see NotRequired
+        # (its __required_keys__ follow totality alone): the resolved hint says it.
+        required = name in shape.__required_keys__
+        if get_origin(hint) in (Required, NotRequired, typing.Required, typing.NotRequired):
+            required = get_origin(hint) in (Required, typing.Required)
+            hint = get_args(hint)[0]
+        fields[name] = (Required if required else NotRequired)[_fast(hint, extra_allowed)]
+    # The functional form: the class syntax cannot take names such as "_metadata".
+    fast: Any = TypedDict(f"Fast{shape.__name__}", fields)  # type: ignore[operator]
+    if getattr(shape, "__pydantic_config__", {}).get("extra") == "allow":
+        extra_allowed.append(fast)
+        return _with_extra(fast)
+    return fast
+
+
+def _with_extra(fast: Any) -> Any:
+    """A TypedDict whose unknown fields are kept (pydantic's ``extra="allow"``): the
+    object as free-form JSON, its own fields checked against ``fast``."""
+
+    class _Kept(metaclass=_KeptMeta):
+        pass
+
+    _KEPT[_Kept] = fast
+    return _Kept
+
+
+class _KeptMeta(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, dict)
+
+
+_KEPT: dict[type, Any] = {}
+
+
+def _hook(kind: type, value: Any) -> Any:
+    fast = _KEPT.get(kind)
+    if fast is None:
+        return _dec_hook(kind, value)
+    # ``value`` is the object as free-form JSON; its own fields are checked and converted.
+    return {**value, **msgspec.convert(value, fast, strict=True, dec_hook=_hook)}
+
+
+class BodySchema(Generic[T]):
+    """A body's shape: msgspec decodes what it can, pydantic judges the rest."""
+
+    def __init__(self, shape: Any) -> None:
+        self.adapter: TypeAdapter[T] = TypeAdapter(shape)
+        extra_allowed: list[Any] = []
+        self._type = _fast(shape, extra_allowed)
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+            self._type, strict=True, dec_hook=_hook)
+        self._convert: Callable[[Any], Any] = lambda value: msgspec.convert(
+            value, self._type, strict=True, dec_hook=_hook)
+
+    def validate_json(self, raw: bytes) -> T:
+        """As ``TypeAdapter.validate_json``: the value, or pydantic's ValidationError."""
+        if not shallow(raw):
+            return self.adapter.validate_json(raw)
+        try:
+            value: T = self._decoder.decode(raw)
+        except msgspec.MsgspecError:
+            return self.adapter.validate_json(raw)
+        return value
+
+    def validate_python(self, value: Any) -> T:
+        """As ``TypeAdapter.validate_python`` (a value decoded from JSON)."""
+        try:
+            result: T = self._convert(value)
+        except msgspec.MsgspecError:
+            return self.adapter.validate_python(value)
+        return result
