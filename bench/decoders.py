@@ -41,35 +41,36 @@ def per_event(work: Callable[[], object], events: int, seconds: float) -> float:
 
 def _batch_request(items: list[Any]) -> tracking_pb2.BatchTrackRequest:
     return tracking_pb2.BatchTrackRequest(
-        events=[vibefollow._event(item, f"events[{i}].")  # noqa: SLF001 - the gateway's own
+        events=[vibefollow._event(item, f"events[{i}].")
                 for i, item in enumerate(items)])
 
 
 def _single_request(item: Any) -> tracking_pb2.TrackEventRequest:
-    return tracking_pb2.TrackEventRequest(event=vibefollow._event(item, ""))  # noqa: SLF001
+    return tracking_pb2.TrackEventRequest(event=vibefollow._event(item, ""))
+
+
+def _measure(label: str, schema: BodySchema[Any], raw: bytes, events: int,
+             convert: Callable[[Any], object],
+             seconds: float) -> list[tuple[str, int, float, float]]:
+    assert schema.validate_json(raw) == schema.adapter.validate_json(raw)
+    return [
+        (f"decode + validate, {label}", events,
+         per_event(lambda: schema.adapter.validate_json(raw), events, seconds),
+         per_event(lambda: schema.validate_json(raw), events, seconds)),
+        (f"decode + validate + convert to Events, {label}", events,
+         per_event(lambda: convert(schema.adapter.validate_json(raw)), events, seconds),
+         per_event(lambda: convert(schema.validate_json(raw)), events, seconds)),
+    ]
 
 
 def rows(batch: int, seconds: float) -> list[tuple[str, int, float, float]]:
     """(label, events, pydantic µs/event, msgspec µs/event) for each measurement."""
-    schemas: dict[str, BodySchema[Any]] = {"batch": vibefollow.BATCH,
-                                           "single": vibefollow.EVENT}
-    bodies = {"batch": body("decoders", batch), "single": body("decoders", 0)}
-    out = []
-    for kind, events in (("batch", batch), ("single", 1)):
-        schema, raw = schemas[kind], bodies[kind]
-        assert schema.validate_json(raw) == schema.adapter.validate_json(raw)
-        pydantic_decode = per_event(lambda: schema.adapter.validate_json(raw), events, seconds)
-        msgspec_decode = per_event(lambda: schema.validate_json(raw), events, seconds)
-        out.append((f"decode + validate, {kind}", events, pydantic_decode, msgspec_decode))
-        convert: Callable[[Any], object] = (
-            (lambda value: _batch_request(value["events"])) if kind == "batch"
-            else _single_request)
-        pydantic_all = per_event(lambda: convert(schema.adapter.validate_json(raw)),
-                                 events, seconds)
-        msgspec_all = per_event(lambda: convert(schema.validate_json(raw)), events, seconds)
-        out.append((f"decode + validate + convert to Events, {kind}", events,
-                    pydantic_all, msgspec_all))
-    return out
+    return [
+        *_measure("batch", vibefollow.BATCH, body("decoders", batch), batch,
+                  lambda value: _batch_request(value["events"]), seconds),
+        *_measure("single", vibefollow.EVENT, body("decoders", 0), 1, _single_request,
+                  seconds),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

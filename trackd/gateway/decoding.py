@@ -35,19 +35,28 @@ from typing import (
     Any,
     Generic,
     Literal,
+    NotRequired,
+    Required,
     TypeVar,
     Union,
     get_args,
     get_origin,
     get_type_hints,
+    overload,
 )
 
 import msgspec
 import orjson
-from pydantic import AwareDatetime, StringConstraints, TypeAdapter, ValidationError
-from typing_extensions import NotRequired, Required, TypedDict, is_typeddict
+from pydantic import AwareDatetime, ConfigDict, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import TypedDict, is_typeddict
 
 T = TypeVar("T")
+
+# How a body is read (every dialect's TypedDicts carry it, through ``with_config``):
+# strictly, a number is not a string; unknown fields are ignored.
+STRICT_BODY = ConfigDict(strict=True, extra="ignore")
+# A string field that must not be empty.
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 # How deep msgspec may decode a body itself: deeper goes to pydantic, which refuses a
 # body nested past 200 levels as not JSON, where msgspec would go on.
@@ -114,7 +123,7 @@ def _fast(shape: Any, extra_allowed: list[Any]) -> Any:
     if origin is Annotated:
         metas = [_meta(meta) for meta in shape.__metadata__ if _meta(meta) is not None]
         inner = _fast(args[0], extra_allowed)
-        return Annotated[inner, *metas] if metas else inner  # type: ignore[valid-type]
+        return Annotated[inner, *metas] if metas else inner
     if is_typeddict(shape):
         return _typed_dict(shape, extra_allowed)
     if origin is list:
@@ -152,7 +161,7 @@ def _typed_dict(shape: Any, extra_allowed: list[Any]) -> Any:
             hint = get_args(hint)[0]
         fields[name] = (Required if required else NotRequired)[_fast(hint, extra_allowed)]
     # The functional form: the class syntax cannot take names such as "_metadata".
-    fast: Any = TypedDict(f"Fast{shape.__name__}", fields)  # type: ignore[operator]
+    fast: Any = TypedDict(f"Fast{shape.__name__}", fields)  # type: ignore[misc]
     if getattr(shape, "__pydantic_config__", {}).get("extra") == "allow":
         extra_allowed.append(fast)
         return _with_extra(fast)
@@ -188,6 +197,12 @@ def _hook(kind: type, value: Any) -> Any:
 
 class BodySchema(Generic[T]):
     """A body's shape: msgspec decodes what it can, pydantic judges the rest."""
+
+    @overload
+    def __init__(self, shape: type[T]) -> None: ...
+
+    @overload
+    def __init__(self, shape: Any) -> None: ...
 
     def __init__(self, shape: Any) -> None:
         self.adapter: TypeAdapter[T] = TypeAdapter(shape)

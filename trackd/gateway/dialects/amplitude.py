@@ -49,7 +49,7 @@ from trackd.gateway.convert import (
     properties_json,
     timestamp_from_millis,
 )
-from trackd.gateway.decoding import BodySchema
+from trackd.gateway.decoding import STRICT_BODY, BodySchema, NonEmpty
 from trackd.gateway.dialects.base import Dialect, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import Calls, client_context_json, key_metadata, send
 from trackd.gateway.grpc_errors import Problem, ProblemError
@@ -88,7 +88,7 @@ def _integral(value: Any) -> Any:
 
 @with_config(_STRICT)
 class AmplitudeEvent(TypedDict):
-    event_type: Annotated[str, StringConstraints(min_length=1)]
+    event_type: NonEmpty
     user_id: NotRequired[Id | None]
     device_id: NotRequired[Id | None]
     # JSON's 1.0 is an integer too (JSON Schema's "integer"); a fraction is refused.
@@ -98,12 +98,12 @@ class AmplitudeEvent(TypedDict):
     insert_id: NotRequired[Id | None]
 
 
-@with_config(ConfigDict(strict=True, extra="ignore"))
+@with_config(STRICT_BODY)
 class AmplitudeOptions(TypedDict):
     min_id_length: NotRequired[int | None]
 
 
-@with_config(ConfigDict(strict=True, extra="ignore"))
+@with_config(STRICT_BODY)
 class AmplitudeBody(TypedDict):
     api_key: NotRequired[str | None]
     events: list[AmplitudeEvent]

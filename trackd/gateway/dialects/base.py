@@ -114,10 +114,10 @@ class Dialect:
         """A value protobuf cannot carry (a time, a number, nesting), as a field problem."""
         return Problem.invalid(self.invalid_status, error.path, error.description)
 
-    async def body(self, request: web.Request, adapter: BodySchema[BodyT]) -> BodyT:
+    async def body(self, request: web.Request, schema: BodySchema[BodyT]) -> BodyT:
         """The request's body read (trackd.gateway.body's limits) and parsed against
-        ``adapter``; a Problem at :attr:`invalid_status` when it does not fit."""
-        return parse_json(adapter, await read_body(request),
+        ``schema``; a Problem at :attr:`invalid_status` when it does not fit."""
+        return parse_json(schema, await read_body(request),
                           invalid_status=self.invalid_status)
 
     def handler(self, fn: Handler) -> Handler:

@@ -41,12 +41,12 @@ from typing import (
 
 from aiohttp import web
 from google.protobuf import timestamp_pb2
-from pydantic import ConfigDict, StringConstraints, ValidationError, with_config
+from pydantic import StringConstraints, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.body import describe, field_path, inflate, parse_json, read_body
 from trackd.gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, properties_json, timestamp
-from trackd.gateway.decoding import BodySchema
+from trackd.gateway.decoding import STRICT_BODY, BodySchema, NonEmpty
 from trackd.gateway.dialects.base import Dialect, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import Calls, client_context_json, key_metadata, send
 from trackd.gateway.grpc_errors import Problem, ProblemError
@@ -70,12 +70,11 @@ ROUTES = ("/batch/", "/capture/", "/e/", "/i/v0/e/")
 Id = Annotated[str, StringConstraints(min_length=1, max_length=POSTHOG_MAX_ID_CHARS)]
 BodyT = TypeVar("BodyT")
 
-_STRICT = ConfigDict(strict=True, extra="ignore")
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class PostHogEvent(TypedDict):
-    event: Annotated[str, StringConstraints(min_length=1)]
+    event: NonEmpty
     distinct_id: NotRequired[Id | None]
     properties: NotRequired[dict[str, Any] | None]
     # ISO-8601 (read by _time: validated from decoded JSON, where strict pydantic

@@ -48,7 +48,7 @@ from typing_extensions import TypedDict
 
 from trackd.gateway.body import parse_json, read_body
 from trackd.gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, properties_json, timestamp
-from trackd.gateway.decoding import BodySchema
+from trackd.gateway.decoding import STRICT_BODY, BodySchema
 from trackd.gateway.dialects.base import Dialect, Handler, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import (
     Calls,
@@ -77,13 +77,11 @@ SUCCESS = {"success": True}
 MISSING_KEY = "missing write key: send it as the Basic user name or as writeKey"
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=SEGMENT_MAX_ID_CHARS)]
-Name = Annotated[str, StringConstraints(min_length=1)]
 
-_STRICT = ConfigDict(strict=True, extra="ignore")
 BodyT = TypeVar("BodyT")
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class SegmentMessage(TypedDict):
     """One call: an item of a batch, or a single-call route's body."""
 
@@ -108,7 +106,7 @@ class SegmentMessage(TypedDict):
     writeKey: NotRequired[str | None]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class SegmentBatch(TypedDict):
     batch: list[SegmentMessage]
     sentAt: NotRequired[datetime | None]
