@@ -137,6 +137,16 @@ def _not_encoded(encoding: str) -> ProblemError:
         reason="MALFORMED_BODY"))
 
 
+def try_json(schema: BodySchema[T], raw: bytes) -> T | None:
+    """``raw`` validated against ``schema``, or None when it does not fit: for a dialect
+    whose key is in the body, which looks for it before judging the body, so that a
+    body that fits is decoded once (:func:`parse_json` then says what is wrong)."""
+    try:
+        return schema.validate_json(raw)
+    except ValidationError:
+        return None
+
+
 def parse_json(schema: BodySchema[T], raw: bytes, *, invalid_status: int,
                malformed_status: int = 400) -> T:
     """Validate ``raw`` against ``schema``; malformed JSON and schema errors are Problems."""

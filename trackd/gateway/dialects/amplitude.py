@@ -37,12 +37,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     StringConstraints,
-    ValidationError,
     with_config,
 )
 from typing_extensions import TypedDict
 
-from trackd.gateway.body import parse_json, read_body
+from trackd.gateway.body import parse_json, read_body, try_json
 from trackd.gateway.convert import (
     DEPTH_IDENTIFY_TRAITS,
     fill_struct,
@@ -224,12 +223,15 @@ async def _read(request: web.Request) -> tuple[list[tuple[str, str]], AmplitudeB
     if len(raw) > limit:
         raise ProblemError(Problem(413, f"Payload too large: at most {limit} bytes",
                                    reason="PAYLOAD_TOO_LARGE"))
-    try:
-        key = _KEY_ONLY.validate_json(raw).get("api_key")
-    except ValidationError:
-        key = None
+    body = try_json(BODY, raw)  # decoded once when it fits
+    if body is not None:
+        key: Any = body.get("api_key")
+    else:  # the key of a body that does not fit: without one, only 401 is said
+        loose = try_json(_KEY_ONLY, raw)
+        key = loose.get("api_key") if loose is not None else None
     metadata = key_metadata(key if isinstance(key, str) else None, "")
-    return metadata, parse_json(BODY, raw, invalid_status=AMPLITUDE.invalid_status)
+    return metadata, body if body is not None else parse_json(
+        BODY, raw, invalid_status=AMPLITUDE.invalid_status)
 
 
 @AMPLITUDE.handler

@@ -44,7 +44,7 @@ from google.protobuf import timestamp_pb2
 from pydantic import StringConstraints, ValidationError, with_config
 from typing_extensions import TypedDict
 
-from trackd.gateway.body import describe, field_path, inflate, parse_json, read_body
+from trackd.gateway.body import describe, field_path, inflate, parse_json, read_body, try_json
 from trackd.gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, properties_json, timestamp
 from trackd.gateway.decoding import STRICT_BODY, BodySchema, NonEmpty
 from trackd.gateway.dialects.base import Dialect, json_response, retry_headers
@@ -252,13 +252,11 @@ async def _raw(request: web.Request) -> bytes:
 async def capture(request: web.Request) -> web.StreamResponse:
     """POST /batch/, /capture/, /e/, /i/v0/e/: a batch, one event, or an array."""
     raw = await _raw(request)
-    try:
-        loose: Any = BODY.validate_json(raw)
-    except ValidationError:
-        loose = None
+    loose = try_json(BODY, raw)  # decoded once when it is JSON
     # The key is looked for before the body is judged: without one, only 401 is said.
     metadata = key_metadata(_key(loose), MISSING_KEY)
-    body = parse_json(BODY, raw, invalid_status=POSTHOG.invalid_status)
+    body = loose if loose is not None else parse_json(
+        BODY, raw, invalid_status=POSTHOG.invalid_status)
     calls = Calls()
     if isinstance(body, dict) and "batch" in body:
         items = body["batch"]

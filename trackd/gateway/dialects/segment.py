@@ -43,10 +43,10 @@ from typing import (
 )
 
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, ValidationError, with_config
+from pydantic import ConfigDict, StringConstraints, with_config
 from typing_extensions import TypedDict
 
-from trackd.gateway.body import parse_json, read_body
+from trackd.gateway.body import parse_json, read_body, try_json
 from trackd.gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, properties_json, timestamp
 from trackd.gateway.decoding import STRICT_BODY, BodySchema
 from trackd.gateway.dialects.base import Dialect, Handler, json_response, retry_headers
@@ -254,14 +254,18 @@ async def _read(request: web.Request, adapter: BodySchema[BodyT]) -> tuple[
         raise ProblemError(Problem(
             413, f"request body exceeds the limit of {SEGMENT_MAX_BODY_BYTES} bytes",
             reason="PAYLOAD_TOO_LARGE"))
+    body = None
     if key is None:
-        try:
-            found = _KEY_ONLY.validate_json(raw).get("writeKey")
-        except ValidationError:
-            found = None
+        body = try_json(adapter, raw)  # decoded once when it fits
+        if body is not None:
+            found: Any = body.get("writeKey")  # type: ignore[attr-defined]
+        else:  # the key of a body that does not fit: without one, only 401 is said
+            loose = try_json(_KEY_ONLY, raw)
+            found = loose.get("writeKey") if loose is not None else None
         key = found if isinstance(found, str) else None
     metadata = key_metadata(key, MISSING_KEY)
-    return metadata, parse_json(adapter, raw, invalid_status=SEGMENT.invalid_status)
+    return metadata, body if body is not None else parse_json(
+        adapter, raw, invalid_status=SEGMENT.invalid_status)
 
 
 @SEGMENT.handler
