@@ -112,7 +112,7 @@ def _dec_hook(kind: type, value: Any) -> Any:
         raise ValueError(str(exc)) from None
 
 
-def _fast(shape: Any, extra_allowed: list[Any]) -> Any:
+def _fast(shape: Any) -> Any:
     """The msgspec type for a pydantic ``shape`` (see the module's docstring)."""
     if shape is _dt.datetime:
         return _Datetime
@@ -122,16 +122,16 @@ def _fast(shape: Any, extra_allowed: list[Any]) -> Any:
     args = get_args(shape)
     if origin is Annotated:
         metas = [_meta(meta) for meta in shape.__metadata__ if _meta(meta) is not None]
-        inner = _fast(args[0], extra_allowed)
+        inner = _fast(args[0])
         return Annotated[inner, *metas] if metas else inner
     if is_typeddict(shape):
-        return _typed_dict(shape, extra_allowed)
+        return _typed_dict(shape)
     if origin is list:
-        return list[_fast(args[0], extra_allowed)]  # type: ignore[misc]
+        return list[_fast(args[0])]  # type: ignore[misc]
     if origin is dict:
-        return dict[str, _fast(args[1], extra_allowed)]  # type: ignore[misc]
+        return dict[str, _fast(args[1])]  # type: ignore[misc]
     if origin in (Union, types.UnionType):
-        return Union[tuple(_fast(arg, extra_allowed) for arg in args)]  # noqa: UP007
+        return Union[tuple(_fast(arg) for arg in args)]  # noqa: UP007
     if origin is Literal or shape in (str, int, float, bool, type(None), None) \
             or isinstance(shape, type):
         return shape
@@ -149,7 +149,7 @@ def _meta(meta: Any) -> msgspec.Meta | None:
     return msgspec.Meta(min_length=meta.min_length, max_length=meta.max_length)
 
 
-def _typed_dict(shape: Any, extra_allowed: list[Any]) -> Any:
+def _typed_dict(shape: Any) -> Any:
     hints = get_type_hints(shape, include_extras=True)
     fields: dict[str, Any] = {}
     for name, hint in hints.items():
@@ -159,11 +159,10 @@ def _typed_dict(shape: Any, extra_allowed: list[Any]) -> Any:
         if get_origin(hint) in (Required, NotRequired, typing.Required, typing.NotRequired):
             required = get_origin(hint) in (Required, typing.Required)
             hint = get_args(hint)[0]
-        fields[name] = (Required if required else NotRequired)[_fast(hint, extra_allowed)]
+        fields[name] = (Required if required else NotRequired)[_fast(hint)]
     # The functional form: the class syntax cannot take names such as "_metadata".
     fast: Any = TypedDict(f"Fast{shape.__name__}", fields)  # type: ignore[misc]
     if getattr(shape, "__pydantic_config__", {}).get("extra") == "allow":
-        extra_allowed.append(fast)
         return _with_extra(fast)
     return fast
 
@@ -206,8 +205,7 @@ class BodySchema(Generic[T]):
 
     def __init__(self, shape: Any) -> None:
         self.adapter: TypeAdapter[T] = TypeAdapter(shape)
-        extra_allowed: list[Any] = []
-        self._type = _fast(shape, extra_allowed)
+        self._type = _fast(shape)
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             self._type, strict=True, dec_hook=_hook)
         self._convert: Callable[[Any], Any] = lambda value: msgspec.convert(
