@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -96,12 +97,16 @@ def outcome(judge: Any, raw: Any) -> tuple[str, Any]:
 
 
 def comparable(value: Any) -> Any:
-    """``value`` with each NaN as text (a NaN is not equal to itself). Dicts compare
+    """``value`` with each NaN as text (a NaN is not equal to itself) and each date-time
+    as its ISO form (msgspec's offsets are ``datetime.timezone``, pydantic's its own
+    tzinfo class). Dicts compare
     without their order: a body's own fields may come in another order (nothing reads
     them in order; Amplitude's client context is written with sorted keys), while the
     order of free-form objects (properties) is checked by :func:`same_order`."""
     if isinstance(value, float) and math.isnan(value):
         return "NaN"
+    if isinstance(value, datetime):  # the same instant and offset, whichever tzinfo class
+        return ("datetime", value.isoformat())
     if isinstance(value, dict):
         return {key: comparable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
