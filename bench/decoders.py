@@ -7,7 +7,9 @@ one VibeFollow event and a batch of ``--batch`` events.
 
 Then the same end to end as far as the gateway goes before its RPC: decode, validate and
 convert every event into the ``BatchTrackRequest`` (or ``TrackEventRequest``) the gateway
-sends, with trackd's own conversion (:mod:`trackd.gateway.dialects.vibefollow`). Prints
+sends, with trackd's own conversion (:mod:`trackd.gateway.dialects.vibefollow`). And the
+same batch in the shapes of the SDK dialects (Segment, PostHog, Databuddy, Amplitude),
+decoded and validated. Prints
 microseconds of CPU per event, best of five rounds, and pydantic ÷ msgspec.
 """
 
@@ -18,9 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from bench.floor import body
 from trackd.gateway.decoding import BodySchema
-from trackd.gateway.dialects import vibefollow
+from trackd.gateway.dialects import amplitude, databuddy, posthog, segment, vibefollow
 from trackd.v1 import tracking_pb2
 
 
@@ -65,14 +69,52 @@ def _measure(label: str, schema: BodySchema[Any], raw: bytes, events: int,
     ]
 
 
+def _vendor_bodies(batch: int) -> list[tuple[str, BodySchema[Any], bytes]]:
+    """A batch of the same events in the other SDK dialects' shapes, as their SDKs send
+    them (times, library context)."""
+    when = "2026-12-07T10:30:00.123Z"
+    props = [{"plan": "trial", "source": "organic", "n": n} for n in range(batch)]
+    return [
+        ("Segment batch", segment.BATCH, orjson.dumps({"batch": [
+            {"type": "track", "messageId": f"m{n}", "userId": f"usr_{n}",
+             "event": "user_signed_up", "properties": p, "timestamp": when,
+             "originalTimestamp": when, "sentAt": when,
+             "context": {"library": {"name": "analytics-node", "version": "2.1.0"}}}
+            for n, p in enumerate(props)], "sentAt": when})),
+        ("PostHog batch", posthog.BODY, orjson.dumps({"api_key": "k", "batch": [
+            {"event": "user_signed_up", "distinct_id": f"usr_{n}", "uuid": f"u{n}",
+             "timestamp": when, "properties": {**p, "$lib": "posthog-python"}}
+            for n, p in enumerate(props)]})),
+        ("Databuddy array", databuddy.TRACK_BODY, orjson.dumps([
+            {"name": "user_signed_up", "anonymousId": f"anon_{n}", "eventId": f"e{n}",
+             "timestamp": 1_796_000_000_000 + n, "properties": p}
+            for n, p in enumerate(props)])),
+        ("Amplitude (pydantic alone: fields kept)", amplitude.BODY, orjson.dumps(
+            {"api_key": "k", "events": [
+                {"event_type": "user_signed_up", "user_id": f"usr_{n}", "insert_id": f"i{n}",
+                 "time": 1_796_000_000_000 + n, "event_properties": p, "platform": "Web"}
+                for n, p in enumerate(props)]})),
+    ]
+
+
 def rows(batch: int, seconds: float) -> list[tuple[str, int, float, float]]:
     """(label, events, pydantic µs/event, msgspec µs/event) for each measurement."""
-    return [
+    out = [
         *_measure("batch", vibefollow.BATCH, body("decoders", batch), batch,
                   lambda value: _batch_request(value["events"]), seconds),
         *_measure("single", vibefollow.EVENT, body("decoders", 0), 1, _single_request,
                   seconds),
     ]
+    out.extend(_decode_only(f"{label}: decode + validate", schema, raw, batch, seconds)
+               for label, schema, raw in _vendor_bodies(batch))
+    return out
+
+
+def _decode_only(label: str, schema: BodySchema[Any], raw: bytes, events: int,
+                 seconds: float) -> tuple[str, int, float, float]:
+    assert schema.validate_json(raw) == schema.adapter.validate_json(raw)
+    return (label, events, per_event(lambda: schema.adapter.validate_json(raw), events, seconds),
+            per_event(lambda: schema.validate_json(raw), events, seconds))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,10 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="seconds per measurement (default 2)")
     args = parser.parse_args(argv)
-    print(f"{'VibeFollow body':<48} {'events':>6} {'pydantic µs/ev':>15} "
+    print(f"{'body':<56} {'events':>6} {'pydantic µs/ev':>15} "
           f"{'msgspec µs/ev':>14} {'ratio':>6}")
     for label, events, pydantic_us, msgspec_us in rows(args.batch, args.seconds):
-        print(f"{label:<48} {events:>6} {pydantic_us:>15.2f} {msgspec_us:>14.2f} "
+        print(f"{label:<56} {events:>6} {pydantic_us:>15.2f} {msgspec_us:>14.2f} "
               f"{pydantic_us / msgspec_us:>6.2f}")
     return 0
 

@@ -75,6 +75,8 @@ def shallow(raw: bytes, limit: int = MAX_FAST_DEPTH) -> bool:
     one (and judged by pydantic), never the other way round. Each pass drops the
     innermost pairs, one level; what no pass can pair counts as that many more levels.
     """
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # a small body: no more levels than that
+        return True
     brackets = raw.translate(_BRACKETS, _NOT_BRACKETS)
     levels = 0
     while brackets.count(b"(") + levels > limit:
@@ -170,7 +172,8 @@ class BodySchema(Generic[T]):
 
     def validate_json(self, raw: bytes) -> T:
         """As ``TypeAdapter.validate_json``: the value, or pydantic's ValidationError."""
-        if self._decoder is None or not shallow(raw) or _LONG_FRACTION.search(raw):
+        if self._decoder is None or not shallow(raw) or (
+                b"." in raw and _LONG_FRACTION.search(raw)):
             return self.adapter.validate_json(raw)
         try:
             value: T = self._decoder.decode(raw)
