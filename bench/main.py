@@ -638,8 +638,8 @@ def machine() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for dist in ("grpcio", "aiohttp", "pymongo", "protobuf", "pydantic", "uvloop", "orjson",
-                 "secantusdb"):
+    for dist in ("grpcio", "aiohttp", "pymongo", "protobuf", "pydantic", "msgspec", "uvloop",
+                 "orjson", "secantusdb"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,

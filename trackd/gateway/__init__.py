@@ -15,7 +15,7 @@ in
 events).
 
 May import: the generated ``trackd.v1`` code, :mod:`trackd.wire` (the limits it shares
-with the server), grpc, google.rpc, aiohttp, pydantic, orjson. Never imports
+with the server), grpc, google.rpc, aiohttp, msgspec, pydantic, orjson. Never imports
 :mod:`trackd.storage` or :mod:`trackd.server` (checked by ``lint-imports``): every rule it does not
 own is decided by the server and arrives as a gRPC result or status.
 """

@@ -37,19 +37,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     StringConstraints,
-    TypeAdapter,
-    ValidationError,
     with_config,
 )
 from typing_extensions import TypedDict
 
-from trackd.gateway.body import parse_json, read_body
+from trackd.gateway.body import parse_json, read_body, try_json
 from trackd.gateway.convert import (
     DEPTH_IDENTIFY_TRAITS,
     fill_struct,
     properties_json,
     timestamp_from_millis,
 )
+from trackd.gateway.decoding import STRICT_BODY, BodySchema, NonEmpty
 from trackd.gateway.dialects.base import Dialect, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import Calls, client_context_json, key_metadata, send
 from trackd.gateway.grpc_errors import Problem, ProblemError
@@ -88,7 +87,7 @@ def _integral(value: Any) -> Any:
 
 @with_config(_STRICT)
 class AmplitudeEvent(TypedDict):
-    event_type: Annotated[str, StringConstraints(min_length=1)]
+    event_type: NonEmpty
     user_id: NotRequired[Id | None]
     device_id: NotRequired[Id | None]
     # JSON's 1.0 is an integer too (JSON Schema's "integer"); a fraction is refused.
@@ -98,19 +97,19 @@ class AmplitudeEvent(TypedDict):
     insert_id: NotRequired[Id | None]
 
 
-@with_config(ConfigDict(strict=True, extra="ignore"))
+@with_config(STRICT_BODY)
 class AmplitudeOptions(TypedDict):
     min_id_length: NotRequired[int | None]
 
 
-@with_config(ConfigDict(strict=True, extra="ignore"))
+@with_config(STRICT_BODY)
 class AmplitudeBody(TypedDict):
     api_key: NotRequired[str | None]
     events: list[AmplitudeEvent]
     options: NotRequired[AmplitudeOptions | None]
 
 
-BODY = TypeAdapter(AmplitudeBody)
+BODY = BodySchema(AmplitudeBody)
 
 EVENT_NAMES: Mapping[str, str] = {
     "name": "event_type", "external_user_id": "user_id", "anonymous_id": "device_id",
@@ -215,7 +214,7 @@ class _KeyOnly(TypedDict, total=False):
     api_key: Any
 
 
-_KEY_ONLY = TypeAdapter(_KeyOnly)
+_KEY_ONLY = BodySchema(_KeyOnly)
 
 
 async def _read(request: web.Request) -> tuple[list[tuple[str, str]], AmplitudeBody]:
@@ -224,12 +223,15 @@ async def _read(request: web.Request) -> tuple[list[tuple[str, str]], AmplitudeB
     if len(raw) > limit:
         raise ProblemError(Problem(413, f"Payload too large: at most {limit} bytes",
                                    reason="PAYLOAD_TOO_LARGE"))
-    try:
-        key = _KEY_ONLY.validate_json(raw).get("api_key")
-    except ValidationError:
-        key = None
+    body = try_json(BODY, raw)  # decoded once when it fits
+    if body is not None:
+        key: Any = body.get("api_key")
+    else:  # the key of a body that does not fit: without one, only 401 is said
+        loose = try_json(_KEY_ONLY, raw)
+        key = loose.get("api_key") if loose is not None else None
     metadata = key_metadata(key if isinstance(key, str) else None, "")
-    return metadata, parse_json(BODY, raw, invalid_status=AMPLITUDE.invalid_status)
+    return metadata, body if body is not None else parse_json(
+        BODY, raw, invalid_status=AMPLITUDE.invalid_status)
 
 
 @AMPLITUDE.handler

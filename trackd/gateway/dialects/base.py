@@ -28,11 +28,11 @@ import grpc
 import orjson
 from aiohttp import web
 from google.protobuf.message import Message
-from pydantic import TypeAdapter
 
 from trackd.gateway.access import call_metadata, set_dialect
 from trackd.gateway.body import parse_json, read_body
 from trackd.gateway.convert import UnencodableValue
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.grpc_errors import Problem, ProblemError, problem_from_rpc_error
 from trackd.gateway.metrics import RATE_LIMITED
 from trackd.gateway.settings import GATEWAY_SETTINGS, GatewaySettings
@@ -114,10 +114,10 @@ class Dialect:
         """A value protobuf cannot carry (a time, a number, nesting), as a field problem."""
         return Problem.invalid(self.invalid_status, error.path, error.description)
 
-    async def body(self, request: web.Request, adapter: TypeAdapter[BodyT]) -> BodyT:
+    async def body(self, request: web.Request, schema: BodySchema[BodyT]) -> BodyT:
         """The request's body read (trackd.gateway.body's limits) and parsed against
-        ``adapter``; a Problem at :attr:`invalid_status` when it does not fit."""
-        return parse_json(adapter, await read_body(request),
+        ``schema``; a Problem at :attr:`invalid_status` when it does not fit."""
+        return parse_json(schema, await read_body(request),
                           invalid_status=self.invalid_status)
 
     def handler(self, fn: Handler) -> Handler:

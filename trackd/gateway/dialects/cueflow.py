@@ -39,9 +39,9 @@ properties, the email default, its messages and its rate limit.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import (
-    Annotated,
     Any,
     NotRequired,  # pydantic needs these on 3.11
     Required,
@@ -50,7 +50,8 @@ from typing import (
 import grpc
 from aiohttp import web
 from google.protobuf import timestamp_pb2
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
+from google.protobuf.message import Message
+from pydantic import with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.convert import (
@@ -60,6 +61,7 @@ from trackd.gateway.convert import (
     struct_values,
     timestamp,
 )
+from trackd.gateway.decoding import STRICT_BODY, BodySchema, NonEmpty
 from trackd.gateway.dialects.base import (
     Dialect,
     bearer_metadata,
@@ -71,9 +73,6 @@ from trackd.gateway.grpc_errors import Problem
 from trackd.gateway.openapi.limits import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE
 from trackd.gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
-
-NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-_STRICT = ConfigDict(strict=True, extra="ignore")
 
 # Cueflow's contact fields that are User's optional strings: JSON name -> proto name.
 PROFILE_FIELDS: dict[str, str] = {
@@ -104,6 +103,8 @@ TITLES: dict[int, str] = {
     501: "Not implemented", 503: "Service unavailable", 504: "Gateway timeout",
 }
 FIXED_MESSAGES: dict[int, str] = {404: "Contact not found", 429: "Rate limit exceeded"}
+# The UserService answers that carry the contact.
+ContactResponse = users_pb2.GetUserResponse | users_pb2.UpdateUserResponse
 
 
 def _field_name(path: str) -> str:
@@ -132,7 +133,7 @@ CUEFLOW = Dialect(
 )
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class CueflowEvent(TypedDict):
     """The body of POST /api/v1/events."""
 
@@ -141,7 +142,7 @@ class CueflowEvent(TypedDict):
     properties: NotRequired[dict[str, Any] | None]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class _ContactFields(TypedDict, total=False):
     """What a POST and a PATCH body share: every field optional."""
 
@@ -155,23 +156,23 @@ class _ContactFields(TypedDict, total=False):
     customAttributes: dict[str, Any]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class ContactChange(_ContactFields, total=False):
     """A PATCH body."""
 
     email: NonEmpty
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class NewContact(_ContactFields, total=False):
     """A POST body: ``email`` is required."""
 
     email: Required[NonEmpty]
 
 
-EVENT = TypeAdapter(CueflowEvent)
-CONTACT_CHANGE = TypeAdapter(ContactChange)
-NEW_CONTACT = TypeAdapter(NewContact)
+EVENT = BodySchema(CueflowEvent)
+CONTACT_CHANGE = BodySchema(ContactChange)
+NEW_CONTACT = BodySchema(NewContact)
 
 
 def _iso_datetime(moment: datetime) -> str:
@@ -208,6 +209,14 @@ def _user(external_id: str, body: ContactChange | NewContact) -> users_pb2.User:
     return user
 
 
+async def _contact_answer(request: web.Request,
+                          method: Callable[..., Awaitable[ContactResponse]],
+                          message: Message, metadata: list[tuple[str, str]]) -> web.Response:
+    """Call a UserService method that answers with the user; 200 with the contact."""
+    response = await call(request, method, message, metadata)
+    return json_response(_contact(response.user))
+
+
 @CUEFLOW.handler
 async def upsert_contact(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/contacts: create (201) or update (200) a contact."""
@@ -224,8 +233,7 @@ async def get_contact(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/contacts/{externalId}."""
     metadata = bearer_metadata(request)
     message = users_pb2.GetUserRequest(external_id=request.match_info["external_id"])
-    response = await call(request, request.app[USERS].GetUser, message, metadata)
-    return json_response(_contact(response.user))
+    return await _contact_answer(request, request.app[USERS].GetUser, message, metadata)
 
 
 @CUEFLOW.handler
@@ -238,8 +246,7 @@ async def update_contact(request: web.Request) -> web.StreamResponse:
         raise _invalid("externalId", "cannot be changed")
     message = users_pb2.UpdateUserRequest()
     message.user.CopyFrom(_user(external_id, body))  # unlike the constructor, any depth
-    response = await call(request, request.app[USERS].UpdateUser, message, metadata)
-    return json_response(_contact(response.user))
+    return await _contact_answer(request, request.app[USERS].UpdateUser, message, metadata)
 
 
 @CUEFLOW.handler

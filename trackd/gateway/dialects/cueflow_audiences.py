@@ -41,17 +41,16 @@ from typing import (
 
 from aiohttp import web
 from google.protobuf import duration_pb2, struct_pb2
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.convert import DEPTH_RULE_VALUE, fill_struct, timestamp
+from trackd.gateway.decoding import STRICT_BODY, BodySchema
 from trackd.gateway.dialects.base import bearer_metadata, call, json_response
 from trackd.gateway.dialects.cueflow import CUEFLOW
 from trackd.gateway.grpc_errors import Problem, ProblemError
 from trackd.gateway.settings import AUDIENCES
 from trackd.v1 import audiences_pb2
-
-_STRICT = ConfigDict(strict=True, extra="ignore")
 
 EVENT_OPS = {
     "has_done": audiences_pb2.EVENT_RULE_OPERATOR_HAS_DONE,
@@ -102,7 +101,7 @@ AUDIENCE_API = dataclasses.replace(CUEFLOW, field_name=_field_name)
 MAX_LIMIT = 1000
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class RuleBody(TypedDict):
     event: NotRequired[str]
     property: NotRequired[str]
@@ -114,24 +113,24 @@ class RuleBody(TypedDict):
     value: NotRequired[Any]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class GroupBody(TypedDict):
     rules: list[RuleBody]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class AudienceBody(TypedDict):
     groups: list[GroupBody]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class EvaluateBody(AudienceBody):
     limit: NotRequired[int]
     cursor: NotRequired[str | None]
 
 
-EVALUATE = TypeAdapter(EvaluateBody)
-AUDIENCE = TypeAdapter(AudienceBody)
+EVALUATE = BodySchema(EvaluateBody)
+AUDIENCE = BodySchema(AudienceBody)
 
 
 _invalid = AUDIENCE_API.invalid

@@ -49,9 +49,10 @@ from typing import (
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, with_config
+from pydantic import StringConstraints, with_config
 from typing_extensions import TypedDict
 
+from trackd.gateway.decoding import STRICT_BODY, BodySchema
 from trackd.gateway.dialects.base import (
     Dialect,
     Handler,
@@ -119,7 +120,6 @@ _ALLOWED_ORIGIN = web.RequestKey("databuddy_allowed_origin", str)
 
 # --- request bodies ---------------------------------------------------------------------
 
-_STRICT = ConfigDict(strict=True, extra="ignore")
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=DATABUDDY_MAX_NAME_CHARS)]
@@ -129,7 +129,7 @@ Source = Annotated[str, StringConstraints(max_length=DATABUDDY_MAX_SOURCE_CHARS)
 ProfileId = Annotated[str, StringConstraints(min_length=1, max_length=DATABUDDY_MAX_ID_CHARS)]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class DatabuddyEvent(TypedDict):
     """One custom event, alone or as an item of an array."""
 
@@ -147,7 +147,7 @@ class DatabuddyEvent(TypedDict):
     anonymizeVisitorIds: NotRequired[bool | Literal["auto"] | None]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class DatabuddyIdentify(TypedDict):
     """The identify body, as the official SDK sends it."""
 
@@ -157,9 +157,9 @@ class DatabuddyIdentify(TypedDict):
     websiteId: UUID
 
 
-TRACK_BODY: TypeAdapter[DatabuddyEvent | list[DatabuddyEvent]] = TypeAdapter(
+TRACK_BODY: BodySchema[DatabuddyEvent | list[DatabuddyEvent]] = BodySchema(
     DatabuddyEvent | list[DatabuddyEvent])
-IDENTIFY_BODY = TypeAdapter(DatabuddyIdentify)
+IDENTIFY_BODY = BodySchema(DatabuddyIdentify)
 
 
 # --- the dialect ------------------------------------------------------------------------

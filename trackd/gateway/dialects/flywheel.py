@@ -26,10 +26,11 @@ from collections.abc import Mapping
 from typing import Any, NotRequired  # pydantic needs typing_extensions.TypedDict on 3.11
 
 from aiohttp import web
-from pydantic import AwareDatetime, ConfigDict, TypeAdapter, with_config
+from pydantic import AwareDatetime, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.convert import properties_json, timestamp
+from trackd.gateway.decoding import STRICT_BODY, BodySchema
 from trackd.gateway.dialects.base import Dialect, call, json_response, retry_headers
 from trackd.gateway.grpc_errors import Problem, ProblemError
 from trackd.gateway.settings import TRACKING, USERS
@@ -83,10 +84,9 @@ ERROR_CODES: Mapping[int, str] = {
 SUCCESS = {"success": True, "message": "Event tracked successfully"}
 FLAT_VALUE = "must be a string, boolean, number or ISO-8601 date-time"
 
-_STRICT = ConfigDict(strict=True, extra="ignore")
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class FlywheelEvent(TypedDict):
     """The ``event`` object (the seed's PostEventRequest)."""
 
@@ -99,12 +99,12 @@ class FlywheelEvent(TypedDict):
     identify: NotRequired[bool | None]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class FlywheelBody(TypedDict):
     event: FlywheelEvent
 
 
-BODY = TypeAdapter(FlywheelBody)
+BODY = BodySchema(FlywheelBody)
 
 
 def _field_name(path: str) -> str:

@@ -41,11 +41,12 @@ from typing import (
 
 from aiohttp import web
 from google.protobuf import timestamp_pb2
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic import StringConstraints, ValidationError, with_config
 from typing_extensions import TypedDict
 
-from trackd.gateway.body import describe, field_path, inflate, parse_json, read_body
+from trackd.gateway.body import describe, field_path, inflate, parse_json, read_body, try_json
 from trackd.gateway.convert import DEPTH_IDENTIFY_TRAITS, fill_struct, properties_json, timestamp
+from trackd.gateway.decoding import STRICT_BODY, BodySchema, NonEmpty
 from trackd.gateway.dialects.base import Dialect, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import Calls, client_context_json, key_metadata, send
 from trackd.gateway.grpc_errors import Problem, ProblemError
@@ -69,12 +70,11 @@ ROUTES = ("/batch/", "/capture/", "/e/", "/i/v0/e/")
 Id = Annotated[str, StringConstraints(min_length=1, max_length=POSTHOG_MAX_ID_CHARS)]
 BodyT = TypeVar("BodyT")
 
-_STRICT = ConfigDict(strict=True, extra="ignore")
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class PostHogEvent(TypedDict):
-    event: Annotated[str, StringConstraints(min_length=1)]
+    event: NonEmpty
     distinct_id: NotRequired[Id | None]
     properties: NotRequired[dict[str, Any] | None]
     # ISO-8601 (read by _time: validated from decoded JSON, where strict pydantic
@@ -88,8 +88,8 @@ class PostHogEvent(TypedDict):
 
 # The body: ``{"batch": [...], ...}``, one event, or an array of events; each event is
 # validated on its own (PostHogEvent), so an error names its place (``batch[3].event``).
-BODY: TypeAdapter[list[Any] | dict[str, Any]] = TypeAdapter(list[Any] | dict[str, Any])
-EVENT = TypeAdapter(PostHogEvent)
+BODY: BodySchema[list[Any] | dict[str, Any]] = BodySchema(list[Any] | dict[str, Any])
+EVENT = BodySchema(PostHogEvent)
 
 EVENT_FIELDS: Mapping[str, str] = {
     "name": "event", "external_user_id": "distinct_id", "event_id": "uuid",
@@ -252,13 +252,11 @@ async def _raw(request: web.Request) -> bytes:
 async def capture(request: web.Request) -> web.StreamResponse:
     """POST /batch/, /capture/, /e/, /i/v0/e/: a batch, one event, or an array."""
     raw = await _raw(request)
-    try:
-        loose: Any = BODY.validate_json(raw)
-    except ValidationError:
-        loose = None
+    loose = try_json(BODY, raw)  # decoded once when it is JSON
     # The key is looked for before the body is judged: without one, only 401 is said.
     metadata = key_metadata(_key(loose), MISSING_KEY)
-    body = parse_json(BODY, raw, invalid_status=POSTHOG.invalid_status)
+    body = loose if loose is not None else parse_json(
+        BODY, raw, invalid_status=POSTHOG.invalid_status)
     calls = Calls()
     if isinstance(body, dict) and "batch" in body:
         items = body["batch"]

@@ -43,10 +43,10 @@ from typing import (
 )
 
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, StringConstraints, with_config
 from typing_extensions import TypedDict
 
-from trackd.gateway.body import parse_json, read_body
+from trackd.gateway.body import parse_json, read_body, try_json
 from trackd.gateway.convert import (
     DEPTH_IDENTIFY_TRAITS,
     OUT_OF_RANGE,
@@ -55,6 +55,7 @@ from trackd.gateway.convert import (
     properties_json,
     timestamp,
 )
+from trackd.gateway.decoding import STRICT_BODY, BodySchema
 from trackd.gateway.dialects.base import Dialect, Handler, json_response, retry_headers
 from trackd.gateway.dialects.sdk_calls import (
     Calls,
@@ -83,13 +84,11 @@ SUCCESS = {"success": True}
 MISSING_KEY = "missing write key: send it as the Basic user name or as writeKey"
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=SEGMENT_MAX_ID_CHARS)]
-Name = Annotated[str, StringConstraints(min_length=1)]
 
-_STRICT = ConfigDict(strict=True, extra="ignore")
 BodyT = TypeVar("BodyT")
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class SegmentMessage(TypedDict):
     """One call: an item of a batch, or a single-call route's body."""
 
@@ -114,7 +113,7 @@ class SegmentMessage(TypedDict):
     writeKey: NotRequired[str | None]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class SegmentBatch(TypedDict):
     batch: list[SegmentMessage]
     sentAt: NotRequired[datetime | None]
@@ -123,8 +122,8 @@ class SegmentBatch(TypedDict):
     writeKey: NotRequired[str | None]
 
 
-BATCH = TypeAdapter(SegmentBatch)
-MESSAGE = TypeAdapter(SegmentMessage)
+BATCH = BodySchema(SegmentBatch)
+MESSAGE = BodySchema(SegmentMessage)
 
 # The RPCs' field names -> a message's, by what the message became.
 EVENT_FIELDS: Mapping[str, str] = {
@@ -253,10 +252,10 @@ class _KeyOnly(TypedDict, total=False):
     writeKey: Any
 
 
-_KEY_ONLY = TypeAdapter(_KeyOnly)
+_KEY_ONLY = BodySchema(_KeyOnly)
 
 
-async def _read(request: web.Request, adapter: TypeAdapter[BodyT]) -> tuple[
+async def _read(request: web.Request, adapter: BodySchema[BodyT]) -> tuple[
         list[tuple[str, str]], BodyT]:
     """The call metadata of the request's key, then its body parsed against ``adapter``.
 
@@ -268,14 +267,18 @@ async def _read(request: web.Request, adapter: TypeAdapter[BodyT]) -> tuple[
         raise ProblemError(Problem(
             413, f"request body exceeds the limit of {SEGMENT_MAX_BODY_BYTES} bytes",
             reason="PAYLOAD_TOO_LARGE"))
+    body = None
     if key is None:
-        try:
-            found = _KEY_ONLY.validate_json(raw).get("writeKey")
-        except ValidationError:
-            found = None
+        body = try_json(adapter, raw)  # decoded once when it fits
+        if body is not None:
+            found: Any = body.get("writeKey")  # type: ignore[attr-defined]
+        else:  # the key of a body that does not fit: without one, only 401 is said
+            loose = try_json(_KEY_ONLY, raw)
+            found = loose.get("writeKey") if loose is not None else None
         key = found if isinstance(found, str) else None
     metadata = key_metadata(key, MISSING_KEY)
-    return metadata, parse_json(adapter, raw, invalid_status=SEGMENT.invalid_status)
+    return metadata, body if body is not None else parse_json(
+        adapter, raw, invalid_status=SEGMENT.invalid_status)
 
 
 @SEGMENT.handler

@@ -33,10 +33,11 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.body import read_body
+from trackd.gateway.decoding import BodySchema
 from trackd.gateway.dialects import cueflow, databuddy, databuddy_handlers, mixpanel, vibefollow
 from trackd.gateway.dialects.base import Handler, bearer_metadata
 from trackd.gateway.grpc_errors import Problem, ProblemError
@@ -62,7 +63,7 @@ class _ShapeKeys(TypedDict, total=False):
     name: Any
 
 
-_SHAPE = TypeAdapter(_ShapeKeys)
+_SHAPE = BodySchema(_ShapeKeys)
 
 
 def _quotes(raw: bytes, keys: tuple[str, ...]) -> bool:

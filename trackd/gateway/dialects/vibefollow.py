@@ -14,17 +14,17 @@ and the trait keys that are first-class profile fields.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import (
-    Annotated,
     Any,
     NotRequired,  # pydantic needs these on 3.11
 )
 
 import grpc
 from aiohttp import web
-from pydantic import ConfigDict, StringConstraints, TypeAdapter, ValidationError, with_config
+from google.protobuf.message import Message
+from pydantic import ValidationError, with_config
 from typing_extensions import TypedDict
 
 from trackd.gateway.body import describe, field_path
@@ -35,6 +35,7 @@ from trackd.gateway.convert import (
     properties_json,
     timestamp,
 )
+from trackd.gateway.decoding import STRICT_BODY, BodySchema, NonEmpty
 from trackd.gateway.dialects.base import (
     Dialect,
     bearer_metadata,
@@ -47,13 +48,8 @@ from trackd.gateway.settings import TRACKING, USERS
 from trackd.v1 import tracking_pb2, users_pb2
 from trackd.wire.keys import snake_case
 
-NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
-
-_STRICT = ConfigDict(strict=True, extra="ignore")
-
-
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class VibeFollowEvent(TypedDict):
     """One event, as the single-event body and as each item of a batch."""
 
@@ -65,15 +61,18 @@ class VibeFollowEvent(TypedDict):
     timestamp: NotRequired[datetime]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class VibeFollowBatch(TypedDict):
     events: list[VibeFollowEvent]
 
 
-EVENT = TypeAdapter(VibeFollowEvent)
-BATCH = TypeAdapter(VibeFollowBatch)
+EVENT = BodySchema(VibeFollowEvent)
+BATCH = BodySchema(VibeFollowBatch)
 
 ACCEPTED = {"data": {"accepted": True}}
+# The requests VibeFollow's routes send, each with the Idempotency-Key header's key.
+AcceptedRequest = (tracking_pb2.TrackEventRequest | tracking_pb2.BatchTrackRequest
+                   | users_pb2.UpsertUserRequest)
 
 
 def _field_name(path: str) -> str:
@@ -128,15 +127,22 @@ def _event(item: VibeFollowEvent, path: str) -> tracking_pb2.Event:
     return event
 
 
+async def _accept(request: web.Request, method: Callable[..., Awaitable[Message]],
+                  message: AcceptedRequest, metadata: list[tuple[str, str]]) -> web.Response:
+    """Send ``message`` (converted from the body) with the request's ``Idempotency-Key``
+    (checked after the body, as before) and answer VibeFollow's 202."""
+    message.idempotency_key = _idempotency_key(request)
+    await call(request, method, message, metadata)
+    return json_response(ACCEPTED, 202)
+
+
 @VIBEFOLLOW.handler
 async def track_event(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/events: one event for a user."""
     metadata = bearer_metadata(request)
     item = await VIBEFOLLOW.body(request, EVENT)
-    message = tracking_pb2.TrackEventRequest(
-        event=_event(item, ""), idempotency_key=_idempotency_key(request))
-    await call(request, request.app[TRACKING].TrackEvent, message, metadata)
-    return json_response(ACCEPTED, 202)
+    message = tracking_pb2.TrackEventRequest(event=_event(item, ""))
+    return await _accept(request, request.app[TRACKING].TrackEvent, message, metadata)
 
 
 @VIBEFOLLOW.handler
@@ -145,10 +151,8 @@ async def batch_track(request: web.Request) -> web.StreamResponse:
     metadata = bearer_metadata(request)
     batch = await VIBEFOLLOW.body(request, BATCH)
     message = tracking_pb2.BatchTrackRequest(
-        events=[_event(item, f"events[{i}].") for i, item in enumerate(batch["events"])],
-        idempotency_key=_idempotency_key(request))
-    await call(request, request.app[TRACKING].BatchTrack, message, metadata)
-    return json_response(ACCEPTED, 202)
+        events=[_event(item, f"events[{i}].") for i, item in enumerate(batch["events"])])
+    return await _accept(request, request.app[TRACKING].BatchTrack, message, metadata)
 
 
 # --- canonical lifecycle events ------------------------------------------------------
@@ -180,7 +184,7 @@ def _check_canonical(item: VibeFollowEvent, path: str) -> None:
 # --- users -----------------------------------------------------------------------------
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class VibeFollowUser(TypedDict):
     """The users body, and each record of a users/bulk body."""
 
@@ -189,13 +193,13 @@ class VibeFollowUser(TypedDict):
     traits: NotRequired[dict[str, Any] | None]
 
 
-@with_config(_STRICT)
+@with_config(STRICT_BODY)
 class VibeFollowUsers(TypedDict):
     users: list[Any]
 
 
-USER = TypeAdapter(VibeFollowUser)
-USERS_BULK = TypeAdapter(VibeFollowUsers)
+USER = BodySchema(VibeFollowUser)
+USERS_BULK = BodySchema(VibeFollowUsers)
 
 # Trait keys that are first-class profile fields -> the User field each fills; the other
 # traits are kept as free-form traits. Either spelling (signupDate, signup_date) counts.
@@ -286,10 +290,8 @@ async def upsert_user(request: web.Request) -> web.StreamResponse:
     """POST /api/v1/users: create or update one user in place."""
     metadata = bearer_metadata(request)
     item = await VIBEFOLLOW.body(request, USER)
-    message = users_pb2.UpsertUserRequest(
-        user=_user(item), idempotency_key=_idempotency_key(request))
-    await call(request, request.app[USERS].UpsertUser, message, metadata)
-    return json_response(ACCEPTED, 202)
+    message = users_pb2.UpsertUserRequest(user=_user(item))
+    return await _accept(request, request.app[USERS].UpsertUser, message, metadata)
 
 
 @VIBEFOLLOW.handler
