@@ -54,13 +54,7 @@ from google.protobuf.message import Message
 from pydantic import with_config
 from typing_extensions import TypedDict
 
-from trackd.gateway.convert import (
-    DEPTH_USER_TRAITS,
-    fill_struct,
-    properties_json,
-    struct_values,
-    timestamp,
-)
+from trackd.gateway import convert
 from trackd.gateway.decoding import STRICT_BODY, BodySchema, NonEmpty
 from trackd.gateway.dialects.base import (
     Dialect,
@@ -188,7 +182,7 @@ def _contact(user: users_pb2.User) -> dict[str, Any]:
     for name, proto in PROFILE_FIELDS.items():
         contact[name] = getattr(user, proto) if user.HasField(proto) else None
     contact["signedUpAt"] = _iso(user.signed_up_at) if user.HasField("signed_up_at") else None
-    contact["customAttributes"] = struct_values(user.traits)
+    contact["customAttributes"] = convert.struct_values(user.traits)
     contact["createdAt"] = _iso(user.created_at)
     contact["updatedAt"] = _iso(user.updated_at)
     return {"data": contact}
@@ -203,9 +197,10 @@ def _user(external_id: str, body: ContactChange | NewContact) -> users_pb2.User:
         if name in body:
             setattr(user, proto, body[name] or "")  # type: ignore[literal-required]
     if "signedUpAt" in body:
-        user.signed_up_at.CopyFrom(timestamp(body["signedUpAt"], "signedUpAt"))
+        user.signed_up_at.CopyFrom(convert.timestamp(body["signedUpAt"], "signedUpAt"))
     if "customAttributes" in body:
-        fill_struct(user.traits, body["customAttributes"], "customAttributes", DEPTH_USER_TRAITS)
+        convert.fill_struct(user.traits, body["customAttributes"], "customAttributes",
+                            convert.DEPTH_USER_TRAITS)
     return user
 
 
@@ -290,8 +285,8 @@ async def track_event(request: web.Request) -> web.StreamResponse:
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the database keeps ms
     event = tracking_pb2.Event(name=item["eventKey"], external_user_id=item["externalId"])
-    event.timestamp.CopyFrom(timestamp(now, "timestamp"))
-    event.properties_json = properties_json(properties, "properties")
+    event.timestamp.CopyFrom(convert.timestamp(now, "timestamp"))
+    event.properties_json = convert.properties_json(properties, "properties")
     message = tracking_pb2.TrackEventRequest(
         event=event, unknown_user=tracking_pb2.UNKNOWN_USER_POLICY_REJECT)
     response = await call(request, request.app[TRACKING].TrackEvent, message, metadata)
