@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 
 from tests.helpers import KeyFactory
 from trackd.gateway.console import STATIC
-from trackd.gateway.console_streams import end_streams
+from trackd.gateway.console_streams import end_streams, http_status
 from trackd.gateway.front_door import PAGE_CSP
 from trackd.server.app import ServerConfig, TrackdServer
 from trackd.server.auth import ALL_SCOPES, DEFAULT_SCOPES, SCOPE_EVENTS_READ
@@ -255,3 +255,15 @@ async def test_a_stream_checks_the_key_with_no_call_but_its_own(
         assert await stream.content.readuntil(b"\n\n") == b": open\n\n"
         stream.close()
     assert calls("GetOverview") - overviews == 0
+
+
+def test_a_refusals_http_status_is_the_one_its_door_answered() -> None:
+    """As each dialect renders it: VibeFollow's invalid event is its 422, Amplitude's bad
+    key its 400 (the one status its SDK does not retry), gRPC has none."""
+    code = {c: c.value[0] for c in grpc.StatusCode}
+    assert http_status("vibefollow", code[grpc.StatusCode.INVALID_ARGUMENT], "") == 422
+    assert http_status("amplitude", code[grpc.StatusCode.UNAUTHENTICATED],
+                       "API_KEY_INVALID") == 400
+    assert http_status("segment", code[grpc.StatusCode.UNAUTHENTICATED], "") == 401
+    assert http_status("mixpanel", code[grpc.StatusCode.RESOURCE_EXHAUSTED], "") == 429
+    assert http_status("grpc", code[grpc.StatusCode.INVALID_ARGUMENT], "") is None
