@@ -178,23 +178,15 @@ class _PlainProperties(_Walker[Any]):
 
 def _clean(values: dict[str, Any] | list[Any], depth: int) -> bool:
     """Whether ``values`` (at ``depth``) is stored exactly as parsed: no rule broken, no
-    number to normalize. One pass over the entries, each key checked with its value,
-    building nothing; :class:`_PlainProperties` does the rest when it is not. The rules
-    are :func:`valid_property_key`'s and :func:`_number`'s, inlined: this runs for every
-    property of every event."""
+    number to normalize. One pass over the entries, each key checked with its value
+    (:func:`valid_property_key`), building nothing; :class:`_PlainProperties` does the
+    rest when it is not."""
     if depth > MAX_PROPERTY_DEPTH:
         return False
     if isinstance(values, list):
         return all(_clean_value(value, depth) for value in values)
-    for key, value in values.items():
-        if not key or key[0] == "$" or "\x00" in key or len(key) > MAX_PROPERTY_KEY_CHARS:
-            return False
-        kind = type(value)
-        if kind is str or kind is bool or value is None:
-            continue
-        if not _clean_value(value, depth):
-            return False
-    return True
+    return all(valid_property_key(key) and len(key) <= MAX_PROPERTY_KEY_CHARS
+               and _clean_value(value, depth) for key, value in values.items())
 
 
 def _clean_value(value: Any, depth: int) -> bool:
